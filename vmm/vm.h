@@ -1,0 +1,98 @@
+/* The root object: one struct vm owns everything for one VM and is passed
+ * explicitly. Lifecycle:
+ *   vm_create()  KVM VM, RAM, irqchip, devices, vCPUs, kernel loaded  -> CREATED
+ *   vm_start()   vCPU threads run                                     -> RUNNING
+ *   vm_pause() / vm_resume()                                          <-> PAUSED
+ *   guest exit/poweroff/reset/error, or vm_request_exit()             -> SHUTDOWN
+ *   vm_wait_exit() returns the exit status; vm_destroy() frees it all. */
+#ifndef VMM_VM_H
+#define VMM_VM_H
+
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "vmm/boot.h"
+#include "vmm/bus.h"
+#include "vmm/config.h"
+#include "vmm/device.h"
+#include "vmm/eventloop.h"
+#include "vmm/mem.h"
+
+enum vm_state { VM_STATE_CREATED, VM_STATE_RUNNING, VM_STATE_PAUSED, VM_STATE_SHUTDOWN };
+
+const char *vm_state_name(enum vm_state s);
+
+struct vcpu_stats {
+	_Atomic uint64_t exits, io, mmio, hlt, irq_window, intr;
+};
+
+struct vcpu {
+	struct vm *vm;
+	unsigned id;
+	int fd;
+	struct kvm_run *run;
+	size_t run_size;
+	pthread_t thread;
+	bool thread_started;
+	struct vcpu_stats stats;
+};
+
+struct vm {
+	struct vm_config cfg;
+	int kvm_fd, vm_fd;
+	struct guest_mem mem;
+	struct bus pio, mmio;
+	struct event_loop loop;
+	unsigned nr_vcpus;
+	struct vcpu *vcpus;
+	struct device *devices;            /* singly linked, in creation order */
+	struct boot_entry boot;
+	struct kvm_cpuid2 *cpuid;          /* per-VM template; per-vCPU APIC ids patched in */
+
+	/* Interrupt routing: the GSI table we last gave KVM_SET_GSI_ROUTING. */
+	pthread_mutex_t irq_lock;
+	struct kvm_irq_routing *routing;
+	unsigned next_gsi;
+
+	/* Lifecycle, guarded by lock; cond signals state changes. */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	enum vm_state state;
+	bool pause_requested;
+	unsigned nr_paused;                /* vCPU threads parked in the pause point */
+	unsigned nr_running_threads;
+	bool exit_requested;
+	int exit_status;
+	char exit_reason[160];
+	uint64_t start_ns;
+};
+
+int vm_create(struct vm **out, const struct vm_config *cfg, char *err, size_t errlen);
+int vm_start(struct vm *vm);
+/* Park every vCPU at a clean point (out of KVM_RUN); returns when all are parked. */
+int vm_pause(struct vm *vm);
+int vm_resume(struct vm *vm);
+/* Ask the VM to stop: status becomes the process exit status. Safe from any
+ * thread, including vCPU threads; the first request wins. */
+void vm_request_exit(struct vm *vm, int status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Block until the VM has shut down and all vCPU threads are joined. */
+int vm_wait_exit(struct vm *vm);
+void vm_destroy(struct vm *vm);
+
+void vm_add_device(struct vm *vm, struct device *dev, const struct device_ops *ops, const char *name);
+
+/* Interrupts: level for GSI lines (ISA IRQs through PIC+IOAPIC), MSI injection,
+ * and irqfd/ioeventfd helpers for device back ends. */
+int vm_irq_line(struct vm *vm, unsigned gsi, int level);
+int vm_signal_msi(struct vm *vm, uint64_t addr, uint32_t data);
+/* Allocate a GSI routed to an MSI (addr,data) and return it; update with vm_msi_route_update. */
+int vm_msi_route_add(struct vm *vm, uint64_t addr, uint32_t data, unsigned *gsi);
+int vm_msi_route_update(struct vm *vm, unsigned gsi, uint64_t addr, uint32_t data);
+int vm_irqfd(struct vm *vm, int fd, unsigned gsi, bool assign);
+int vm_ioeventfd(struct vm *vm, int fd, uint64_t addr, uint32_t len, bool pio, bool assign);
+
+#endif
