@@ -8,30 +8,46 @@
 #define PORT_SPEAKER 0x61
 #define SPEAKER_GATE2 0x01
 #define SPEAKER_DATA  0x02
-#define SPEAKER_OUT2  0x20
 #define CALIBRATE_MS 5
-#define CALIBRATE_MAX_POLLS 1000000
+#define CALIBRATE_MAX_POLLS 100000
 
 static volatile u64 tsc_freq;
 static u64 tsc_origin;
 static struct spinlock calib_lock;
 
+/* Read channel 2's current count with a counter-latch command (8254 §"Read
+ * operations"): reading the count works whether or not port 0x61 (gate and
+ * OUT2) exists; QEMU's microvm, for one, has no port 0x61. */
+static u16 pit_ch2_read(void)
+{
+	outb(PIT_CMD, 0x80);           /* latch channel 2 */
+	u8 lo = inb(PIT_CH2);
+	u8 hi = inb(PIT_CH2);
+	return (u16)(lo | (hi << 8));
+}
+
 static u64 calibrate_pit(void)
 {
-	u32 count = (u32)(PIT_HZ * CALIBRATE_MS / 1000);
+	const u16 start = 0xffff;
+	const u32 window = (u32)(PIT_HZ * CALIBRATE_MS / 1000);
 	u8 spk = inb(PORT_SPEAKER);
 
-	outb(PORT_SPEAKER, (spk & ~SPEAKER_DATA) & ~SPEAKER_GATE2);
+	/* Gate 2 high, speaker off (no effect where the port is absent). */
+	outb(PORT_SPEAKER, (u8)((spk & ~SPEAKER_DATA) | SPEAKER_GATE2));
 	outb(PIT_CMD, 0xb0);           /* channel 2, lo/hi byte, mode 0, binary */
-	outb(PIT_CH2, (u8)count);
-	outb(PIT_CH2, (u8)(count >> 8));
-	outb(PORT_SPEAKER, (spk & ~SPEAKER_DATA) | SPEAKER_GATE2);   /* start counting */
+	outb(PIT_CH2, (u8)start);
+	outb(PIT_CH2, (u8)(start >> 8));
+
+	/* Counting starts with the count write; time from the first change. */
+	u16 c0 = pit_ch2_read();
 	u64 t0 = rdtsc();
 	for (u32 i = 0; i < CALIBRATE_MAX_POLLS; i++) {
-		if (inb(PORT_SPEAKER) & SPEAKER_OUT2) {
+		u16 c = pit_ch2_read();
+		if (c > c0)                /* wrapped or not counting sanely */
+			break;
+		if ((u32)(c0 - c) >= window) {
 			u64 t1 = rdtsc();
-			outb(PORT_SPEAKER, spk & ~SPEAKER_GATE2);
-			return (t1 - t0) * 1000 / CALIBRATE_MS;
+			return (t1 - t0) * PIT_HZ / (u32)(c0 - c);
 		}
 	}
 	return 0;
