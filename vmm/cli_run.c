@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -133,6 +134,41 @@ static bool console_raw(struct termios *saved)
 	return true;
 }
 
+static long long status_kib(const char *field)
+{
+	char line[256];
+	long long v = -1;
+	size_t n = strlen(field);
+	FILE *f = fopen("/proc/self/status", "r");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, field, n) && line[n] == ':')
+			v = atoll(line + n + 1);
+	fclose(f);
+	return v;
+}
+
+/* VMM_REPORT_RSS=1: print peak RSS and the guest RAM that is resident, so a
+ * benchmark can compute the VMM's own memory overhead. */
+static void report_rss(const struct vm *vm)
+{
+	const struct guest_mem *mem = &vm->mem;
+	size_t pages = mem->size / MEM_PAGE_SIZE;
+	unsigned char *vec = malloc(pages ? pages : 1);
+	unsigned long long resident = 0;
+
+	if (!vec)
+		return;
+	if (mincore(mem->base, mem->size, vec) == 0)
+		for (size_t i = 0; i < pages; i++)
+			resident += vec[i] & 1;
+	free(vec);
+	fprintf(stderr, "vmm-stats: peak_rss_kib=%lld guest_resident_kib=%llu\n", status_kib("VmHWM"),
+		resident * (MEM_PAGE_SIZE / 1024));
+}
+
 static int run_vm(const struct vm_config *cfg)
 {
 	char err[512] = "";
@@ -156,6 +192,8 @@ static int run_vm(const struct vm_config *cfg)
 			cli_error("%s", vm->exit_reason);
 		else
 			log_info("vm", "%s", vm->exit_reason);
+		if (getenv("VMM_REPORT_RSS"))
+			report_rss(vm);
 	}
 	if (raw)
 		tcsetattr(STDIN_FILENO, TCSANOW, &saved);
