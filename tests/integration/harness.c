@@ -123,11 +123,34 @@ static pid_t spawn(const char *const argv[], int out_fd, int err_fd)
 	_exit(127);
 }
 
-static void collect(int out_rd, int err_rd, pid_t pid, int timeout_ms, struct run_result *r,
-		    struct capture *out, struct capture *err)
+/* SIGSTOP/SIGCONT the child on schedule; returns ms until the next event. */
+static long long pause_step(pid_t pid, const struct run_opts *o, long long start, int *state)
 {
-	long long deadline = now_ms() + timeout_ms;
+	long long now = now_ms();
+
+	if (o->stop_at_ms <= 0 || *state == 2)
+		return 1000;
+	if (*state == 0) {
+		if (now < start + o->stop_at_ms)
+			return start + o->stop_at_ms - now;
+		kill(pid, SIGSTOP);
+		*state = 1;
+	}
+	long long resume = start + o->stop_at_ms + o->stop_for_ms;
+	if (now < resume)
+		return resume - now;
+	kill(pid, SIGCONT);
+	*state = 2;
+	return 1000;
+}
+
+static void collect(int out_rd, int err_rd, pid_t pid, const struct run_opts *o,
+		    struct run_result *r, struct capture *out, struct capture *err)
+{
+	long long start = now_ms();
+	long long deadline = start + o->timeout_ms;
 	bool out_open = true, err_open = true;
+	int pause_state = 0;
 
 	while (out_open || err_open) {
 		long long left = deadline - now_ms();
@@ -136,9 +159,14 @@ static void collect(int out_rd, int err_rd, pid_t pid, int timeout_ms, struct ru
 			r->timed_out = true;
 			break;
 		}
+		long long next = pause_step(pid, o, start, &pause_state);
+		if (next < left)
+			left = next > 0 ? next : 1;
 		struct pollfd p[2] = { { out_open ? out_rd : -1, POLLIN, 0 },
 				       { err_open ? err_rd : -1, POLLIN, 0 } };
 		int n = poll(p, 2, (int)(left > 1000 ? 1000 : left));
+		if (n == 0)
+			continue;
 		if (n < 0 && errno != EINTR)
 			break;
 		if (out_open && (p[0].revents & (POLLIN | POLLHUP | POLLERR)))
@@ -149,6 +177,13 @@ static void collect(int out_rd, int err_rd, pid_t pid, int timeout_ms, struct ru
 }
 
 int harness_run(const char *const argv[], int timeout_ms, struct run_result *r)
+{
+	struct run_opts o = { .timeout_ms = timeout_ms };
+
+	return harness_run_opts(argv, &o, r);
+}
+
+int harness_run_opts(const char *const argv[], const struct run_opts *opts, struct run_result *r)
 {
 	int out_pipe[2] = { -1, -1 }, err_pipe[2] = { -1, -1 };
 	struct capture out = { 0 }, err = { 0 };
@@ -166,7 +201,7 @@ int harness_run(const char *const argv[], int timeout_ms, struct run_result *r)
 	close(err_pipe[1]);
 	out_pipe[1] = err_pipe[1] = -1;
 
-	collect(out_pipe[0], err_pipe[0], pid, timeout_ms, r, &out, &err);
+	collect(out_pipe[0], err_pipe[0], pid, opts, r, &out, &err);
 	if (r->timed_out) {
 		/* Drain what is left so the output up to the kill is kept. */
 		while (capture_read(out_pipe[0], &out))

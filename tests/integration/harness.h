@@ -34,6 +34,16 @@ int harness_timeout_ms(int base_ms);
  * @r for how it ended) or -errno if it could not be started. */
 int harness_run(const char *const argv[], int timeout_ms, struct run_result *r);
 
+/* Options for harness_run_opts(). stop_at_ms > 0 freezes the whole vmm
+ * process (SIGSTOP) that long after the start, for stop_for_ms, then resumes
+ * it (SIGCONT): a guest-visible pause without any VMM help. */
+struct run_opts {
+	int timeout_ms;
+	int stop_at_ms;
+	int stop_for_ms;
+};
+int harness_run_opts(const char *const argv[], const struct run_opts *opts, struct run_result *r);
+
 /* Boot the test guest: "run --kernel $VMM_IMAGES/testguest.elf
  * [--cmdline @cmdline] @extra...". @cmdline may be NULL, @extra may be NULL. */
 int harness_run_guest(const char *cmdline, const char *const extra[], int timeout_ms,
