@@ -8,9 +8,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <termios.h>
 #include <unistd.h>
 
+#include "api/config_json.h"
 #include "vmm/cli.h"
 #include "vmm/log.h"
 #include "vmm/vm.h"
@@ -52,6 +54,8 @@ static void run_usage(FILE *f)
 		"  --cpus N             vCPUs (1..%d, default 1)\n"
 		"  --memory MIB         guest RAM in MiB (default %d)\n"
 		"  --console KIND       stdio (default), file:PATH, or none\n"
+		"  --config FILE        the VM as JSON (the same document as the API's vm.create);\n"
+		"                       flags given as well override its fields\n"
 		"  -v, --verbose        more log output (repeat for debug)\n"
 		"  -h, --help           this help\n\n"
 		"Exit status: the value the guest writes to the debug-exit port (0xf4),\n"
@@ -67,7 +71,7 @@ static int set_string(char **dst, const char *src)
 	return *dst ? 0 : -ENOMEM;
 }
 
-enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEMORY, OPT_CONSOLE };
+enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEMORY, OPT_CONSOLE, OPT_CONFIG };
 
 static const struct option run_options[] = {
 	{ "kernel", required_argument, NULL, OPT_KERNEL },
@@ -76,6 +80,7 @@ static const struct option run_options[] = {
 	{ "cpus", required_argument, NULL, OPT_CPUS },
 	{ "memory", required_argument, NULL, OPT_MEMORY },
 	{ "console", required_argument, NULL, OPT_CONSOLE },
+	{ "config", required_argument, NULL, OPT_CONFIG },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
@@ -108,6 +113,8 @@ static int run_apply_option(struct vm_config *cfg, int opt, const char *arg)
 		}
 		cfg->memory_mib = v;
 		return 0;
+	case OPT_CONFIG:
+		return 0; /* applied before the other flags, see run_load_config */
 	case OPT_CONSOLE:
 		if (config_parse_console(cfg, arg, err, sizeof(err))) {
 			cli_error("--%s", err);
@@ -133,6 +140,41 @@ static bool console_raw(struct termios *saved)
 	return true;
 }
 
+static long long status_kib(const char *field)
+{
+	char line[256];
+	long long v = -1;
+	size_t n = strlen(field);
+	FILE *f = fopen("/proc/self/status", "r");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, field, n) && line[n] == ':')
+			v = atoll(line + n + 1);
+	fclose(f);
+	return v;
+}
+
+/* VMM_REPORT_RSS=1: print peak RSS and the guest RAM that is resident, so a
+ * benchmark can compute the VMM's own memory overhead. */
+static void report_rss(const struct vm *vm)
+{
+	const struct guest_mem *mem = &vm->mem;
+	size_t pages = mem->size / MEM_PAGE_SIZE;
+	unsigned char *vec = malloc(pages ? pages : 1);
+	unsigned long long resident = 0;
+
+	if (!vec)
+		return;
+	if (mincore(mem->base, mem->size, vec) == 0)
+		for (size_t i = 0; i < pages; i++)
+			resident += vec[i] & 1;
+	free(vec);
+	fprintf(stderr, "vmm-stats: peak_rss_kib=%lld guest_resident_kib=%llu\n", status_kib("VmHWM"),
+		resident * (MEM_PAGE_SIZE / 1024));
+}
+
 static int run_vm(const struct vm_config *cfg)
 {
 	char err[512] = "";
@@ -156,11 +198,60 @@ static int run_vm(const struct vm_config *cfg)
 			cli_error("%s", vm->exit_reason);
 		else
 			log_info("vm", "%s", vm->exit_reason);
+		if (getenv("VMM_REPORT_RSS"))
+			report_rss(vm);
 	}
 	if (raw)
 		tcsetattr(STDIN_FILENO, TCSANOW, &saved);
 	vm_destroy(vm);
 	return status;
+}
+
+#define RUN_CONFIG_MAX (1 << 20)
+
+static int run_load_config(struct vm_config *cfg, const char *path)
+{
+	char err[512];
+	char *json = NULL;
+	size_t len = 0;
+	FILE *f = fopen(path, "r");
+	int ret;
+
+	if (!f) {
+		cli_error("--config: cannot open '%s': %s", path, strerror_safe(errno));
+		return -errno;
+	}
+	json = malloc(RUN_CONFIG_MAX + 1);
+	if (!json) {
+		fclose(f);
+		return -ENOMEM;
+	}
+	len = fread(json, 1, RUN_CONFIG_MAX + 1, f);
+	if (len > RUN_CONFIG_MAX) {
+		cli_error("--config: '%s' is larger than %d bytes", path, RUN_CONFIG_MAX);
+		free(json);
+		fclose(f);
+		return -EFBIG;
+	}
+	fclose(f);
+	ret = config_from_json(cfg, json, len, err, sizeof(err));
+	free(json);
+	if (ret)
+		cli_error("--config %s: %s", path, err);
+	return ret;
+}
+
+/* --config is applied first wherever it appears, so flags can override it. */
+static int run_find_config(int argc, char **argv, struct vm_config *cfg)
+{
+	int opt;
+
+	optind = 1;
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, "+vh", run_options, NULL)) != -1)
+		if (opt == OPT_CONFIG)
+			return run_load_config(cfg, optarg);
+	return 0;
 }
 
 int cli_run(int argc, char **argv)
@@ -170,6 +261,10 @@ int cli_run(int argc, char **argv)
 	int opt, status, verbosity = 0;
 
 	config_init(&cfg);
+	if (run_find_config(argc, argv, &cfg)) {
+		config_free(&cfg);
+		return CLI_EXIT_USAGE;
+	}
 	optind = 1;
 	opterr = 0;
 	while ((opt = getopt_long(argc, argv, "+vh", run_options, NULL)) != -1) {
