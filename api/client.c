@@ -150,7 +150,7 @@ int api_client_request(const char *sock_path, const char *method, const char *pa
 		       char *err, size_t errlen)
 {
 	char *head = NULL, *raw = NULL;
-	size_t raw_len;
+	size_t raw_len = 0;
 	int fd, ret, n;
 
 	memset(reply, 0, sizeof(*reply));
@@ -306,17 +306,8 @@ int cli_ctl(int argc, char **argv)
 
 	optind = 1;
 	opterr = 0;
-	/* Options may come before or after the verb. */
-	while (optind < argc) {
-		opt = getopt_long(argc, argv, "h", ctl_options, NULL);
-		if (opt == -1) {
-			if (verb) {
-				cli_error("ctl: unexpected argument '%s'", argv[optind]);
-				return CLI_EXIT_USAGE;
-			}
-			verb = argv[optind++];
-			continue;
-		}
+	/* Options may come before or after the verb (GNU getopt permutes). */
+	while ((opt = getopt_long(argc, argv, "h", ctl_options, NULL)) != -1) {
 		switch (opt) {
 		case 'h':
 			ctl_usage(stdout);
@@ -332,6 +323,12 @@ int cli_ctl(int argc, char **argv)
 				  argv[optind - 1]);
 			return CLI_EXIT_USAGE;
 		}
+	}
+	if (optind < argc)
+		verb = argv[optind++];
+	if (optind < argc) {
+		cli_error("ctl: unexpected argument '%s'", argv[optind]);
+		return CLI_EXIT_USAGE;
 	}
 	if (!sock || !verb) {
 		cli_error("ctl: %s is required (see 'vmm ctl --help')", sock ? "a VERB" : "--api-sock");
