@@ -47,6 +47,7 @@ all: $(BUILD)/vmm images
 include images/testguest/guest.mk
 -include tests/vfio-user-nic/server.mk
 -include bench/bench.mk
+-include $(wildcard bench/*/*.mk)
 -include tests/fuzz/fuzz.mk
 
 deps:
@@ -76,6 +77,9 @@ check: check-unit check-integration check-asan $(CHECK_EXTRA)
 
 test: deps
 	@$(MAKE) --no-print-directory check
+
+# Benchmark fragments append their targets to BENCH_TARGETS.
+bench: all $(BENCH_TARGETS)
 
 clean:
 	rm -rf $(BUILD)

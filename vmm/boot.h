@@ -11,7 +11,26 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "vmm/layout.h"
 #include "vmm/mem.h"
+
+/* GDT the VMM writes at LAYOUT_GDT. Linux's boot protocol names 0x10 and
+ * 0x18 (__BOOT_CS/__BOOT_DS); PVH only asks for flat segments, so both
+ * modes share the layout and only the code descriptor's L/D bits differ. */
+#define BOOT_GDT_CS        0x10
+#define BOOT_GDT_DS        0x18
+#define BOOT_GDT_TSS       0x20
+#define BOOT_GDT_ENTRIES   5
+
+/* PVH module list, in the LAYOUT_PVH_MEMMAP page after the memory map. */
+#define BOOT_PVH_MODLIST   (LAYOUT_PVH_MEMMAP + 0x800)
+#define BOOT_PVH_MEMMAP_MAX 16
+
+/* Identity map for Linux 64-bit entry: 4 GiB with 2 MiB pages. */
+#define BOOT_PT_PML4       LAYOUT_PAGE_TABLES
+#define BOOT_PT_PDPT       (LAYOUT_PAGE_TABLES + 0x1000)
+#define BOOT_PT_PD         (LAYOUT_PAGE_TABLES + 0x2000)
+#define BOOT_PT_NR_PD      4
 
 enum boot_mode {
 	BOOT_MODE_PVH,       /* 32-bit protected mode, paging off, ebx = hvm_start_info */
