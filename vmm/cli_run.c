@@ -181,7 +181,8 @@ static void report_rss(const struct vm *vm)
  * guest has finished, hand our references to a child that outlives us by a
  * moment: the caller gets our exit status at once, and the child, with no
  * stdio, closes the last references after we are gone. VMM_SYNC_TEARDOWN=1
- * turns this off. Returns only in the child or when forking fails. */
+ * turns this off (the ASan pass sets it so leak checks run at exit).
+ * Returns only when teardown is synchronous or forking fails. */
 static void run_exit_fast(int status)
 {
 	int pipefd[2];
@@ -241,8 +242,7 @@ static int run_vm(const struct vm_config *cfg)
 	}
 	if (raw)
 		tcsetattr(STDIN_FILENO, TCSANOW, &saved);
-	if (!getenv("VMM_LEAK_CHECK"))
-		run_exit_fast(status);
+	run_exit_fast(status);
 	vm_destroy(vm);
 	return status;
 }
