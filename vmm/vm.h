@@ -71,6 +71,12 @@ struct vm {
 };
 
 int vm_create(struct vm **out, const struct vm_config *cfg, char *err, size_t errlen);
+/* Like vm_create but without loading a kernel; if @mem is given, the VM takes
+ * ownership of that RAM (restore, incoming migration, live update). */
+int vm_create_bare(struct vm **out, const struct vm_config *cfg, struct guest_mem *mem,
+		   char *err, size_t errlen);
+/* (Re)register RAM with KVM; @flags e.g. KVM_MEM_LOG_DIRTY_PAGES. */
+int vm_set_memslots(struct vm *vm, uint32_t flags);
 int vm_start(struct vm *vm);
 /* Park every vCPU at a clean point (out of KVM_RUN); returns when all are parked. */
 int vm_pause(struct vm *vm);

@@ -1,0 +1,214 @@
+/* The virtio-iommu translation state: domains, endpoints and mappings
+ * (virtio 1.2 §5.13), independent of any transport, so it can be unit-tested,
+ * saved into the state tree and shadowed into VFIO later.
+ *
+ * Structure:
+ *   - endpoints: the endpoint IDs this IOMMU manages (PCI requester IDs of the
+ *     devices placed behind it), registered by the VMM before the guest runs;
+ *   - domains: created by ATTACH, destroyed when their last endpoint detaches;
+ *   - mappings: per domain, non-overlapping [virt_start, virt_end] -> phys.
+ * All three live in AVL trees (keyed by endpoint ID, domain ID, virt_start),
+ * so lookup, insertion and removal are O(log n).
+ *
+ * Errors are negative errnos chosen so the request layer maps them 1:1 to
+ * virtio status codes (iommu_errno_to_status()):
+ *   -EINVAL -> S_INVAL, -ERANGE -> S_RANGE, -ENOENT -> S_NOENT,
+ *   -ENOMEM -> S_NOMEM, -EOPNOTSUPP -> S_UNSUPP, -EFAULT -> S_FAULT.
+ *
+ * Translation: iommu_translate() takes an endpoint, an IOVA range and the
+ * access type, and returns the guest-physical address, or -EFAULT plus a
+ * fault record (reason, flags, address) for the event queue. Each endpoint
+ * has a small translation cache; every change of the translation state (MAP,
+ * UNMAP, ATTACH, DETACH, bypass, reset) bumps one generation counter before
+ * the call returns, which invalidates every cached entry at once: an UNMAP is
+ * in effect for every translation that starts after iommu_unmap() returned.
+ *
+ * Locking: one mutex serializes changes and cache misses; cache hits are
+ * lock-free (per-entry sequence counter + generation check), so the DMA fast
+ * path of a device costs a few loads. Any thread may call any function. */
+#ifndef DEVICES_IOMMU_MAP_H
+#define DEVICES_IOMMU_MAP_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+/* MAP flags (virtio 1.2 §5.13.6.5). */
+#define IOMMU_MAP_F_READ   (1u << 0)
+#define IOMMU_MAP_F_WRITE  (1u << 1)
+#define IOMMU_MAP_F_MMIO   (1u << 2)
+/* ATTACH flags (§5.13.6.3). */
+#define IOMMU_ATTACH_F_BYPASS (1u << 0)
+
+/* Access type for translation. */
+#define IOMMU_PERM_READ    IOMMU_MAP_F_READ    /* device reads guest memory */
+#define IOMMU_PERM_WRITE   IOMMU_MAP_F_WRITE   /* device writes guest memory */
+
+/* Fault reasons and flags (§5.13.6.9). */
+#define IOMMU_FAULT_R_UNKNOWN 0
+#define IOMMU_FAULT_R_DOMAIN  1
+#define IOMMU_FAULT_R_MAPPING 2
+#define IOMMU_FAULT_F_READ    (1u << 0)
+#define IOMMU_FAULT_F_WRITE   (1u << 1)
+#define IOMMU_FAULT_F_ADDRESS (1u << 8)
+
+/* Reserved-region subtypes for PROBE (§5.13.6.8.1). */
+#define IOMMU_RESV_MEM_T_RESERVED 0
+#define IOMMU_RESV_MEM_T_MSI      1
+
+#define IOMMU_TLB_ENTRIES 8          /* per endpoint, direct-mapped by IOVA page */
+#define IOMMU_MAX_RESV    4
+
+struct iommu_avl {                    /* intrusive AVL node */
+	struct iommu_avl *left, *right;
+	uint64_t key;
+	int height;
+};
+
+struct iommu_mapping {
+	struct iommu_avl node;             /* key = virt_start */
+	uint64_t virt_end;                 /* inclusive */
+	uint64_t phys;
+	uint32_t flags;
+};
+
+struct iommu_domain {
+	struct iommu_avl node;             /* key = domain ID */
+	bool bypass;                       /* created with ATTACH_F_BYPASS */
+	unsigned nr_endpoints;
+	uint64_t nr_mappings;
+	struct iommu_avl *mappings;
+};
+
+/* One cached translation: [start, end] -> phys with flags, valid while
+ * gen equals the IOMMU generation. seq is odd while the entry is written. */
+struct iommu_tlb_entry {
+	_Atomic uint32_t seq;
+	uint64_t gen, start, end, phys;    /* accessed with __atomic relaxed ops */
+	uint32_t flags;
+};
+
+struct iommu_endpoint {
+	struct iommu_avl node;             /* key = endpoint ID */
+	struct iommu_domain *domain;       /* NULL = not attached */
+	struct iommu_tlb_entry tlb[IOMMU_TLB_ENTRIES];
+	_Atomic uint64_t tlb_hits, tlb_misses, faults;
+};
+
+struct iommu_resv {
+	uint64_t start, end;               /* inclusive */
+	uint8_t subtype;                   /* IOMMU_RESV_MEM_T_* */
+};
+
+struct iommu_params {
+	uint64_t page_size_mask;           /* lowest set bit = granule; 0 -> 4 KiB pages */
+	uint64_t input_start, input_end;   /* IOVA window (inclusive) */
+	uint32_t domain_start, domain_end; /* valid domain IDs (inclusive) */
+	bool bypass;                       /* initial config.bypass (BYPASS_CONFIG) */
+	uint64_t max_mappings;             /* across all domains; 0 -> 1 Mi */
+	unsigned nr_resv;
+	struct iommu_resv resv[IOMMU_MAX_RESV];
+};
+
+struct iommu {
+	struct iommu_params params;
+	pthread_mutex_t lock;
+	_Atomic uint64_t gen;              /* bumped on every translation change */
+	_Atomic bool bypass;               /* config.bypass, current value */
+	struct iommu_avl *endpoints, *domains;
+	unsigned nr_endpoints, nr_domains;
+	uint64_t nr_mappings;
+	/* Counters for vm.info / vm.counters. */
+	_Atomic uint64_t nr_map_ops, nr_unmap_ops, nr_faults;
+};
+
+struct iommu_fault {
+	uint8_t reason;                    /* IOMMU_FAULT_R_* */
+	uint32_t flags;                    /* IOMMU_FAULT_F_* */
+	uint32_t endpoint;
+	uint64_t address;
+};
+
+/* Fill @p with this VMM's defaults: 4 KiB granule, 48-bit IOVA window,
+ * domains 1..65535, bypass off, the x86 MSI window reserved. */
+void iommu_params_default(struct iommu_params *p);
+int iommu_init(struct iommu *io, const struct iommu_params *p);
+void iommu_destroy(struct iommu *io);
+/* Device reset (§5.13.5): every endpoint detached, every domain gone.
+ * config.bypass keeps its value (§5.13.4.2). */
+void iommu_reset(struct iommu *io);
+/* System reset: iommu_reset() and config.bypass back to its initial value. */
+void iommu_system_reset(struct iommu *io);
+void iommu_set_bypass(struct iommu *io, bool bypass);
+
+/* Endpoints managed by this IOMMU (VMM side, not guest requests). Add them
+ * before the guest runs: endpoints are never removed before iommu_destroy(),
+ * so the returned pointer stays valid and is the handle for the fast path. */
+int iommu_endpoint_add(struct iommu *io, uint32_t ep, struct iommu_endpoint **out);
+struct iommu_endpoint *iommu_endpoint_find(struct iommu *io, uint32_t ep);
+static inline uint32_t iommu_endpoint_id(const struct iommu_endpoint *e)
+{
+	return (uint32_t)e->node.key;
+}
+
+/* Guest requests. Return 0 or the negative errno documented above. */
+int iommu_attach(struct iommu *io, uint32_t domain, uint32_t ep, uint32_t flags);
+int iommu_detach(struct iommu *io, uint32_t domain, uint32_t ep);
+int iommu_map(struct iommu *io, uint32_t domain, uint64_t virt_start, uint64_t virt_end,
+	      uint64_t phys, uint32_t flags);
+int iommu_unmap(struct iommu *io, uint32_t domain, uint64_t virt_start, uint64_t virt_end);
+
+/* Translate [iova, iova+len) for endpoint @ep with access @perm (IOMMU_PERM_*).
+ * The range may span adjacent mappings only if their physical ranges are
+ * contiguous too. 0 and *gpa on success; -EFAULT with *fault filled when the
+ * access is not allowed (fault may be NULL); -EINVAL on len 0 or wrap. */
+int iommu_translate_ep(struct iommu *io, struct iommu_endpoint *ep, uint64_t iova, uint64_t len,
+		       uint32_t perm, uint64_t *gpa, struct iommu_fault *fault);
+/* By endpoint ID (looks the endpoint up; unknown -> -ENOENT). */
+int iommu_translate(struct iommu *io, uint32_t ep, uint64_t iova, uint64_t len, uint32_t perm,
+		    uint64_t *gpa, struct iommu_fault *fault);
+/* Same walk on a domain's mapping tree directly, no cache (tests, reference). */
+int iommu_domain_translate(struct iommu *io, uint32_t domain, uint64_t iova, uint64_t len,
+			   uint32_t perm, uint64_t *gpa);
+
+/* Iteration for info and state save, under the lock. Return non-zero from a
+ * callback to stop; that value is returned. Order: ascending IDs / IOVAs. */
+struct iommu_domain_info {
+	uint32_t id;
+	bool bypass;
+	unsigned nr_endpoints;
+	uint64_t nr_mappings;
+};
+struct iommu_endpoint_info {
+	uint32_t id;
+	bool attached;
+	uint32_t domain;
+	uint64_t tlb_hits, tlb_misses, faults;
+};
+struct iommu_mapping_info {
+	uint64_t virt_start, virt_end, phys;
+	uint32_t flags;
+};
+int iommu_for_each_domain(struct iommu *io, int (*fn)(void *opaque, const struct iommu_domain_info *d),
+			  void *opaque);
+int iommu_for_each_endpoint(struct iommu *io,
+			    int (*fn)(void *opaque, const struct iommu_endpoint_info *e), void *opaque);
+int iommu_for_each_mapping(struct iommu *io, uint32_t domain,
+			   int (*fn)(void *opaque, const struct iommu_mapping_info *m), void *opaque);
+/* Mapping counts, for vm.info. */
+uint64_t iommu_nr_mappings(struct iommu *io);
+unsigned iommu_nr_domains(struct iommu *io);
+
+/* Granule (smallest page size) in bytes. */
+static inline uint64_t iommu_granule(const struct iommu *io)
+{
+	return io->params.page_size_mask & -io->params.page_size_mask;
+}
+
+/* Microbenchmark for bench/iommu: @iters translations of @len bytes spread
+ * over @nr_pages mapped pages; returns elapsed nanoseconds or -errno. */
+int64_t iommu_bench_translate(struct iommu *io, uint32_t ep, uint64_t iova_base,
+			      uint64_t nr_pages, uint64_t len, uint64_t iters);
+
+#endif

@@ -1,0 +1,260 @@
+/* 16550A UART (National Semiconductor PC16550D data sheet). Enough for
+ * polled and interrupt-driven drivers: THR/RBR, IER, IIR/FCR, LCR with DLAB,
+ * MCR (loopback), LSR, MSR, SCR; THRE and RDA interrupts on a level ISA line. */
+#include <errno.h>
+#include <sys/epoll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "devices/legacy.h"
+#include "vmm/vm.h"
+
+#define UART_RBR_THR 0
+#define UART_IER     1
+#define UART_IIR_FCR 2
+#define UART_LCR     3
+#define UART_MCR     4
+#define UART_LSR     5
+#define UART_MSR     6
+#define UART_SCR     7
+
+#define IER_RDI   0x01
+#define IER_THRI  0x02
+#define IIR_NO_INT 0x01
+#define IIR_THRI  0x02
+#define IIR_RDI   0x04
+#define IIR_FIFO  0xc0
+#define LCR_DLAB  0x80
+#define MCR_OUT2  0x08
+#define MCR_LOOP  0x10
+#define LSR_DR    0x01
+#define LSR_THRE  0x20
+#define LSR_TEMT  0x40
+#define MSR_DCD   0x80
+#define MSR_DSR   0x20
+#define MSR_CTS   0x10
+
+static void uart_regs_reset(struct uart_regs *r)
+{
+	memset(r, 0, sizeof(*r));
+	r->iir = IIR_NO_INT;
+	r->lsr = LSR_THRE | LSR_TEMT;
+	r->msr = MSR_DCD | MSR_DSR | MSR_CTS;
+	r->dll = 0x0c; /* 9600 baud */
+}
+
+/* Recompute IIR and drive the IRQ line; caller holds the lock. */
+static void uart_update_irq_locked(struct uart *u)
+{
+	struct uart_regs *r = &u->regs;
+	uint8_t iir = IIR_NO_INT;
+	int level;
+
+	if ((r->ier & IER_RDI) && (r->lsr & LSR_DR))
+		iir = IIR_RDI;
+	else if ((r->ier & IER_THRI) && r->thr_irq_pending)
+		iir = IIR_THRI;
+	r->iir = iir | (r->fcr & 1 ? IIR_FIFO : 0);
+	level = iir != IIR_NO_INT;
+	if (level != u->irq_level) {
+		u->irq_level = level;
+		vm_irq_line(u->dev.vm, u->irq, level);
+	}
+}
+
+static void uart_output(struct uart *u, uint8_t c)
+{
+	u->tx_bytes++;
+	if (u->out_fd < 0)
+		return;
+	/* Console output is best effort: a closed terminal must not stop the guest. */
+	while (write(u->out_fd, &c, 1) < 0 && errno == EINTR)
+		;
+}
+
+static uint8_t uart_fifo_pop(struct uart_regs *r)
+{
+	uint8_t c;
+
+	if (!r->rx_count)
+		return 0;
+	c = r->rx_fifo[r->rx_head];
+	r->rx_head = (uint8_t)((r->rx_head + 1) % UART_FIFO_SIZE);
+	if (--r->rx_count == 0)
+		r->lsr &= (uint8_t)~LSR_DR;
+	return c;
+}
+
+static size_t uart_fifo_push_locked(struct uart *u, const uint8_t *buf, size_t len)
+{
+	struct uart_regs *r = &u->regs;
+	size_t n = 0;
+
+	while (n < len && r->rx_count < UART_FIFO_SIZE) {
+		r->rx_fifo[(r->rx_head + r->rx_count) % UART_FIFO_SIZE] = buf[n++];
+		r->rx_count++;
+	}
+	if (r->rx_count)
+		r->lsr |= LSR_DR;
+	u->rx_bytes += n;
+	return n;
+}
+
+size_t uart_receive(struct uart *u, const uint8_t *buf, size_t len)
+{
+	size_t n;
+
+	pthread_mutex_lock(&u->lock);
+	n = uart_fifo_push_locked(u, buf, len);
+	uart_update_irq_locked(u);
+	pthread_mutex_unlock(&u->lock);
+	return n;
+}
+
+static void uart_read(void *opaque, uint64_t off, void *data, uint32_t len)
+{
+	struct uart *u = opaque;
+	struct uart_regs *r = &u->regs;
+	uint8_t v = 0;
+
+	pthread_mutex_lock(&u->lock);
+	switch (off) {
+	case UART_RBR_THR:
+		v = (r->lcr & LCR_DLAB) ? r->dll : uart_fifo_pop(r);
+		break;
+	case UART_IER:
+		v = (r->lcr & LCR_DLAB) ? r->dlm : r->ier;
+		break;
+	case UART_IIR_FCR:
+		v = r->iir;
+		/* Reading IIR while it reports THRE clears that source (16550D §8.6). */
+		if ((r->iir & 0x0f) == IIR_THRI)
+			r->thr_irq_pending = 0;
+		break;
+	case UART_LCR: v = r->lcr; break;
+	case UART_MCR: v = r->mcr; break;
+	case UART_LSR: v = r->lsr; break;
+	case UART_MSR: v = r->msr; break;
+	case UART_SCR: v = r->scr; break;
+	}
+	uart_update_irq_locked(u);
+	pthread_mutex_unlock(&u->lock);
+	memset(data, 0, len);
+	*(uint8_t *)data = v;
+}
+
+static void uart_write(void *opaque, uint64_t off, const void *data, uint32_t len)
+{
+	struct uart *u = opaque;
+	struct uart_regs *r = &u->regs;
+	uint8_t v = *(const uint8_t *)data;
+
+	pthread_mutex_lock(&u->lock);
+	switch (off) {
+	case UART_RBR_THR:
+		if (r->lcr & LCR_DLAB) {
+			r->dll = v;
+		} else if (r->mcr & MCR_LOOP) {
+			uart_fifo_push_locked(u, &v, 1);
+		} else {
+			uart_output(u, v);
+			r->thr_irq_pending = 1; /* transmit is instantaneous */
+		}
+		break;
+	case UART_IER:
+		if (r->lcr & LCR_DLAB) {
+			r->dlm = v;
+		} else {
+			/* Enabling THRI with an empty THR raises the interrupt at once. */
+			if (!(r->ier & IER_THRI) && (v & IER_THRI))
+				r->thr_irq_pending = 1;
+			r->ier = v & 0x0f;
+		}
+		break;
+	case UART_IIR_FCR:
+		r->fcr = v;
+		if (v & 0x02) { /* clear RX FIFO */
+			r->rx_count = 0;
+			r->lsr &= (uint8_t)~LSR_DR;
+		}
+		break;
+	case UART_LCR: r->lcr = v; break;
+	case UART_MCR: r->mcr = v & 0x1f; break;
+	case UART_SCR: r->scr = v; break;
+	default: break; /* LSR and MSR are read-only */
+	}
+	uart_update_irq_locked(u);
+	pthread_mutex_unlock(&u->lock);
+}
+
+static const struct bus_ops uart_bus_ops = { .read = uart_read, .write = uart_write };
+
+/* Host input: read what is available; bytes that do not fit are dropped, as a
+ * real UART overruns (the guest polls or takes RDA interrupts). */
+static void uart_input_ready(void *opaque, uint32_t events)
+{
+	struct uart *u = opaque;
+	uint8_t buf[UART_FIFO_SIZE];
+	ssize_t n = read(u->in_fd, buf, sizeof(buf));
+
+	if (n > 0) {
+		uart_receive(u, buf, (size_t)n);
+	} else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+		/* EOF or error on stdin: stop watching it. */
+		evl_del_fd(&u->dev.vm->loop, u->in_fd);
+		u->in_fd = -1;
+	}
+	(void)events;
+}
+
+static void uart_reset(struct device *dev)
+{
+	struct uart *u = (struct uart *)dev;
+
+	pthread_mutex_lock(&u->lock);
+	uart_regs_reset(&u->regs);
+	uart_update_irq_locked(u);
+	pthread_mutex_unlock(&u->lock);
+}
+
+static void uart_destroy(struct device *dev)
+{
+	struct uart *u = (struct uart *)dev;
+
+	if (u->owns_out_fd && u->out_fd >= 0)
+		close(u->out_fd);
+	pthread_mutex_destroy(&u->lock);
+	free(u);
+}
+
+static const struct device_ops uart_ops = {
+	.type = "uart",
+	.reset = uart_reset,
+	.destroy = uart_destroy,
+};
+
+int uart_create(struct vm *vm, uint16_t base, unsigned irq, int out_fd, bool owns_out_fd,
+		int in_fd, struct uart **out)
+{
+	struct uart *u = calloc(1, sizeof(*u));
+	int ret;
+
+	if (!u)
+		return -ENOMEM;
+	pthread_mutex_init(&u->lock, NULL);
+	uart_regs_reset(&u->regs);
+	u->irq = irq;
+	u->out_fd = out_fd;
+	u->owns_out_fd = owns_out_fd;
+	u->in_fd = -1;
+	vm_add_device(vm, &u->dev, &uart_ops, "uart0");
+	ret = bus_register(&vm->pio, base, 8, &uart_bus_ops, u, "uart0");
+	if (ret)
+		return ret;
+	if (in_fd >= 0 && evl_add_fd(&vm->loop, in_fd, EPOLLIN, uart_input_ready, u) == 0)
+		u->in_fd = in_fd;
+	if (out)
+		*out = u;
+	return 0;
+}

@@ -1,0 +1,29 @@
+/* Interrupt descriptor table, handler registration, exception reporting. */
+#ifndef TESTGUEST_IDT_H
+#define TESTGUEST_IDT_H
+
+#include "guest.h"
+
+/* Saved state, lowest address first (pushed by isr.S and the CPU). */
+struct int_frame {
+	u64 r15, r14, r13, r12, r11, r10, r9, r8;
+	u64 rdi, rsi, rbp, rbx, rdx, rcx, rax;
+	u64 vector, error;
+	u64 rip, cs, rflags, rsp, ss;
+};
+
+typedef void (*int_handler_t)(struct int_frame *f);
+
+/* Vectors 0-31 are exceptions; unhandled ones print vector, error code and
+ * RIP, then FAIL. Vectors 32-255 are free for devices; an interrupt on a
+ * vector without a handler is reported and FAILs too. */
+#define VEC_FIRST_FREE 0x20
+
+void idt_init(void);        /* BSP: exception gates + lidt */
+void idt_load(void);        /* APs: lidt only */
+/* Install @fn for @vector (any CPU sees it). Returns 0, or -1 for a bad vector. */
+int idt_set_handler(u8 vector, int_handler_t fn);
+/* A free vector (>= 0x30) not used yet, or 0 if none is left. */
+u8 idt_alloc_vector(void);
+
+#endif

@@ -1,0 +1,112 @@
+/* TSC time source, calibrated once against PIT channel 2 (8254 datasheet:
+ * mode 0, gate via port 0x61 bit 0, OUT2 readable at port 0x61 bit 5). */
+#include "guest.h"
+
+#define PIT_HZ 1193182ULL
+#define PIT_CH2 0x42
+#define PIT_CMD 0x43
+#define PORT_SPEAKER 0x61
+#define SPEAKER_GATE2 0x01
+#define SPEAKER_DATA  0x02
+#define CALIBRATE_MS 5
+#define CALIBRATE_MAX_POLLS 100000
+
+static volatile u64 tsc_freq;
+static u64 tsc_origin;
+static struct spinlock calib_lock;
+
+/* Read channel 2's current count with a counter-latch command (8254 §"Read
+ * operations"): reading the count works whether or not port 0x61 (gate and
+ * OUT2) exists; QEMU's microvm, for one, has no port 0x61. */
+static u16 pit_ch2_read(void)
+{
+	outb(PIT_CMD, 0x80);           /* latch channel 2 */
+	u8 lo = inb(PIT_CH2);
+	u8 hi = inb(PIT_CH2);
+	return (u16)(lo | (hi << 8));
+}
+
+static u64 calibrate_pit(void)
+{
+	const u16 start = 0xffff;
+	const u32 window = (u32)(PIT_HZ * CALIBRATE_MS / 1000);
+	u8 spk = inb(PORT_SPEAKER);
+
+	/* Gate 2 high, speaker off (no effect where the port is absent). */
+	outb(PORT_SPEAKER, (u8)((spk & ~SPEAKER_DATA) | SPEAKER_GATE2));
+	outb(PIT_CMD, 0xb0);           /* channel 2, lo/hi byte, mode 0, binary */
+	outb(PIT_CH2, (u8)start);
+	outb(PIT_CH2, (u8)(start >> 8));
+
+	/* Counting starts with the count write; time from the first change. */
+	u16 c0 = pit_ch2_read();
+	u64 t0 = rdtsc();
+	for (u32 i = 0; i < CALIBRATE_MAX_POLLS; i++) {
+		u16 c = pit_ch2_read();
+		if (c > c0)                /* wrapped or not counting sanely */
+			break;
+		if ((u32)(c0 - c) >= window) {
+			u64 t1 = rdtsc();
+			return (t1 - t0) * PIT_HZ / (u32)(c0 - c);
+		}
+	}
+	return 0;
+}
+
+/* CPUID 0x40000010 (hypervisor timing leaf: TSC kHz) or 0x16 (base MHz). */
+static u64 calibrate_cpuid(void)
+{
+	u32 a, b, c, d;
+
+	cpuid(0x40000000, 0, &a, &b, &c, &d);
+	if (a >= 0x40000010 && a < 0x40000100) {
+		cpuid(0x40000010, 0, &a, &b, &c, &d);
+		if (a)
+			return (u64)a * 1000;
+	}
+	cpuid(0, 0, &a, &b, &c, &d);
+	if (a >= 0x16) {
+		cpuid(0x16, 0, &a, &b, &c, &d);
+		if (a)
+			return (u64)a * 1000000;
+	}
+	return 1000000000ULL;   /* a guess; time is then approximate */
+}
+
+u64 tsc_hz(void)
+{
+	if (tsc_freq)
+		return tsc_freq;
+	spin_lock(&calib_lock);
+	if (!tsc_freq) {
+		u64 hz = calibrate_pit();
+		if (!hz)
+			hz = calibrate_cpuid();
+		tsc_origin = rdtsc();
+		__atomic_store_n(&tsc_freq, hz, __ATOMIC_RELEASE);
+	}
+	spin_unlock(&calib_lock);
+	return tsc_freq;
+}
+
+u64 tsc_to_us(u64 delta)
+{
+	u64 hz = tsc_hz();
+
+	/* Split to avoid overflow of delta * 1e6 for long intervals. */
+	return delta / hz * 1000000 + (delta % hz) * 1000000 / hz;
+}
+
+u64 time_us(void)
+{
+	tsc_hz();   /* sets tsc_origin */
+	return tsc_to_us(rdtsc() - tsc_origin);
+}
+
+void udelay(u64 us)
+{
+	u64 end = rdtsc() + us * tsc_hz() / 1000000;
+
+	while ((long long)(end - rdtsc()) > 0)
+		cpu_relax();
+}

@@ -1,0 +1,348 @@
+/* `vmm run`: build a VM config from flags, create the VM, run it to the end.
+ * Exit status: the guest's debug-exit value, 0 on guest power-off or reset,
+ * 2 on bad flags, 125 when the VMM cannot create or run the VM, 126 when the
+ * guest crashes (triple fault, emulation failure). */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "api/config_json.h"
+#include "vmm/cli.h"
+#include "vmm/log.h"
+#include "vmm/vm.h"
+
+void cli_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("vmm: error: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+int cli_parse_u64(const char *s, unsigned long long max, unsigned long long *out)
+{
+	char *end;
+	unsigned long long v;
+
+	if (!s || !*s || *s == '-' || *s == '+')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || *end || v > max)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+static void run_usage(FILE *f)
+{
+	fprintf(f,
+		"usage: vmm run --kernel FILE [OPTIONS]\n\n"
+		"Create a VM, boot it, and run it until the guest exits.\n\n"
+		"  --kernel FILE        kernel: PVH ELF, Linux vmlinux ELF or bzImage (required)\n"
+		"  --initrd FILE        initial ramdisk\n"
+		"  --cmdline STR        kernel command line\n"
+		"  --cpus N             vCPUs (1..%d, default 1)\n"
+		"  --memory MIB         guest RAM in MiB (default %d)\n"
+		"  --console KIND       stdio (default), file:PATH, or none\n"
+		"  --config FILE        the VM as JSON (the same document as the API's vm.create);\n"
+		"                       flags given as well override its fields\n"
+		"  -v, --verbose        more log output (repeat for debug)\n"
+		"  -h, --help           this help\n\n"
+		"Exit status: the value the guest writes to the debug-exit port (0xf4),\n"
+		"0 on guest power-off or reset, 2 on bad flags, 125 if the VM cannot be\n"
+		"created or run, 126 if the guest crashes.\n",
+		CONFIG_MAX_CPUS, CONFIG_DEFAULT_MEMORY_MIB);
+}
+
+static int set_string(char **dst, const char *src)
+{
+	free(*dst);
+	*dst = strdup(src);
+	return *dst ? 0 : -ENOMEM;
+}
+
+enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEMORY, OPT_CONSOLE, OPT_CONFIG };
+
+static const struct option run_options[] = {
+	{ "kernel", required_argument, NULL, OPT_KERNEL },
+	{ "initrd", required_argument, NULL, OPT_INITRD },
+	{ "cmdline", required_argument, NULL, OPT_CMDLINE },
+	{ "cpus", required_argument, NULL, OPT_CPUS },
+	{ "memory", required_argument, NULL, OPT_MEMORY },
+	{ "console", required_argument, NULL, OPT_CONSOLE },
+	{ "config", required_argument, NULL, OPT_CONFIG },
+	{ "verbose", no_argument, NULL, 'v' },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
+/* Apply one option to @cfg; on error print a one-line message and return -EINVAL. */
+static int run_apply_option(struct vm_config *cfg, int opt, const char *arg)
+{
+	unsigned long long v;
+	char err[256];
+
+	switch (opt) {
+	case OPT_KERNEL:
+		return set_string(&cfg->kernel, arg);
+	case OPT_INITRD:
+		return set_string(&cfg->initrd, arg);
+	case OPT_CMDLINE:
+		return set_string(&cfg->cmdline, arg);
+	case OPT_CPUS:
+		if (cli_parse_u64(arg, CONFIG_MAX_CPUS, &v) || v == 0) {
+			cli_error("--cpus: '%s' is not a number of vCPUs (1..%d)", arg, CONFIG_MAX_CPUS);
+			return -EINVAL;
+		}
+		cfg->cpus = (unsigned)v;
+		return 0;
+	case OPT_MEMORY:
+		if (cli_parse_u64(arg, 1ULL << 20, &v) || v < CONFIG_MIN_MEMORY_MIB) {
+			cli_error("--memory: '%s' is not a size in MiB (%d..1048576)", arg, CONFIG_MIN_MEMORY_MIB);
+			return -EINVAL;
+		}
+		cfg->memory_mib = v;
+		return 0;
+	case OPT_CONFIG:
+		return 0; /* applied before the other flags, see run_load_config */
+	case OPT_CONSOLE:
+		if (config_parse_console(cfg, arg, err, sizeof(err))) {
+			cli_error("--%s", err);
+			return -EINVAL;
+		}
+		return 0;
+	}
+	return -EINVAL;
+}
+
+/* With a terminal on stdin, pass keys to the guest as typed (no line
+ * buffering, no echo) but keep Ctrl-C as a way out. */
+static bool console_raw(struct termios *saved)
+{
+	struct termios t;
+
+	if (!isatty(STDIN_FILENO) || tcgetattr(STDIN_FILENO, saved) < 0)
+		return false;
+	t = *saved;
+	t.c_lflag &= (tcflag_t)~(ICANON | ECHO);
+	t.c_iflag &= (tcflag_t)~(ICRNL);
+	tcsetattr(STDIN_FILENO, TCSANOW, &t);
+	return true;
+}
+
+static long long status_kib(const char *field)
+{
+	char line[256];
+	long long v = -1;
+	size_t n = strlen(field);
+	FILE *f = fopen("/proc/self/status", "r");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, field, n) && line[n] == ':')
+			v = atoll(line + n + 1);
+	fclose(f);
+	return v;
+}
+
+/* VMM_REPORT_RSS=1: print peak RSS and the guest RAM that is resident, so a
+ * benchmark can compute the VMM's own memory overhead. */
+static void report_rss(const struct vm *vm)
+{
+	const struct guest_mem *mem = &vm->mem;
+	size_t pages = mem->size / MEM_PAGE_SIZE;
+	unsigned char *vec = malloc(pages ? pages : 1);
+	unsigned long long resident = 0;
+
+	if (!vec)
+		return;
+	if (mincore(mem->base, mem->size, vec) == 0)
+		for (size_t i = 0; i < pages; i++)
+			resident += vec[i] & 1;
+	free(vec);
+	fprintf(stderr, "vmm-stats: peak_rss_kib=%lld guest_resident_kib=%llu\n", status_kib("VmHWM"),
+		resident * (MEM_PAGE_SIZE / 1024));
+}
+
+/* KVM frees a VM when its last fd closes, and that takes KVM tens of
+ * milliseconds (SRCU grace periods, MMU teardown) on the exit path. Once the
+ * guest has finished, hand our references to a child that outlives us by a
+ * moment: the caller gets our exit status at once, and the child, with no
+ * stdio, closes the last references after we are gone. VMM_SYNC_TEARDOWN=1
+ * turns this off (the ASan pass sets it so leak checks run at exit).
+ * Returns only when teardown is synchronous or forking fails. */
+static void run_exit_fast(int status)
+{
+	int pipefd[2];
+	pid_t pid;
+
+	fflush(NULL);
+	if (getenv("VMM_SYNC_TEARDOWN") || pipe(pipefd) < 0)
+		return;
+	pid = fork();
+	if (pid < 0) {
+		close(pipefd[0]);
+		close(pipefd[1]);
+		return;
+	}
+	if (pid > 0)
+		_exit(status); /* our copy of pipefd[1] closes: the child wakes */
+	/* Child: no stdio (nobody waits on our output), wait for the parent to go. */
+	char c;
+	int devnull = open("/dev/null", O_RDWR);
+
+	close(pipefd[1]);
+	if (devnull >= 0) {
+		dup2(devnull, STDIN_FILENO);
+		dup2(devnull, STDOUT_FILENO);
+		dup2(devnull, STDERR_FILENO);
+	}
+	while (read(pipefd[0], &c, 1) < 0 && errno == EINTR)
+		;
+	_exit(0);
+}
+
+static int run_vm(const struct vm_config *cfg)
+{
+	char err[512] = "";
+	struct termios saved;
+	bool raw = false;
+	struct vm *vm;
+	int status;
+
+	if (vm_create(&vm, cfg, err, sizeof(err))) {
+		cli_error("%s", err[0] ? err : "cannot create the VM");
+		return CLI_EXIT_ERROR;
+	}
+	if (cfg->console == CONSOLE_STDIO)
+		raw = console_raw(&saved);
+	if (vm_start(vm)) {
+		cli_error("cannot start the VM");
+		status = CLI_EXIT_ERROR;
+	} else {
+		status = vm_wait_exit(vm);
+		if (status != 0)
+			cli_error("%s", vm->exit_reason);
+		else
+			log_info("vm", "%s", vm->exit_reason);
+		if (getenv("VMM_REPORT_RSS"))
+			report_rss(vm);
+	}
+	if (raw)
+		tcsetattr(STDIN_FILENO, TCSANOW, &saved);
+	run_exit_fast(status);
+	vm_destroy(vm);
+	return status;
+}
+
+#define RUN_CONFIG_MAX (1 << 20)
+
+static int run_load_config(struct vm_config *cfg, const char *path)
+{
+	char err[512];
+	char *json = NULL;
+	size_t len = 0;
+	FILE *f = fopen(path, "r");
+	int ret;
+
+	if (!f) {
+		cli_error("--config: cannot open '%s': %s", path, strerror_safe(errno));
+		return -errno;
+	}
+	json = malloc(RUN_CONFIG_MAX + 1);
+	if (!json) {
+		fclose(f);
+		return -ENOMEM;
+	}
+	len = fread(json, 1, RUN_CONFIG_MAX + 1, f);
+	if (len > RUN_CONFIG_MAX) {
+		cli_error("--config: '%s' is larger than %d bytes", path, RUN_CONFIG_MAX);
+		free(json);
+		fclose(f);
+		return -EFBIG;
+	}
+	fclose(f);
+	ret = config_from_json(cfg, json, len, err, sizeof(err));
+	free(json);
+	if (ret)
+		cli_error("--config %s: %s", path, err);
+	return ret;
+}
+
+/* --config is applied first wherever it appears, so flags can override it. */
+static int run_find_config(int argc, char **argv, struct vm_config *cfg)
+{
+	int opt;
+
+	optind = 1;
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, "+vh", run_options, NULL)) != -1)
+		if (opt == OPT_CONFIG)
+			return run_load_config(cfg, optarg);
+	return 0;
+}
+
+int cli_run(int argc, char **argv)
+{
+	struct vm_config cfg;
+	char err[256];
+	int opt, status, verbosity = 0;
+
+	config_init(&cfg);
+	if (run_find_config(argc, argv, &cfg)) {
+		config_free(&cfg);
+		return CLI_EXIT_USAGE;
+	}
+	optind = 1;
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, "+vh", run_options, NULL)) != -1) {
+		if (opt == 'h') {
+			run_usage(stdout);
+			config_free(&cfg);
+			return 0;
+		}
+		if (opt == 'v') {
+			verbosity++;
+			continue;
+		}
+		if (opt == '?' || opt == ':') {
+			if (optopt)
+				cli_error("run: option needs a value or is unknown: -%c", optopt);
+			else
+				cli_error("run: unknown option or missing value: '%s' (see 'vmm run --help')",
+					  argv[optind - 1]);
+			config_free(&cfg);
+			return CLI_EXIT_USAGE;
+		}
+		if (run_apply_option(&cfg, opt, optarg)) {
+			config_free(&cfg);
+			return CLI_EXIT_USAGE;
+		}
+	}
+	if (optind < argc) {
+		cli_error("run: unexpected argument '%s' (see 'vmm run --help')", argv[optind]);
+		config_free(&cfg);
+		return CLI_EXIT_USAGE;
+	}
+	log_set_level(verbosity >= 2 ? LOG_DEBUG : verbosity == 1 ? LOG_INFO : LOG_WARN);
+	if (config_validate(&cfg, err, sizeof(err))) {
+		cli_error("%s", err);
+		config_free(&cfg);
+		return CLI_EXIT_USAGE;
+	}
+	status = run_vm(&cfg);
+	config_free(&cfg);
+	return status;
+}

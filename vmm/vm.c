@@ -1,0 +1,462 @@
+/* VM lifecycle: create (KVM VM, RAM, irqchip, devices, vCPUs, kernel),
+ * start, pause/resume, exit, destroy. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "vmm/acpi.h"
+#include "vmm/cpuid.h"
+#include "vmm/kvm.h"
+#include "vmm/layout.h"
+#include "vmm/vm_internal.h"
+
+/* Intel VT needs these three pages somewhere in guest-physical space that is
+ * neither RAM nor MMIO; just below the LAPIC/BIOS area as QEMU/kvmtool do. */
+#define VM_TSS_ADDR          0xfffbd000ULL
+#define VM_IDENTITY_MAP_ADDR 0xfffbc000ULL
+#define VM_MAX_KERNEL_SIZE   (512ULL << 20)
+
+const char *vm_state_name(enum vm_state s)
+{
+	switch (s) {
+	case VM_STATE_CREATED:  return "created";
+	case VM_STATE_RUNNING:  return "running";
+	case VM_STATE_PAUSED:   return "paused";
+	case VM_STATE_SHUTDOWN: return "shutdown";
+	}
+	return "unknown";
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static int vm_open_kvm(struct vm *vm, char *err, size_t errlen)
+{
+	int ret;
+
+	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (vm->kvm_fd < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "cannot open /dev/kvm: %s (is KVM available and are you allowed to use it?)",
+			 strerror_safe(errno));
+		return ret;
+	}
+	ret = kvm_ioctl(vm->kvm_fd, KVM_GET_API_VERSION, 0);
+	if (ret != KVM_API_VERSION) {
+		snprintf(err, errlen, "/dev/kvm: unsupported KVM API version %d", ret);
+		return -ENOTSUP;
+	}
+	vm->vm_fd = kvm_ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
+	if (vm->vm_fd < 0) {
+		snprintf(err, errlen, "KVM_CREATE_VM failed: %s", strerror_safe(-vm->vm_fd));
+		return vm->vm_fd;
+	}
+	return 0;
+}
+
+static int vm_setup_irqchip(struct vm *vm)
+{
+	struct kvm_pit_config pit = { .flags = KVM_PIT_SPEAKER_DUMMY };
+	int ret;
+
+	/* Best effort: needed on VMX hosts, meaningless elsewhere. */
+	if (__kvm_ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, (unsigned long)VM_TSS_ADDR) < 0)
+		log_debug("vm", "KVM_SET_TSS_ADDR: %s", strerror_safe(errno));
+	uint64_t idmap = VM_IDENTITY_MAP_ADDR;
+	if (__kvm_ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &idmap) < 0)
+		log_debug("vm", "KVM_SET_IDENTITY_MAP_ADDR: %s", strerror_safe(errno));
+
+	ret = kvm_ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0);
+	if (ret < 0)
+		return ret;
+	ret = kvm_ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit);
+	if (ret < 0)
+		return ret;
+	return irq_init(vm);
+}
+
+int vm_set_memslots(struct vm *vm, uint32_t flags)
+{
+	for (unsigned i = 0; i < vm->mem.nr_regions; i++) {
+		const struct mem_region *r = &vm->mem.regions[i];
+		struct kvm_userspace_memory_region slot = {
+			.slot = i, .flags = flags, .guest_phys_addr = r->gpa,
+			.memory_size = r->size, .userspace_addr = (uint64_t)(uintptr_t)r->hva,
+		};
+		int ret = kvm_ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &slot);
+
+		if (ret < 0)
+			return ret;
+	}
+	return 0;
+}
+
+/* Map a kernel or initrd read-only: no copy, and only the pages the loader
+ * touches are read. Unmap with munmap(*data, *len) (len 0 maps nothing). */
+static int map_file(const char *path, const char *what, uint8_t **data, size_t *len,
+		    char *err, size_t errlen)
+{
+	struct stat st;
+	int fd, ret;
+
+	*data = NULL;
+	*len = 0;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "%s: cannot open '%s': %s", what, path, strerror_safe(errno));
+		return ret;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "%s: '%s' is not a regular file", what, path);
+		close(fd);
+		return -EINVAL;
+	}
+	if ((uint64_t)st.st_size > VM_MAX_KERNEL_SIZE) {
+		snprintf(err, errlen, "%s: '%s' is larger than %llu MiB", what, path, VM_MAX_KERNEL_SIZE >> 20);
+		close(fd);
+		return -EFBIG;
+	}
+	if (st.st_size > 0) {
+		void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+
+		if (p == MAP_FAILED) {
+			ret = -errno;
+			snprintf(err, errlen, "%s: cannot map '%s': %s", what, path, strerror_safe(errno));
+			close(fd);
+			return ret;
+		}
+		*data = p;
+		*len = (size_t)st.st_size;
+	}
+	close(fd);
+	return 0;
+}
+
+static void unmap_file(uint8_t *data, size_t len)
+{
+	if (data && len)
+		munmap(data, len);
+}
+
+static int vm_load_kernel(struct vm *vm, char *err, size_t errlen)
+{
+	struct acpi_config acpi = { .nr_cpus = vm->nr_vcpus };
+	struct boot_input in = { .cmdline = vm->cfg.cmdline };
+	uint8_t *kernel = NULL, *initrd = NULL;
+	int ret;
+
+	ret = map_file(vm->cfg.kernel, "kernel", &kernel, &in.kernel_len, err, errlen);
+	if (ret)
+		return ret;
+	in.kernel = kernel;
+	if (vm->cfg.initrd) {
+		ret = map_file(vm->cfg.initrd, "initrd", &initrd, &in.initrd_len, err, errlen);
+		if (ret)
+			goto out;
+		in.initrd = initrd;
+	}
+	vm_describe_acpi(vm, &acpi);
+	ret = acpi_build(&vm->mem, &acpi, &in.rsdp_gpa);
+	if (ret) {
+		snprintf(err, errlen, "building ACPI tables failed: %s", strerror_safe(-ret));
+		goto out;
+	}
+	ret = boot_load(&vm->mem, &in, &vm->boot, err, errlen);
+out:
+	unmap_file(kernel, in.kernel_len);
+	unmap_file(initrd, in.initrd_len);
+	return ret;
+}
+
+void vm_add_device(struct vm *vm, struct device *dev, const struct device_ops *ops, const char *name)
+{
+	struct device **pp = &vm->devices;
+
+	dev->ops = ops;
+	dev->vm = vm;
+	snprintf(dev->name, sizeof(dev->name), "%s", name);
+	dev->next = NULL;
+	while (*pp)
+		pp = &(*pp)->next;
+	*pp = dev;
+}
+
+static int vm_create_vcpus(struct vm *vm)
+{
+	int ret = cpuid_get_supported(vm->kvm_fd, &vm->cpuid);
+
+	if (ret)
+		return ret;
+	vm->vcpus = calloc(vm->nr_vcpus, sizeof(*vm->vcpus));
+	if (!vm->vcpus)
+		return -ENOMEM;
+	for (unsigned i = 0; i < vm->nr_vcpus; i++)
+		vm->vcpus[i].fd = -1;
+	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+		ret = vcpu_init(vm, &vm->vcpus[i], i);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+/* Everything but the kernel: used by vm_create and by restore paths that
+ * bring their own memory and state. */
+int vm_create_bare(struct vm **out, const struct vm_config *cfg, struct guest_mem *mem,
+		   char *err, size_t errlen)
+{
+	struct vm *vm;
+	int ret;
+
+	*out = NULL;
+	if (errlen)
+		err[0] = '\0';
+	ret = config_validate(cfg, err, errlen);
+	if (ret)
+		return ret;
+	vm = calloc(1, sizeof(*vm));
+	if (!vm)
+		return -ENOMEM;
+	vm->kvm_fd = vm->vm_fd = -1;
+	vm->mem.fd = -1;
+	pthread_mutex_init(&vm->lock, NULL);
+	pthread_cond_init(&vm->cond, NULL);
+	vm->state = VM_STATE_CREATED;
+	vm->nr_vcpus = cfg->cpus;
+	vm->start_ns = now_ns();
+	bus_init(&vm->pio, "pio");
+	bus_init(&vm->mmio, "mmio");
+	ret = evl_init(&vm->loop);
+	if (ret)
+		goto fail;
+	ret = config_copy(&vm->cfg, cfg);
+	if (ret)
+		goto fail;
+	ret = vcpu_signal_setup();
+	if (ret)
+		goto fail;
+	ret = vm_open_kvm(vm, err, errlen);
+	if (ret)
+		goto fail_quiet;
+	if (mem) {
+		vm->mem = *mem;
+		memset(mem, 0, sizeof(*mem));
+		mem->fd = -1;
+	} else {
+		ret = mem_init(&vm->mem, cfg->memory_mib << 20);
+		if (ret) {
+			snprintf(err, errlen, "memory: cannot allocate %llu MiB of guest RAM: %s",
+				 (unsigned long long)cfg->memory_mib, strerror_safe(-ret));
+			goto fail_quiet;
+		}
+	}
+	ret = vm_set_memslots(vm, 0);
+	if (ret)
+		goto fail;
+	ret = vm_setup_irqchip(vm);
+	if (ret)
+		goto fail;
+	ret = vm_create_devices(vm, err, errlen);
+	if (ret)
+		goto fail_quiet;
+	ret = vm_create_vcpus(vm);
+	if (ret)
+		goto fail;
+	*out = vm;
+	return 0;
+
+fail:
+	snprintf(err, errlen, "creating the VM failed: %s", strerror_safe(-ret));
+fail_quiet:
+	vm_destroy(vm);
+	return ret;
+}
+
+int vm_create(struct vm **out, const struct vm_config *cfg, char *err, size_t errlen)
+{
+	struct vm *vm;
+	int ret;
+
+	ret = vm_create_bare(&vm, cfg, NULL, err, errlen);
+	if (ret)
+		return ret;
+	ret = vm_load_kernel(vm, err, errlen);
+	if (ret)
+		goto fail;
+	ret = vcpu_setup_boot(&vm->vcpus[0]);
+	if (ret) {
+		snprintf(err, errlen, "setting up the boot CPU failed: %s", strerror_safe(-ret));
+		goto fail;
+	}
+	*out = vm;
+	return 0;
+fail:
+	vm_destroy(vm);
+	return ret;
+}
+
+int vm_start(struct vm *vm)
+{
+	int ret = 0;
+
+	pthread_mutex_lock(&vm->lock);
+	if (vm->state != VM_STATE_CREATED) {
+		pthread_mutex_unlock(&vm->lock);
+		return -EBUSY;
+	}
+	pthread_mutex_unlock(&vm->lock);
+	ret = evl_start(&vm->loop, "vmm-loop");
+	if (ret)
+		return ret;
+	pthread_mutex_lock(&vm->lock);
+	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+		ret = -pthread_create(&vm->vcpus[i].thread, NULL, vcpu_thread, &vm->vcpus[i]);
+		if (ret) {
+			vm->exit_requested = true;
+			vm->exit_status = VM_EXIT_STATUS_VMM_ERROR;
+			snprintf(vm->exit_reason, sizeof(vm->exit_reason), "cannot start vCPU thread %u", i);
+			break;
+		}
+		vm->vcpus[i].thread_started = true;
+		vm->nr_running_threads++;
+	}
+	vm->state = ret ? VM_STATE_SHUTDOWN : VM_STATE_RUNNING;
+	pthread_cond_broadcast(&vm->cond);
+	pthread_mutex_unlock(&vm->lock);
+	return ret;
+}
+
+static void vm_kick_all(struct vm *vm)
+{
+	for (unsigned i = 0; i < vm->nr_vcpus; i++)
+		vcpu_kick(&vm->vcpus[i]);
+}
+
+int vm_pause(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	if (vm->state != VM_STATE_RUNNING) {
+		pthread_mutex_unlock(&vm->lock);
+		return -EBUSY;
+	}
+	vm->pause_requested = true;
+	pthread_mutex_unlock(&vm->lock);
+	vm_kick_all(vm);
+	pthread_mutex_lock(&vm->lock);
+	while (vm->nr_paused < vm->nr_running_threads && !vm->exit_requested)
+		pthread_cond_wait(&vm->cond, &vm->lock);
+	if (vm->exit_requested) {
+		vm->pause_requested = false;
+		pthread_mutex_unlock(&vm->lock);
+		return -ESHUTDOWN;
+	}
+	vm->state = VM_STATE_PAUSED;
+	pthread_cond_broadcast(&vm->cond);
+	pthread_mutex_unlock(&vm->lock);
+	return 0;
+}
+
+int vm_resume(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	if (vm->state != VM_STATE_PAUSED) {
+		pthread_mutex_unlock(&vm->lock);
+		return -EBUSY;
+	}
+	vm->pause_requested = false;
+	vm->state = VM_STATE_RUNNING;
+	pthread_cond_broadcast(&vm->cond);
+	pthread_mutex_unlock(&vm->lock);
+	return 0;
+}
+
+void vm_request_exit(struct vm *vm, int status, const char *fmt, ...)
+{
+	va_list ap;
+
+	pthread_mutex_lock(&vm->lock);
+	if (!vm->exit_requested) {
+		vm->exit_requested = true;
+		vm->exit_status = status;
+		va_start(ap, fmt);
+		vsnprintf(vm->exit_reason, sizeof(vm->exit_reason), fmt, ap);
+		va_end(ap);
+	}
+	pthread_cond_broadcast(&vm->cond);
+	pthread_mutex_unlock(&vm->lock);
+	vm_kick_all(vm);
+}
+
+int vm_wait_exit(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	/* One kick per exit request suffices: immediate_exit stays set until a
+	 * vCPU clears it under vm->lock, which it only does while no exit is pending. */
+	while (!vm->exit_requested || vm->nr_running_threads > 0)
+		pthread_cond_wait(&vm->cond, &vm->lock);
+	pthread_mutex_unlock(&vm->lock);
+	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+		if (vm->vcpus[i].thread_started) {
+			pthread_join(vm->vcpus[i].thread, NULL);
+			vm->vcpus[i].thread_started = false;
+		}
+	}
+	evl_stop(&vm->loop);
+	pthread_mutex_lock(&vm->lock);
+	vm->state = VM_STATE_SHUTDOWN;
+	pthread_cond_broadcast(&vm->cond);
+	pthread_mutex_unlock(&vm->lock);
+	return vm->exit_status;
+}
+
+void vm_destroy(struct vm *vm)
+{
+	struct device *dev, *next;
+
+	if (!vm)
+		return;
+	pthread_mutex_lock(&vm->lock);
+	bool running = vm->nr_running_threads > 0;
+	pthread_mutex_unlock(&vm->lock);
+	if (running) {
+		vm_request_exit(vm, 0, "VM destroyed");
+		vm_wait_exit(vm);
+	}
+	evl_destroy(&vm->loop);
+	for (dev = vm->devices; dev; dev = next) {
+		next = dev->next;
+		if (dev->ops->destroy)
+			dev->ops->destroy(dev);
+	}
+	if (vm->vcpus) {
+		for (unsigned i = 0; i < vm->nr_vcpus; i++)
+			vcpu_destroy(&vm->vcpus[i]);
+		free(vm->vcpus);
+	}
+	free(vm->cpuid);
+	irq_destroy(vm);
+	if (vm->vm_fd >= 0)
+		close(vm->vm_fd);
+	if (vm->kvm_fd >= 0)
+		close(vm->kvm_fd);
+	mem_destroy(&vm->mem);
+	bus_destroy(&vm->pio);
+	bus_destroy(&vm->mmio);
+	config_free(&vm->cfg);
+	pthread_mutex_destroy(&vm->lock);
+	pthread_cond_destroy(&vm->cond);
+	free(vm);
+}

@@ -1,0 +1,67 @@
+/* Which devices a VM gets, from its configuration. Each subsystem adds its
+ * devices here; the order is the order of the device list (and of reset). */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "devices/legacy.h"
+#include "vmm/acpi.h"
+#include "vmm/layout.h"
+#include "vmm/log.h"
+#include "vmm/vm_internal.h"
+
+static int vm_create_console(struct vm *vm, char *err, size_t errlen)
+{
+	int out_fd = -1, in_fd = -1;
+	bool owns = false;
+
+	switch (vm->cfg.console) {
+	case CONSOLE_STDIO:
+		out_fd = STDOUT_FILENO;
+		in_fd = STDIN_FILENO;
+		break;
+	case CONSOLE_FILE:
+		out_fd = open(vm->cfg.console_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		if (out_fd < 0) {
+			int ret = -errno;
+
+			snprintf(err, errlen, "console: cannot open '%s': %s", vm->cfg.console_path,
+				 strerror_safe(errno));
+			return ret;
+		}
+		owns = true;
+		break;
+	case CONSOLE_NONE:
+		break;
+	}
+	return uart_create(vm, PORT_COM1, IRQ_COM1, out_fd, owns, in_fd, NULL);
+}
+
+int vm_create_devices(struct vm *vm, char *err, size_t errlen)
+{
+	int ret;
+
+	ret = vm_create_console(vm, err, errlen);
+	if (ret) {
+		if (!err[0])
+			snprintf(err, errlen, "console: %s", strerror_safe(-ret));
+		return ret;
+	}
+	ret = i8042_create(vm);
+	if (!ret)
+		ret = debug_exit_create(vm);
+	if (!ret)
+		ret = acpi_pm_create(vm);
+	if (ret) {
+		snprintf(err, errlen, "creating platform devices failed: %s", strerror_safe(-ret));
+		return ret;
+	}
+	return 0;
+}
+
+void vm_describe_acpi(struct vm *vm, struct acpi_config *acpi)
+{
+	acpi->nr_cpus = vm->nr_vcpus;
+}
