@@ -90,6 +90,19 @@ Test(boot, smp_all_vcpus_check_in, .timeout = 60)
 	harness_result_free(&r);
 }
 
+/* Without cpus= the guest must learn the count from the VMM's MADT. */
+Test(boot, smp_count_from_madt, .timeout = 60)
+{
+	struct run_result r;
+	const char *extra[] = { "--cpus", "2", NULL };
+
+	require_kvm();
+	boot("test=smp", extra, &r);
+	cr_expect(strstr(r.out, "smp: 2 CPUs checked in (expected from MADT)"), "stdout:\n%s", r.out);
+	assert_passed(&r, "smp");
+	harness_result_free(&r);
+}
+
 Test(boot, irq_timer_and_ipi_arrive, .timeout = 60)
 {
 	struct run_result r;
