@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "migration/migration.h"
 #include "vmm/cli.h"
 
 struct verb {
@@ -12,6 +13,7 @@ struct verb {
 
 static const struct verb verbs[] = {
 	{ "run", cli_run, "create and boot a VM from flags or a JSON config" },
+	{ "state", cli_state, "show a snapshot's state tree (state show DIR)" },
 };
 
 static void usage(FILE *f)
