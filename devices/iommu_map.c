@@ -882,6 +882,53 @@ int iommu_for_each_mapping(struct iommu *io, uint32_t domain,
 	return r;
 }
 
+static int endpoint_in(struct iommu_avl *n, void *opaque)
+{
+	struct iommu *other = opaque;
+
+	return avl_find(other->endpoints, n->key) ? 0 : -EINVAL;
+}
+
+static int endpoint_adopt(struct iommu_avl *n, void *opaque)
+{
+	struct iommu *src = opaque;
+	struct iommu_endpoint *s = to_endpoint(avl_find(src->endpoints, n->key));
+
+	to_endpoint(n)->domain = s->domain;
+	s->domain = NULL;
+	return 0;
+}
+
+int iommu_adopt(struct iommu *dst, struct iommu *src)
+{
+	int r;
+
+	if (dst == src)
+		return -EINVAL;
+	/* Lock order: by address, so two adopts in opposite directions cannot deadlock. */
+	pthread_mutex_lock(dst < src ? &dst->lock : &src->lock);
+	pthread_mutex_lock(dst < src ? &src->lock : &dst->lock);
+	r = dst->nr_endpoints == src->nr_endpoints ? avl_walk(dst->endpoints, endpoint_in, src)
+						   : -EINVAL;
+	if (r)
+		goto out;
+	avl_free_all(dst->domains, free_domain_node);
+	avl_walk(dst->endpoints, endpoint_adopt, src);
+	dst->domains = src->domains;
+	dst->nr_domains = src->nr_domains;
+	dst->nr_mappings = src->nr_mappings;
+	src->domains = NULL;
+	src->nr_domains = 0;
+	src->nr_mappings = 0;
+	atomic_store(&dst->bypass, atomic_load(&src->bypass));
+	iommu_bump_gen(dst);
+	iommu_bump_gen(src);
+out:
+	pthread_mutex_unlock(&src->lock);
+	pthread_mutex_unlock(&dst->lock);
+	return r;
+}
+
 uint64_t iommu_nr_mappings(struct iommu *io)
 {
 	uint64_t n;
