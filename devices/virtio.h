@@ -1,0 +1,219 @@
+/* Virtio 1.x device core: device status and feature negotiation, split
+ * virtqueues (virtio 1.2 §2.7) with INDIRECT_DESC and EVENT_IDX, and the DMA
+ * hook for VIRTIO_F_ACCESS_PLATFORM. Transport-independent; virtio_pci.h is
+ * the PCI transport.
+ *
+ * How a device uses it (see virtio_net.c):
+ *
+ *   virtio_device_init(&vdev, "net0", mem, VIRTIO_ID_NET, nr_queues, 256, &my_ops, me);
+ *   vdev.host_features |= my feature bits;        // core adds VERSION_1, INDIRECT, EVENT_IDX
+ *   virtio_pci_init(&vp, &vdev, pci_bus, ...);    // transport: caps, BAR, MSI-X, kick fds
+ *   ... each queue has vq->kick_fd (an eventfd the transport signals through
+ *       an ioeventfd or on a trapped notify write): watch it in the event loop.
+ *
+ *   On a kick, with vdev->lock held:
+ *     while ((r = virtq_pop(vq, elem)) > 0) { use elem->iov; virtq_push(vq, elem, written); }
+ *     if (r < 0) the device is already marked NEEDS_RESET; stop.
+ *     virtq_notify(vq);                         // interrupt unless suppressed (EVENT_IDX)
+ *
+ * Validation (every descriptor, every time): ring and buffer addresses go
+ * through virtio_dma_map() (checked gpa translation), zero lengths, chains
+ * longer than the queue size or the indirect table (this also catches loops),
+ * next indices out of range, readable-after-writable, INDIRECT without the
+ * feature, INDIRECT together with NEXT, nested INDIRECT, indirect table length
+ * not a multiple of 16, avail index running ahead by more than the queue size.
+ * Any violation calls virtio_device_set_broken(): status gets NEEDS_RESET
+ * (§2.1.2), the first reason is logged once, a configuration interrupt is sent
+ * if DRIVER_OK was set, and the device processes nothing more until the driver
+ * resets it. Nothing else in the VMM is affected.
+ *
+ * DMA (for virtio-iommu): EVERY guest address the core touches (rings,
+ * indirect tables, buffers) goes through virtio_dma_map(). With no translate
+ * hook, or ACCESS_PLATFORM not negotiated, addresses are guest-physical. With
+ * virtio_device_set_dma_translate(), the hook maps IOVA -> GPA first. Ring
+ * pointers are cached when a queue is enabled: after an IOMMU mapping change,
+ * call virtio_device_remap_rings(). Every VMM write into guest memory marks
+ * the pages dirty (mem_mark_dirty on the translated GPA).
+ *
+ * Locking: vdev->lock serializes the transport (vCPU threads writing common
+ * config) against queue processing (event loop). Queue functions below
+ * expect the caller to hold it. Lock order: vdev->lock before the PCI MSI-X lock. */
+#ifndef DEVICES_VIRTIO_H
+#define DEVICES_VIRTIO_H
+
+#include <linux/virtio_config.h>
+#include <linux/virtio_ring.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "vmm/mem.h"
+
+#define VIRTQ_MAX_SIZE       256     /* queue size we offer; also the longest chain */
+#define VIRTIO_NO_VECTOR     0xffff
+#define VIRTIO_MAX_QUEUES    64
+#define VIRTIO_ISR_QUEUE     0x1     /* ISR status bits (§4.1.4.5) */
+#define VIRTIO_ISR_CONFIG    0x2
+
+struct virtio_device;
+
+/* One popped descriptor chain: device-readable segments first (out), then
+ * device-writable (in). gpa[] holds each segment's guest-physical address
+ * after DMA translation, for dirty marking. */
+struct virtq_elem {
+	uint16_t head;
+	uint16_t out_num, in_num;
+	uint32_t out_len, in_len;    /* total bytes */
+	struct iovec iov[VIRTQ_MAX_SIZE];
+	uint64_t gpa[VIRTQ_MAX_SIZE];
+};
+
+/* Serializable per-queue state (what migration saves). */
+struct virtq_state {
+	uint16_t size;               /* negotiated */
+	uint16_t msix_vector;
+	bool enabled;
+	uint64_t desc_addr, avail_addr, used_addr;   /* as the driver wrote them (DMA addresses) */
+	uint16_t last_avail_idx, used_idx;
+	uint16_t signalled_used;
+	bool signalled_used_valid;
+};
+
+struct virtqueue {
+	struct virtio_device *vdev;
+	unsigned index;
+	uint16_t max_size;
+	struct virtq_state st;
+	/* Host pointers to the rings, valid while st.enabled. */
+	struct vring_desc *desc;
+	struct vring_avail *avail;
+	struct vring_used *used;
+	uint64_t used_gpa;            /* translated, for dirty marking */
+	int kick_fd;                  /* eventfd signalled by guest notifications */
+	/* Counters. */
+	uint64_t pops, notifies, suppressed;
+};
+
+struct virtio_device_ops {
+	/* Device-specific config space (virtio 1.2 §4.1.4.6 region). */
+	void (*get_config)(struct virtio_device *vdev, uint32_t off, void *data, uint32_t len);
+	void (*set_config)(struct virtio_device *vdev, uint32_t off, const void *data, uint32_t len);
+	/* Driver set FEATURES_OK with vdev->st.guest_features; return 0 to accept. Optional. */
+	int (*features_ok)(struct virtio_device *vdev);
+	/* Driver set DRIVER_OK: start processing. Called with vdev->lock held. */
+	void (*driver_ok)(struct virtio_device *vdev);
+	/* Device reset: stop processing, drop back-end state. vdev->lock held. */
+	void (*reset)(struct virtio_device *vdev);
+};
+
+struct virtio_transport_ops {
+	/* Raise interrupt @vector (VIRTIO_NO_VECTOR: none configured). */
+	int (*notify)(void *opaque, uint16_t vector);
+};
+
+typedef int (*virtio_dma_translate_fn)(void *opaque, uint64_t iova, uint64_t len, bool write,
+				       uint64_t *gpa);
+
+/* Serializable common state. */
+struct virtio_common_state {
+	uint64_t guest_features;
+	uint32_t device_feature_select, driver_feature_select;
+	uint8_t status;
+	uint8_t config_generation;
+	uint16_t config_vector;
+	uint16_t queue_select;
+};
+
+struct virtio_device {
+	char name[32];                /* log prefix */
+	struct guest_mem *mem;
+	uint32_t device_id;           /* VIRTIO_ID_* */
+	uint64_t host_features;       /* offered */
+	const struct virtio_device_ops *ops;
+	void *opaque;                 /* the device model */
+	const struct virtio_transport_ops *transport;
+	void *transport_opaque;
+	virtio_dma_translate_fn dma_translate;
+	void *dma_opaque;
+	pthread_mutex_t lock;
+	struct virtio_common_state st;
+	_Atomic uint8_t isr;          /* bit 0 queue interrupt, bit 1 config change */
+	bool broken;                  /* NEEDS_RESET set; cleared by reset */
+	char broken_reason[128];
+	unsigned nr_queues;
+	struct virtqueue *vqs;
+	uint64_t resets, broken_count;
+};
+
+int virtio_device_init(struct virtio_device *vdev, const char *name, struct guest_mem *mem,
+		       uint32_t device_id, unsigned nr_queues, uint16_t queue_size,
+		       const struct virtio_device_ops *ops, void *opaque);
+void virtio_device_destroy(struct virtio_device *vdev);   /* closes kick fds */
+
+static inline bool virtio_has_feature(const struct virtio_device *vdev, unsigned bit)
+{
+	return (vdev->st.guest_features >> bit) & 1;
+}
+
+/* Device reset (driver wrote 0 to device_status, or VM reset). Lock held. */
+void virtio_device_reset(struct virtio_device *vdev);
+/* Driver wrote device_status. Lock held. */
+void virtio_device_set_status(struct virtio_device *vdev, uint8_t status);
+/* Driver wrote a 32-bit half of the driver features. Lock held. */
+void virtio_device_set_guest_features(struct virtio_device *vdev, unsigned word, uint32_t val);
+/* Enable the selected queue: check size/alignment, map rings. Lock held. */
+int virtq_enable(struct virtqueue *vq);
+/* Re-translate ring addresses of enabled queues (after an IOMMU change). Lock held. */
+int virtio_device_remap_rings(struct virtio_device *vdev);
+/* Mark the device NEEDS_RESET (driver violated the spec). Lock held. */
+void virtio_device_set_broken(struct virtio_device *vdev, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* Send a configuration change interrupt (e.g. link status, announce). Lock held. */
+void virtio_device_config_changed(struct virtio_device *vdev);
+void virtio_device_set_dma_translate(struct virtio_device *vdev, virtio_dma_translate_fn fn,
+				     void *opaque);
+
+/* The one gate for guest addresses: translate (IOVA->GPA if the hook is set
+ * and ACCESS_PLATFORM negotiated), check [addr, addr+len) is RAM, return the
+ * host pointer (NULL on failure); *gpa (optional) gets the guest-physical address. */
+void *virtio_dma_map(struct virtio_device *vdev, uint64_t addr, uint64_t len, bool write,
+		     uint64_t *gpa);
+
+/* Queue processing (vdev->lock held). */
+/* 1: a chain was popped into @elem; 0: queue empty (or not running); -errno:
+ * the chain was malformed and the device is now broken. */
+int virtq_pop(struct virtqueue *vq, struct virtq_elem *elem);
+/* Give back the last @n popped chains unused (e.g. RX buffers we did not fill). */
+void virtq_unpop(struct virtqueue *vq, uint16_t n);
+/* Write a used element at used_idx + @pos without publishing it; marks the
+ * first @len bytes of the chain's writable buffers dirty. */
+void virtq_fill(struct virtqueue *vq, const struct virtq_elem *elem, uint32_t len, uint16_t pos);
+/* Publish @count filled elements (store-release of used->idx). */
+void virtq_flush(struct virtqueue *vq, uint16_t count);
+static inline void virtq_push(struct virtqueue *vq, const struct virtq_elem *elem, uint32_t len)
+{
+	virtq_fill(vq, elem, len, 0);
+	virtq_flush(vq, 1);
+}
+/* Number of available chains not yet popped (0 if not running). */
+uint16_t virtq_avail_count(struct virtqueue *vq);
+/* Ask for (or suppress) driver notifications. With EVENT_IDX writes
+ * avail_event = last_avail_idx (§2.7.10). Returns true if buffers arrived
+ * meanwhile, so the caller must poll again rather than sleep. */
+bool virtq_set_notification(struct virtqueue *vq, bool enable);
+/* Does the driver want an interrupt for what we used since the last one? (§2.7.7.2) */
+bool virtq_should_notify(struct virtqueue *vq);
+/* Interrupt the driver if it wants one. */
+void virtq_notify(struct virtqueue *vq);
+/* vring_need_event() from the spec: exposed for tests. */
+static inline bool virtq_need_event(uint16_t event_idx, uint16_t new_idx, uint16_t old_idx)
+{
+	return (uint16_t)(new_idx - event_idx - 1) < (uint16_t)(new_idx - old_idx);
+}
+
+/* iovec helpers: copy to/from a chain's segments, starting at byte @skip. */
+size_t iov_from_buf(const struct iovec *iov, unsigned n, size_t skip, const void *buf, size_t len);
+size_t iov_to_buf(const struct iovec *iov, unsigned n, size_t skip, void *buf, size_t len);
+
+#endif
