@@ -57,7 +57,7 @@
 #define IOMMU_RESV_MEM_T_RESERVED 0
 #define IOMMU_RESV_MEM_T_MSI      1
 
-#define IOMMU_TLB_ENTRIES 8          /* per endpoint, direct-mapped by IOVA page */
+#define IOMMU_TLB_ENTRIES 256        /* per endpoint, direct-mapped by IOVA page: 1 MiB of 4 KiB pages */
 #define IOMMU_MAX_RESV    4
 
 struct iommu_avl {                    /* intrusive AVL node */
