@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "api/api.h"
 #include "vmm/cli.h"
 
 struct verb {
@@ -12,6 +13,8 @@ struct verb {
 
 static const struct verb verbs[] = {
 	{ "run", cli_run, "create and boot a VM from flags or a JSON config" },
+	{ "serve", cli_serve, "start a VMM with no VM and serve the REST API" },
+	{ "ctl", cli_ctl, "send one request to a VMM's API socket" },
 };
 
 static void usage(FILE *f)
