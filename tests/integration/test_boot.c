@@ -189,3 +189,16 @@ Test(boot, missing_kernel_is_an_error, .timeout = 60)
 		  r.err);
 	harness_result_free(&r);
 }
+
+/* The runtime reports exceptions with vector, error code and RIP, then fails. */
+Test(boot, exception_is_reported, .timeout = 60)
+{
+	struct run_result r;
+
+	require_kvm();
+	boot("test=fault kind=pf", NULL, &r);
+	assert_failed(&r, "FAIL fault: exception 14 (#PF page fault)");
+	cr_expect(strstr(r.out, "cr2=0x4000000000"), "stdout:\n%s", r.out);
+	cr_expect(strstr(r.out, "rip=0x"), "stdout:\n%s", r.out);
+	harness_result_free(&r);
+}
