@@ -28,6 +28,7 @@
 
 #include "api/actions.h"
 #include "api/api.h"
+#include "tests/integration/harness.h"
 
 struct apit_srv {
 	pid_t pid;
@@ -43,18 +44,17 @@ static bool apit_asan(void)
 	return getenv("VMM_ASAN") != NULL;
 }
 
+/* The shared harness (harness.h) runs a vmm to completion; `vmm serve`
+ * keeps running, so these tests spawn it themselves and take only the
+ * environment conventions from the harness. */
 static const char *apit_vmm(void)
 {
-	const char *v = getenv("VMM_BIN");
-
-	return v ? v : "build/vmm";
+	return harness_vmm_bin();
 }
 
 static void apit_testguest(char *buf, size_t len)
 {
-	const char *d = getenv("VMM_IMAGES");
-
-	snprintf(buf, len, "%s/testguest.elf", d ? d : "build/images");
+	snprintf(buf, len, "%s/testguest.elf", harness_images_dir());
 }
 
 static uint64_t apit_now_ms(void)
@@ -67,7 +67,7 @@ static uint64_t apit_now_ms(void)
 
 static void apit_need_kvm(void)
 {
-	if (access("/dev/kvm", R_OK | W_OK))
+	if (!harness_have_kvm())
 		cr_skip_test("no /dev/kvm");
 }
 
