@@ -13,7 +13,9 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "api/api.h"
 #include "api/config_json.h"
+#include "devices/virtio_net_config.h"
 #include "migration/migration.h"
 #include "vmm/cli.h"
 #include "vmm/log.h"
@@ -58,6 +60,12 @@ static void run_usage(FILE *f)
 		"  --console KIND       stdio (default), file:PATH, or none\n"
 		"  --config FILE        the VM as JSON (the same document as the API's vm.create);\n"
 		"                       flags given as well override its fields\n"
+		"  --net SPEC           virtio-net device, repeatable:\n"
+		"                       tap=NAME[,mac=MAC][,queues=N][,iommu=on]\n"
+		"                       macvtap=IFNAME[,mac=MAC][,queues=N][,iommu=on]\n"
+		"  --iommu              add a virtio-iommu device (devices with iommu=on sit behind it)\n"
+		"  --api-sock PATH      also serve the REST API on this UNIX socket (see vmm ctl)\n"
+		"  --restore DIR        start from a snapshot directory instead of a kernel\n"
 		"  -v, --verbose        more log output (repeat for debug)\n"
 		"  -h, --help           this help\n\n"
 		"Exit status: the value the guest writes to the debug-exit port (0xf4),\n"
@@ -73,7 +81,8 @@ static int set_string(char **dst, const char *src)
 	return *dst ? 0 : -ENOMEM;
 }
 
-enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEMORY, OPT_CONSOLE, OPT_CONFIG };
+enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEMORY, OPT_CONSOLE, OPT_CONFIG,
+       OPT_NET, OPT_IOMMU, OPT_API_SOCK };
 
 static const struct option run_options[] = {
 	{ "kernel", required_argument, NULL, OPT_KERNEL },
@@ -83,6 +92,9 @@ static const struct option run_options[] = {
 	{ "memory", required_argument, NULL, OPT_MEMORY },
 	{ "console", required_argument, NULL, OPT_CONSOLE },
 	{ "config", required_argument, NULL, OPT_CONFIG },
+	{ "net", required_argument, NULL, OPT_NET },
+	{ "iommu", no_argument, NULL, OPT_IOMMU },
+	{ "api-sock", required_argument, NULL, OPT_API_SOCK },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
@@ -117,6 +129,17 @@ static int run_apply_option(struct vm_config *cfg, int opt, const char *arg)
 		return 0;
 	case OPT_CONFIG:
 		return 0; /* applied before the other flags, see run_load_config */
+	case OPT_API_SOCK:
+		return 0; /* not part of the VM config: taken by cli_run */
+	case OPT_IOMMU:
+		cfg->iommu = true;
+		return 0;
+	case OPT_NET:
+		if (config_parse_net(cfg, arg, err, sizeof(err))) {
+			cli_error("--net %s: %s", arg, err);
+			return -EINVAL;
+		}
+		return 0;
 	case OPT_CONSOLE:
 		if (config_parse_console(cfg, arg, err, sizeof(err))) {
 			cli_error("--%s", err);
@@ -215,8 +238,9 @@ static void run_exit_fast(int status)
 	_exit(0);
 }
 
-static int run_vm(const struct vm_config *cfg)
+static int run_vm(const struct vm_config *cfg, const char *api_sock)
 {
+	struct api_server *api = NULL;
 	char err[512] = "";
 	struct termios saved;
 	bool raw = false;
@@ -232,6 +256,10 @@ static int run_vm(const struct vm_config *cfg)
 	if (vm_start(vm)) {
 		cli_error("cannot start the VM");
 		status = CLI_EXIT_ERROR;
+	} else if (api_sock && api_server_start(&api, api_sock, vm)) {
+		cli_error("--api-sock %s: cannot serve the API there", api_sock);
+		vm_request_exit(vm, CLI_EXIT_ERROR, "API socket unavailable");
+		status = vm_wait_exit(vm);
 	} else {
 		status = vm_wait_exit(vm);
 		if (status != 0)
@@ -241,6 +269,8 @@ static int run_vm(const struct vm_config *cfg)
 		if (getenv("VMM_REPORT_RSS"))
 			report_rss(vm);
 	}
+	if (api)
+		api_server_stop(api);
 	if (raw)
 		tcsetattr(STDIN_FILENO, TCSANOW, &saved);
 	run_exit_fast(status);
@@ -300,6 +330,7 @@ int cli_run(int argc, char **argv)
 	struct vm_config cfg;
 	char err[256];
 	int opt, status, verbosity = 0;
+	const char *api_sock = NULL;
 
 	if (cli_run_wants_restore(argc, argv))
 		return cli_run_restore(argc, argv);
@@ -329,6 +360,8 @@ int cli_run(int argc, char **argv)
 			config_free(&cfg);
 			return CLI_EXIT_USAGE;
 		}
+		if (opt == OPT_API_SOCK)
+			api_sock = optarg;
 		if (run_apply_option(&cfg, opt, optarg)) {
 			config_free(&cfg);
 			return CLI_EXIT_USAGE;
@@ -345,7 +378,7 @@ int cli_run(int argc, char **argv)
 		config_free(&cfg);
 		return CLI_EXIT_USAGE;
 	}
-	status = run_vm(&cfg);
+	status = run_vm(&cfg, api_sock);
 	config_free(&cfg);
 	return status;
 }
