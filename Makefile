@@ -70,7 +70,7 @@ check-integration: $(BUILD)/vmm $(BUILD)/tests/integration images $(TEST_EXTRA)
 check-asan: $(BUILD)/asan/vmm $(BUILD)/asan/tests/unit $(BUILD)/tests/integration images $(TEST_EXTRA)
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
 		$(BUILD)/asan/tests/unit --jobs 2
-	ASAN_OPTIONS=detect_leaks=1 VMM_BIN=$(BUILD)/asan/vmm VMM_IMAGES=$(BUILD)/images VMM_ASAN=1 \
+	ASAN_OPTIONS=detect_leaks=1 VMM_SYNC_TEARDOWN=1 VMM_BIN=$(BUILD)/asan/vmm VMM_IMAGES=$(BUILD)/images VMM_ASAN=1 \
 		$(BUILD)/tests/integration --jobs 2
 
 check: check-unit check-integration check-asan $(CHECK_EXTRA)

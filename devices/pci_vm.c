@@ -2,6 +2,7 @@
 #include "devices/pci_vm.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 
 #include "vmm/acpi.h"
@@ -36,28 +37,54 @@ const struct pci_irq_ops pci_vm_irq_ops = {
 	.ioeventfd = pci_vm_ioeventfd,
 };
 
-int pci_vm_create(struct vm *vm, struct pci_bus **out)
+struct pci_vm_bus {
+	struct device dev;
+	struct pci_bus bus;
+	bool attached;
+};
+
+static void pci_vm_bus_destroy(struct device *dev)
 {
-	struct pci_bus *bus = calloc(1, sizeof(*bus));
+	struct pci_vm_bus *b = (struct pci_vm_bus *)dev;
+
+	pci_bus_destroy(&b->bus);
+	if (dev->vm)
+		dev->vm->pci = NULL;
+	free(b);
+}
+
+static const struct device_ops pci_vm_bus_ops = {
+	.type = "pci-host",
+	.destroy = pci_vm_bus_destroy,
+};
+
+int pci_vm_create(struct vm *vm)
+{
+	struct pci_vm_bus *b = calloc(1, sizeof(*b));
 	int ret;
 
-	if (!bus)
+	if (!b)
 		return -ENOMEM;
-	ret = pci_bus_init(bus, &vm->mmio, &vm->pio, LAYOUT_PCI_ECAM, &pci_vm_irq_ops, vm);
+	ret = pci_bus_init(&b->bus, &vm->mmio, &vm->pio, LAYOUT_PCI_ECAM, &pci_vm_irq_ops, vm);
 	if (ret) {
-		free(bus);
+		free(b);
 		return ret;
 	}
-	*out = bus;
+	vm->pci = &b->bus;
 	return 0;
 }
 
-void pci_vm_destroy(struct pci_bus *bus)
+void pci_vm_attach(struct vm *vm)
 {
-	if (!bus)
+	struct pci_vm_bus *b;
+
+	if (!vm->pci)
 		return;
-	pci_bus_destroy(bus);
-	free(bus);
+	b = (struct pci_vm_bus *)((char *)vm->pci - offsetof(struct pci_vm_bus, bus));
+	if (!b->attached) {
+		vm_add_device(vm, &b->dev, &pci_vm_bus_ops, "pci0");
+		b->attached = true;
+	}
 }
 
 void pci_vm_acpi_config(const struct pci_bus *bus, struct acpi_config *acpi)

@@ -51,7 +51,9 @@ int irq_init(struct vm *vm)
 		e->u.irqchip.pin = gsi;
 	}
 	vm->next_gsi = IRQ_IOAPIC_PINS;
-	return irq_commit_locked(vm);
+	/* Not committed: KVM_CREATE_IRQCHIP installed the same table, and every
+	 * KVM_SET_GSI_ROUTING waits for an SRCU grace period (milliseconds). */
+	return 0;
 }
 
 void irq_destroy(struct vm *vm)

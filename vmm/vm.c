@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -102,14 +103,16 @@ int vm_set_memslots(struct vm *vm, uint32_t flags)
 	return 0;
 }
 
-static int read_file(const char *path, const char *what, uint8_t **data, size_t *len,
-		     char *err, size_t errlen)
+/* Map a kernel or initrd read-only: no copy, and only the pages the loader
+ * touches are read. Unmap with munmap(*data, *len) (len 0 maps nothing). */
+static int map_file(const char *path, const char *what, uint8_t **data, size_t *len,
+		    char *err, size_t errlen)
 {
 	struct stat st;
-	ssize_t n;
-	size_t off = 0;
 	int fd, ret;
 
+	*data = NULL;
+	*len = 0;
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		ret = -errno;
@@ -126,26 +129,26 @@ static int read_file(const char *path, const char *what, uint8_t **data, size_t 
 		close(fd);
 		return -EFBIG;
 	}
-	*len = (size_t)st.st_size;
-	*data = malloc(*len ? *len : 1);
-	if (!*data) {
-		close(fd);
-		return -ENOMEM;
-	}
-	while (off < *len) {
-		n = read(fd, *data + off, *len - off);
-		if (n <= 0) {
-			ret = n < 0 ? -errno : -EIO;
-			snprintf(err, errlen, "%s: reading '%s' failed", what, path);
-			free(*data);
-			*data = NULL;
+	if (st.st_size > 0) {
+		void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+
+		if (p == MAP_FAILED) {
+			ret = -errno;
+			snprintf(err, errlen, "%s: cannot map '%s': %s", what, path, strerror_safe(errno));
 			close(fd);
 			return ret;
 		}
-		off += (size_t)n;
+		*data = p;
+		*len = (size_t)st.st_size;
 	}
 	close(fd);
 	return 0;
+}
+
+static void unmap_file(uint8_t *data, size_t len)
+{
+	if (data && len)
+		munmap(data, len);
 }
 
 static int vm_load_kernel(struct vm *vm, char *err, size_t errlen)
@@ -155,12 +158,12 @@ static int vm_load_kernel(struct vm *vm, char *err, size_t errlen)
 	uint8_t *kernel = NULL, *initrd = NULL;
 	int ret;
 
-	ret = read_file(vm->cfg.kernel, "kernel", &kernel, &in.kernel_len, err, errlen);
+	ret = map_file(vm->cfg.kernel, "kernel", &kernel, &in.kernel_len, err, errlen);
 	if (ret)
 		return ret;
 	in.kernel = kernel;
 	if (vm->cfg.initrd) {
-		ret = read_file(vm->cfg.initrd, "initrd", &initrd, &in.initrd_len, err, errlen);
+		ret = map_file(vm->cfg.initrd, "initrd", &initrd, &in.initrd_len, err, errlen);
 		if (ret)
 			goto out;
 		in.initrd = initrd;
@@ -173,8 +176,8 @@ static int vm_load_kernel(struct vm *vm, char *err, size_t errlen)
 	}
 	ret = boot_load(&vm->mem, &in, &vm->boot, err, errlen);
 out:
-	free(kernel);
-	free(initrd);
+	unmap_file(kernel, in.kernel_len);
+	unmap_file(initrd, in.initrd_len);
 	return ret;
 }
 
@@ -357,6 +360,32 @@ int vm_pause(struct vm *vm)
 		pthread_cond_wait(&vm->cond, &vm->lock);
 	if (vm->exit_requested) {
 		vm->pause_requested = false;
+		pthread_mutex_unlock(&vm->lock);
+		return -ESHUTDOWN;
+	}
+	vm->state = VM_STATE_PAUSED;
+	pthread_cond_broadcast(&vm->cond);
+	pthread_mutex_unlock(&vm->lock);
+	return 0;
+}
+
+int vm_start_paused(struct vm *vm)
+{
+	int ret;
+
+	pthread_mutex_lock(&vm->lock);
+	vm->pause_requested = true;
+	pthread_mutex_unlock(&vm->lock);
+	ret = vm_start(vm);
+	pthread_mutex_lock(&vm->lock);
+	if (ret) {
+		vm->pause_requested = false;
+		pthread_mutex_unlock(&vm->lock);
+		return ret;
+	}
+	while (vm->nr_paused < vm->nr_running_threads && !vm->exit_requested)
+		pthread_cond_wait(&vm->cond, &vm->lock);
+	if (vm->exit_requested) {
 		pthread_mutex_unlock(&vm->lock);
 		return -ESHUTDOWN;
 	}
