@@ -915,6 +915,45 @@ Test(api, sigterm_stops_server_and_vm, .timeout = 60)
 	apit_cleanup(&s);
 }
 
+/* `vmm run --config FILE --api-sock PATH`: the same JSON model as vm.create;
+ * the API drives the VM but cannot replace it; vm.shutdown ends the process. */
+Test(api, run_with_api_sock, .timeout = 60)
+{
+	struct apit_srv s;
+	char cfg[512], path[192], out[4096];
+	FILE *f;
+	int rc;
+
+	apit_need_kvm();
+	apit_start(&s);       /* only for its directory and guest; stop it at once */
+	apit_shutdown_and_check(&s);
+	apit_halt_config(&s, cfg, sizeof(cfg));
+	snprintf(path, sizeof(path), "%s/cfg.json", s.dir);
+	f = fopen(path, "w");
+	cr_assert_not_null(f);
+	fputs(cfg, f);
+	fclose(f);
+	char *argv[] = { (char *)apit_vmm(), "run", "--config", path, "--api-sock", s.sock, NULL };
+	s.pid = apit_spawn(argv, s.log);
+	for (int i = 0; i < 4000 && !apit_can_connect(s.sock); i++)
+		usleep(5000);
+	cr_assert_str_eq(apit_state(&s, out, sizeof(out)), "running");
+	cr_assert_eq(apit_req(&s, "vm.pause", NULL, out, sizeof(out)), 200, "%s", out);
+	cr_assert_eq(apit_req(&s, "vm.resume", NULL, out, sizeof(out)), 200, "%s", out);
+	cr_assert_eq(apit_req(&s, "vm.reboot", NULL, out, sizeof(out)), 409, "%s", out);
+	cr_assert(strstr(out, "vmm run"), "%s", out);
+	cr_assert_eq(apit_req(&s, "vm.create", cfg, out, sizeof(out)), 409, "%s", out);
+	cr_assert_eq(apit_req(&s, "vm.shutdown", NULL, out, sizeof(out)), 200, "%s", out);
+	cr_assert(strstr(out, "\"shutdown\""), "%s", out);
+	rc = apit_wait(s.pid, apit_asan() ? 30000 : 10000);
+	if (rc != 0)
+		apit_dump_log(&s);
+	cr_assert_eq(rc, 0, "vmm run exited with %d", rc);
+	s.pid = 0;
+	cr_assert_neq(access(s.sock, F_OK), 0, "socket file left behind");
+	apit_cleanup(&s);
+}
+
 Test(api, ctl_help_and_errors, .timeout = 30)
 {
 	char out[8192];
