@@ -915,6 +915,93 @@ Test(api, sigterm_stops_server_and_vm, .timeout = 60)
 	apit_cleanup(&s);
 }
 
+/* A VM with a virtio-net device on a TAP: vm.info and vm.counters show the
+ * device's own summary and counters (the device's info/counters hooks). */
+Test(api, net_device_info_and_counters, .timeout = 60)
+{
+	struct apit_srv s;
+	char cfg[768], out[8192], tap[16], cmd[128];
+	const cJSON *dev, *net = NULL;
+	cJSON *j;
+
+	apit_need_kvm();
+	snprintf(tap, sizeof(tap), "apit%d", (int)(getpid() % 100000));
+	snprintf(cmd, sizeof(cmd), "ip tuntap add dev %s mode tap 2>/dev/null", tap);
+	if (system(cmd) != 0)
+		cr_skip_test("cannot create a TAP device (need root and /dev/net/tun)");
+	apit_start(&s);
+	cr_assert(apit_idle_config(&s, out, sizeof(out)));
+	/* The idle config, plus a NIC. */
+	snprintf(cfg, sizeof(cfg), "%.*s, \"nets\": [{\"tap\": \"%s\", \"mac\": \"52:54:00:12:34:56\"}]}",
+		 (int)strlen(out) - 1, out, tap);
+	cr_assert_eq(apit_req(&s, "vm.create", cfg, out, sizeof(out)), 200, "%s: %s", cfg, out);
+	cr_assert_eq(apit_req(&s, "vm.boot", NULL, out, sizeof(out)), 200, "%s", out);
+	j = apit_info(&s, "vm.info");
+	cJSON_ArrayForEach(dev, cJSON_GetObjectItemCaseSensitive(j, "devices"))
+		if (!strcmp(cJSON_GetObjectItemCaseSensitive(dev, "name")->valuestring, "net0"))
+			net = dev;
+	cr_assert_not_null(net, "no net0 in vm.info");
+	cr_assert_str_eq(cJSON_GetObjectItemCaseSensitive(net, "type")->valuestring, "virtio-net");
+	cr_assert(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(net, "mac")));
+	cr_assert_str_eq(cJSON_GetObjectItemCaseSensitive(net, "mac")->valuestring, "52:54:00:12:34:56");
+	cJSON_Delete(j);
+	j = apit_info(&s, "vm.counters");
+	net = NULL;
+	cJSON_ArrayForEach(dev, cJSON_GetObjectItemCaseSensitive(j, "devices"))
+		if (!strcmp(cJSON_GetObjectItemCaseSensitive(dev, "name")->valuestring, "net0"))
+			net = dev;
+	cr_assert_not_null(net, "no net0 in vm.counters");
+	cr_assert(cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(net, "rx_frames")));
+	cr_assert(cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(net, "tx_bytes")));
+	cJSON_Delete(j);
+	apit_shutdown_and_check(&s);
+	apit_cleanup(&s);
+	snprintf(cmd, sizeof(cmd), "ip link del %s 2>/dev/null", tap);
+	cr_assert_eq(system(cmd), 0);
+}
+
+/* Random requests (seeded): any method, path, header and body bytes. The VMM
+ * answers each with a status or closes the connection, and stays up. */
+Test(api, random_requests_do_not_hurt, .timeout = 120)
+{
+	static const char *const methods[] = { "GET", "PUT", "POST", "HEAD", "OPTIONS", "PATCH", "\x01" };
+	static const char *const paths[] = { "/api/v1/vm.create", "/api/v1/vm.boot", "/api/v1/vm.info",
+					     "/api/v1/vmm.ping", "/api/v1/vm.add-net", "/%00", "/api/v1/../x",
+					     "/api/v1/vm.remove-device" };
+	static const char *const bodies[] = { "{\"kernel\": \"/k\", \"cpus\": 2}", "{\"tap\": \"t0\"}",
+					      "{\"id\": \"net0\"}", "[[[[[[[[", "{\"a\":{\"b\":[1,2,{}]}}", "" };
+	struct apit_srv s;
+	unsigned seed = 12345, nr = apit_asan() ? 150 : 300;
+	char req[2048], body[600];
+
+	apit_start(&s);
+	for (unsigned i = 0; i < nr; i++) {
+		size_t blen;
+		int n;
+
+		snprintf(body, sizeof(body), "%s", bodies[rand_r(&seed) % 6]);
+		blen = strlen(body);
+		/* Flip, truncate or splice random bytes into the body. */
+		for (unsigned k = rand_r(&seed) % 4; k && blen; k--)
+			body[rand_r(&seed) % blen] = (char)(rand_r(&seed) & 0xff);
+		if (blen && rand_r(&seed) % 3 == 0)
+			blen = rand_r(&seed) % blen;
+		n = snprintf(req, sizeof(req), "%s %s HTTP/1.%d\r\nHost: x\r\nConnection: close\r\n"
+			     "Content-Length: %zu\r\n\r\n", methods[rand_r(&seed) % 7],
+			     paths[rand_r(&seed) % 8], rand_r(&seed) % 2, blen);
+		memcpy(req + n, body, blen);
+		/* Sometimes lie about the length or cut the request short. */
+		size_t len = (size_t)n + blen;
+		if (rand_r(&seed) % 5 == 0)
+			len = rand_r(&seed) % len;
+		unsigned st = apit_raw(&s, req, len, 30);
+		cr_assert(st == 0 || (st >= 200 && st < 600), "request %u: status %u", i, st);
+	}
+	cr_assert_eq(apit_http(&s, "GET", "/api/v1/vmm.ping", NULL), 200);
+	apit_shutdown_and_check(&s);
+	apit_cleanup(&s);
+}
+
 /* `vmm run --config FILE --api-sock PATH`: the same JSON model as vm.create;
  * the API drives the VM but cannot replace it; vm.shutdown ends the process. */
 Test(api, run_with_api_sock, .timeout = 60)
