@@ -89,13 +89,13 @@ static const char *refusal(const struct api_action_desc *a, enum api_phase phase
 int api_action_check(const struct api_action_desc *a, enum api_phase phase, bool owns_vm,
 		     char *err, size_t errlen)
 {
-	if ((unsigned)phase >= API_NR_PHASES || !(a->phases & API_PHASE_BIT(phase))) {
-		snprintf(err, errlen, "%s: not allowed now: %s", a->name, refusal(a, phase));
-		return -EBUSY;
-	}
 	if (a->needs_owner && !owns_vm && phase != API_PHASE_NONE) {
 		snprintf(err, errlen, "%s: the VM belongs to 'vmm run'; this process cannot replace it",
 			 a->name);
+		return -EBUSY;
+	}
+	if ((unsigned)phase >= API_NR_PHASES || !(a->phases & API_PHASE_BIT(phase))) {
+		snprintf(err, errlen, "%s: not allowed now: %s", a->name, refusal(a, phase));
 		return -EBUSY;
 	}
 	return 0;
