@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "api/config_json.h"
+#include "devices/virtio_net_config.h"
 #include "vmm/cli.h"
 #include "vmm/log.h"
 #include "vmm/vm.h"
@@ -55,6 +56,8 @@ static void run_usage(FILE *f)
 		"  --cpus N             vCPUs (1..%d, default 1)\n"
 		"  --memory MIB         guest RAM in MiB (default %d)\n"
 		"  --console KIND       stdio (default), file:PATH, or none\n"
+		"  --net SPEC           virtio-net: tap=NAME[,mac=MAC][,queues=N] or\n"
+		"                       macvtap=IFNAME[,mac=MAC][,queues=N] (repeatable)\n"
 		"  --config FILE        the VM as JSON (the same document as the API's vm.create);\n"
 		"                       flags given as well override its fields\n"
 		"  -v, --verbose        more log output (repeat for debug)\n"
@@ -72,7 +75,7 @@ static int set_string(char **dst, const char *src)
 	return *dst ? 0 : -ENOMEM;
 }
 
-enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEMORY, OPT_CONSOLE, OPT_CONFIG };
+enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEMORY, OPT_CONSOLE, OPT_CONFIG, OPT_NET };
 
 static const struct option run_options[] = {
 	{ "kernel", required_argument, NULL, OPT_KERNEL },
@@ -82,6 +85,7 @@ static const struct option run_options[] = {
 	{ "memory", required_argument, NULL, OPT_MEMORY },
 	{ "console", required_argument, NULL, OPT_CONSOLE },
 	{ "config", required_argument, NULL, OPT_CONFIG },
+	{ "net", required_argument, NULL, OPT_NET },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
@@ -116,6 +120,12 @@ static int run_apply_option(struct vm_config *cfg, int opt, const char *arg)
 		return 0;
 	case OPT_CONFIG:
 		return 0; /* applied before the other flags, see run_load_config */
+	case OPT_NET:
+		if (config_parse_net(cfg, arg, err, sizeof(err))) {
+			cli_error("--%s", err);
+			return -EINVAL;
+		}
+		return 0;
 	case OPT_CONSOLE:
 		if (config_parse_console(cfg, arg, err, sizeof(err))) {
 			cli_error("--%s", err);
