@@ -57,6 +57,7 @@ static void run_usage(FILE *f)
 		"  --console KIND       stdio (default), file:PATH, or none\n"
 		"  --config FILE        the VM as JSON (the same document as the API's vm.create);\n"
 		"                       flags given as well override its fields\n"
+		"  --iommu              add a virtio-iommu (devices opt in with iommu=on)\n"
 		"  -v, --verbose        more log output (repeat for debug)\n"
 		"  -h, --help           this help\n\n"
 		"Exit status: the value the guest writes to the debug-exit port (0xf4),\n"
@@ -72,7 +73,8 @@ static int set_string(char **dst, const char *src)
 	return *dst ? 0 : -ENOMEM;
 }
 
-enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEMORY, OPT_CONSOLE, OPT_CONFIG };
+enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEMORY, OPT_CONSOLE, OPT_CONFIG,
+       OPT_IOMMU };
 
 static const struct option run_options[] = {
 	{ "kernel", required_argument, NULL, OPT_KERNEL },
@@ -82,6 +84,7 @@ static const struct option run_options[] = {
 	{ "memory", required_argument, NULL, OPT_MEMORY },
 	{ "console", required_argument, NULL, OPT_CONSOLE },
 	{ "config", required_argument, NULL, OPT_CONFIG },
+	{ "iommu", no_argument, NULL, OPT_IOMMU },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
@@ -116,6 +119,9 @@ static int run_apply_option(struct vm_config *cfg, int opt, const char *arg)
 		return 0;
 	case OPT_CONFIG:
 		return 0; /* applied before the other flags, see run_load_config */
+	case OPT_IOMMU:
+		cfg->iommu = true;
+		return 0;
 	case OPT_CONSOLE:
 		if (config_parse_console(cfg, arg, err, sizeof(err))) {
 			cli_error("--%s", err);
