@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "api/config_json.h"
+#include "migration/migration.h"
 #include "vmm/cli.h"
 #include "vmm/log.h"
 #include "vmm/vm.h"
@@ -300,6 +301,8 @@ int cli_run(int argc, char **argv)
 	char err[256];
 	int opt, status, verbosity = 0;
 
+	if (cli_run_wants_restore(argc, argv))
+		return cli_run_restore(argc, argv);
 	config_init(&cfg);
 	if (run_find_config(argc, argv, &cfg)) {
 		config_free(&cfg);
