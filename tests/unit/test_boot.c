@@ -689,19 +689,58 @@ Test(boot_bzimage, non_relocatable_loads_at_1m_and_initrd_respects_addr_max)
 	mem_destroy(&fx.mem);
 }
 
-Test(boot_bzimage, pref_address_beyond_ram_falls_back_to_1m)
+Test(boot_bzimage, bad_pref_address_falls_back_to_1m)
 {
 	struct fixture fx;
 	struct boot_entry e;
 	struct bz_opts o = bz_default();
+	static uint8_t initrd[4096];
 
-	o.pref_address = 0x1000000;
-	o.init_size = 0x100000;
+	o.pref_address = 0x80000; /* below 1 MiB: would clobber boot data */
 	struct timg k = build_bz(&o);
 
-	fx_init(&fx, 16 * MiB); /* pref 16 MiB is at the very end of RAM */
+	fx_init(&fx, 64 * MiB);
+	cr_assert_eq(fx_load(&fx, &k, initrd, sizeof(initrd), NULL, &e), 0, "%s", fx.err);
+	cr_assert_eq(e.kernel_start, LAYOUT_KERNEL_START);
+	cr_assert_eq(e.kernel_end, LAYOUT_KERNEL_START + o.init_size);
+	free(k.buf);
+
+	o = bz_default();
+	o.pref_address = 0x1100000; /* not a multiple of kernel_alignment (2 MiB) */
+	k = build_bz(&o);
 	cr_assert_eq(fx_load(&fx, &k, NULL, 0, NULL, &e), 0, "%s", fx.err);
 	cr_assert_eq(e.kernel_start, LAYOUT_KERNEL_START);
+	/* It still decompresses at pref_address: that range is the kernel's. */
+	cr_assert_eq(e.kernel_end, 0x1100000 + o.init_size);
+	free(k.buf);
+	mem_destroy(&fx.mem);
+}
+
+/* A kernel loaded low still runs at pref_address (LOAD_PHYSICAL_ADDR):
+ * the initrd goes above pref_address + init_size, and RAM must reach it. */
+Test(boot_bzimage, init_size_at_pref_address_bounds_initrd_and_ram)
+{
+	struct fixture fx;
+	struct boot_entry e;
+	struct bz_opts o = bz_default();
+	uint8_t *initrd = calloc(1, 8 * MiB);
+
+	o.relocatable = 0;
+	struct timg k = build_bz(&o);
+	fx_init(&fx, 32 * MiB);
+	/* 16 MiB + 8 MiB init_size leaves 8 MiB: an 8 MiB initrd just fits. */
+	cr_assert_eq(fx_load(&fx, &k, initrd, 8 * MiB, NULL, &e), 0, "%s", fx.err);
+	cr_assert_eq(e.kernel_end, 24 * MiB);
+	cr_assert_eq(e.initrd_gpa, 24 * MiB);
+	cr_assert_eq(fx_load(&fx, &k, initrd, 8 * MiB + 1, NULL, &e), -ENOMEM);
+	cr_assert_not_null(strstr(fx.err, "initrd: does not fit below 0x2000000"), "%s", fx.err);
+	mem_destroy(&fx.mem);
+
+	fx_init(&fx, 20 * MiB);
+	cr_assert_eq(fx_load(&fx, &k, NULL, 0, NULL, &e), -ENOMEM);
+	cr_assert_not_null(strstr(fx.err, "needs RAM at 0x1000000 - 0x1800000 (init_size) but guest RAM is 20 MiB (memory too small)"),
+			   "%s", fx.err);
+	free(initrd);
 	free(k.buf);
 	mem_destroy(&fx.mem);
 }
@@ -872,6 +911,23 @@ Test(boot_hostile, elf_bad_segments)
 	*entry = 0x100040;
 	struct boot_entry e;
 	cr_assert_eq(fx_load(&fx, &k, NULL, 0, NULL, &e), 0, "%s", fx.err);
+	free(k.buf);
+	mem_destroy(&fx.mem);
+}
+
+Test(boot_hostile, pvh_entry_above_4g)
+{
+	struct fixture fx;
+	static uint8_t note[64];
+	size_t nlen = build_pvh_note(note, LAYOUT_HIGH_RAM_START + 0x40, 8);
+	struct tseg segs[] = {
+		{ PT_LOAD, LAYOUT_HIGH_RAM_START, LAYOUT_HIGH_RAM_START, text, sizeof(text), sizeof(text) },
+		{ PT_NOTE, 0, 0, note, nlen, 0 },
+	};
+	struct timg k = build_elf(true, 0, segs, 2);
+
+	fx_init(&fx, 4 * GiB);
+	expect_fail(&fx, &k, "PVH entry 0x100000040 is above 4 GiB");
 	free(k.buf);
 	mem_destroy(&fx.mem);
 }
