@@ -15,6 +15,7 @@
 
 #include "api/api.h"
 #include "api/config_json.h"
+#include "devices/virtio_net_config.h"
 #include "migration/migration.h"
 #include "vmm/cli.h"
 #include "vmm/log.h"
@@ -59,7 +60,12 @@ static void run_usage(FILE *f)
 		"  --console KIND       stdio (default), file:PATH, or none\n"
 		"  --config FILE        the VM as JSON (the same document as the API's vm.create);\n"
 		"                       flags given as well override its fields\n"
-		"  --api-sock PATH      also serve the REST API on this UNIX socket (see 'vmm ctl')\n"
+		"  --net SPEC           virtio-net device, repeatable:\n"
+		"                       tap=NAME[,mac=MAC][,queues=N][,iommu=on]\n"
+		"                       macvtap=IFNAME[,mac=MAC][,queues=N][,iommu=on]\n"
+		"  --iommu              add a virtio-iommu device (devices with iommu=on sit behind it)\n"
+		"  --api-sock PATH      also serve the REST API on this UNIX socket (see vmm ctl)\n"
+		"  --restore DIR        start from a snapshot directory instead of a kernel\n"
 		"  -v, --verbose        more log output (repeat for debug)\n"
 		"  -h, --help           this help\n\n"
 		"Exit status: the value the guest writes to the debug-exit port (0xf4),\n"
@@ -76,7 +82,7 @@ static int set_string(char **dst, const char *src)
 }
 
 enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEMORY, OPT_CONSOLE, OPT_CONFIG,
-       OPT_API_SOCK };
+       OPT_NET, OPT_IOMMU, OPT_API_SOCK };
 
 static const struct option run_options[] = {
 	{ "kernel", required_argument, NULL, OPT_KERNEL },
@@ -86,6 +92,8 @@ static const struct option run_options[] = {
 	{ "memory", required_argument, NULL, OPT_MEMORY },
 	{ "console", required_argument, NULL, OPT_CONSOLE },
 	{ "config", required_argument, NULL, OPT_CONFIG },
+	{ "net", required_argument, NULL, OPT_NET },
+	{ "iommu", no_argument, NULL, OPT_IOMMU },
 	{ "api-sock", required_argument, NULL, OPT_API_SOCK },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
@@ -121,6 +129,17 @@ static int run_apply_option(struct vm_config *cfg, int opt, const char *arg)
 		return 0;
 	case OPT_CONFIG:
 		return 0; /* applied before the other flags, see run_load_config */
+	case OPT_API_SOCK:
+		return 0; /* not part of the VM config: taken by cli_run */
+	case OPT_IOMMU:
+		cfg->iommu = true;
+		return 0;
+	case OPT_NET:
+		if (config_parse_net(cfg, arg, err, sizeof(err))) {
+			cli_error("--net %s: %s", arg, err);
+			return -EINVAL;
+		}
+		return 0;
 	case OPT_CONSOLE:
 		if (config_parse_console(cfg, arg, err, sizeof(err))) {
 			cli_error("--%s", err);
@@ -237,11 +256,12 @@ static int run_vm(const struct vm_config *cfg, const char *api_sock)
 	if (vm_start(vm)) {
 		cli_error("cannot start the VM");
 		status = CLI_EXIT_ERROR;
-	} else {
-		if (api_sock && api_server_start(&api, api_sock, vm))
-			vm_request_exit(vm, CLI_EXIT_ERROR, "cannot serve the API on '%s'", api_sock);
+	} else if (api_sock && api_server_start(&api, api_sock, vm)) {
+		cli_error("--api-sock %s: cannot serve the API there", api_sock);
+		vm_request_exit(vm, CLI_EXIT_ERROR, "API socket unavailable");
 		status = vm_wait_exit(vm);
-		api_server_stop(api);
+	} else {
+		status = vm_wait_exit(vm);
 		if (status != 0)
 			cli_error("%s", vm->exit_reason);
 		else
@@ -249,6 +269,8 @@ static int run_vm(const struct vm_config *cfg, const char *api_sock)
 		if (getenv("VMM_REPORT_RSS"))
 			report_rss(vm);
 	}
+	if (api)
+		api_server_stop(api);
 	if (raw)
 		tcsetattr(STDIN_FILENO, TCSANOW, &saved);
 	run_exit_fast(status);
@@ -306,9 +328,9 @@ static int run_find_config(int argc, char **argv, struct vm_config *cfg)
 int cli_run(int argc, char **argv)
 {
 	struct vm_config cfg;
-	const char *api_sock = NULL;
 	char err[256];
 	int opt, status, verbosity = 0;
+	const char *api_sock = NULL;
 
 	if (cli_run_wants_restore(argc, argv))
 		return cli_run_restore(argc, argv);
@@ -329,10 +351,6 @@ int cli_run(int argc, char **argv)
 			verbosity++;
 			continue;
 		}
-		if (opt == OPT_API_SOCK) {
-			api_sock = optarg;
-			continue;
-		}
 		if (opt == '?' || opt == ':') {
 			if (optopt)
 				cli_error("run: option needs a value or is unknown: -%c", optopt);
@@ -342,6 +360,8 @@ int cli_run(int argc, char **argv)
 			config_free(&cfg);
 			return CLI_EXIT_USAGE;
 		}
+		if (opt == OPT_API_SOCK)
+			api_sock = optarg;
 		if (run_apply_option(&cfg, opt, optarg)) {
 			config_free(&cfg);
 			return CLI_EXIT_USAGE;
