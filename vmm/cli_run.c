@@ -129,8 +129,6 @@ static int run_apply_option(struct vm_config *cfg, int opt, const char *arg)
 		return 0;
 	case OPT_CONFIG:
 		return 0; /* applied before the other flags, see run_load_config */
-	case OPT_API_SOCK:
-		return 0; /* not part of the VM config: taken by cli_run */
 	case OPT_IOMMU:
 		cfg->iommu = true;
 		return 0;
@@ -256,12 +254,12 @@ static int run_vm(const struct vm_config *cfg, const char *api_sock)
 	if (vm_start(vm)) {
 		cli_error("cannot start the VM");
 		status = CLI_EXIT_ERROR;
-	} else if (api_sock && api_server_start(&api, api_sock, vm)) {
-		cli_error("--api-sock %s: cannot serve the API there", api_sock);
-		vm_request_exit(vm, CLI_EXIT_ERROR, "API socket unavailable");
-		status = vm_wait_exit(vm);
 	} else {
+		if (api_sock && api_server_start(&api, api_sock, vm))
+			vm_request_exit(vm, CLI_EXIT_ERROR, "cannot serve the API on '%s'", api_sock);
 		status = vm_wait_exit(vm);
+		/* Replies to requests that raced with the exit are sent first. */
+		api_server_stop(api);
 		if (status != 0)
 			cli_error("%s", vm->exit_reason);
 		else
@@ -269,8 +267,6 @@ static int run_vm(const struct vm_config *cfg, const char *api_sock)
 		if (getenv("VMM_REPORT_RSS"))
 			report_rss(vm);
 	}
-	if (api)
-		api_server_stop(api);
 	if (raw)
 		tcsetattr(STDIN_FILENO, TCSANOW, &saved);
 	run_exit_fast(status);
@@ -328,9 +324,9 @@ static int run_find_config(int argc, char **argv, struct vm_config *cfg)
 int cli_run(int argc, char **argv)
 {
 	struct vm_config cfg;
+	const char *api_sock = NULL;
 	char err[256];
 	int opt, status, verbosity = 0;
-	const char *api_sock = NULL;
 
 	if (cli_run_wants_restore(argc, argv))
 		return cli_run_restore(argc, argv);
@@ -351,6 +347,10 @@ int cli_run(int argc, char **argv)
 			verbosity++;
 			continue;
 		}
+		if (opt == OPT_API_SOCK) {
+			api_sock = optarg;
+			continue;
+		}
 		if (opt == '?' || opt == ':') {
 			if (optopt)
 				cli_error("run: option needs a value or is unknown: -%c", optopt);
@@ -360,8 +360,6 @@ int cli_run(int argc, char **argv)
 			config_free(&cfg);
 			return CLI_EXIT_USAGE;
 		}
-		if (opt == OPT_API_SOCK)
-			api_sock = optarg;
 		if (run_apply_option(&cfg, opt, optarg)) {
 			config_free(&cfg);
 			return CLI_EXIT_USAGE;
