@@ -124,6 +124,7 @@ static int vmctl_boot(struct api_vmctl *ctl, struct api_result *r)
 			api_result_error(r, 500, "vm.boot: cannot start a thread: %s", strerror_safe(err));
 			return -err;
 		}
+		pthread_setname_np(ctl->watcher, "vmm-api-watch");
 		ctl->watcher_started = true;
 	}
 	if (ret)
