@@ -272,7 +272,8 @@ static uint8_t ctrl(uint8_t cls, uint8_t cmd, const void *data, uint32_t len)
 
 	b[0] = cls;
 	b[1] = cmd;
-	memcpy(b + 2, data, len);
+	if (len)
+		memcpy(b + 2, data, len);
 	b[0x800] = 0xee;
 	*desc(2, d) = (struct vring_desc){ BUF(2, 0), 2 + len, VRING_DESC_F_NEXT, (uint16_t)((d + 1) % QSZ) };
 	*desc(2, (d + 1) % QSZ) = (struct vring_desc){ BUF(2, 0) + 0x800, 1, VRING_DESC_F_WRITE, 0 };
