@@ -749,6 +749,16 @@ fault:
 	return -EFAULT;
 }
 
+/* Statistics on the fast path: a relaxed load + store, not a locked
+ * read-modify-write (which would cost more than the whole cache lookup).
+ * Concurrent translators of one endpoint may lose an increment; fine for
+ * counters shown in vm.info. */
+static inline void stat_inc(_Atomic uint64_t *c)
+{
+	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+			      memory_order_relaxed);
+}
+
 int iommu_translate_ep(struct iommu *io, struct iommu_endpoint *e, uint64_t iova, uint64_t len,
 		       uint32_t perm, uint64_t *gpa, struct iommu_fault *fault)
 {
@@ -756,10 +766,10 @@ int iommu_translate_ep(struct iommu *io, struct iommu_endpoint *e, uint64_t iova
 	    (perm & ~(IOMMU_PERM_READ | IOMMU_PERM_WRITE)))
 		return -EINVAL;
 	if (tlb_lookup(io, e, iova, len, perm, gpa)) {
-		atomic_fetch_add_explicit(&e->tlb_hits, 1, memory_order_relaxed);
+		stat_inc(&e->tlb_hits);
 		return 0;
 	}
-	atomic_fetch_add_explicit(&e->tlb_misses, 1, memory_order_relaxed);
+	stat_inc(&e->tlb_misses);
 	return translate_slow(io, e, iova, len, perm, gpa, fault);
 }
 
@@ -879,6 +889,53 @@ int iommu_for_each_mapping(struct iommu *io, uint32_t domain,
 	d = to_domain(avl_find(io->domains, domain));
 	r = d ? avl_walk(d->mappings, walk_mapping, &c) : -ENOENT;
 	pthread_mutex_unlock(&io->lock);
+	return r;
+}
+
+static int endpoint_in(struct iommu_avl *n, void *opaque)
+{
+	struct iommu *other = opaque;
+
+	return avl_find(other->endpoints, n->key) ? 0 : -EINVAL;
+}
+
+static int endpoint_adopt(struct iommu_avl *n, void *opaque)
+{
+	struct iommu *src = opaque;
+	struct iommu_endpoint *s = to_endpoint(avl_find(src->endpoints, n->key));
+
+	to_endpoint(n)->domain = s->domain;
+	s->domain = NULL;
+	return 0;
+}
+
+int iommu_adopt(struct iommu *dst, struct iommu *src)
+{
+	int r;
+
+	if (dst == src)
+		return -EINVAL;
+	/* Lock order: by address, so two adopts in opposite directions cannot deadlock. */
+	pthread_mutex_lock(dst < src ? &dst->lock : &src->lock);
+	pthread_mutex_lock(dst < src ? &src->lock : &dst->lock);
+	r = dst->nr_endpoints == src->nr_endpoints ? avl_walk(dst->endpoints, endpoint_in, src)
+						   : -EINVAL;
+	if (r)
+		goto out;
+	avl_free_all(dst->domains, free_domain_node);
+	avl_walk(dst->endpoints, endpoint_adopt, src);
+	dst->domains = src->domains;
+	dst->nr_domains = src->nr_domains;
+	dst->nr_mappings = src->nr_mappings;
+	src->domains = NULL;
+	src->nr_domains = 0;
+	src->nr_mappings = 0;
+	atomic_store(&dst->bypass, atomic_load(&src->bypass));
+	iommu_bump_gen(dst);
+	iommu_bump_gen(src);
+out:
+	pthread_mutex_unlock(&src->lock);
+	pthread_mutex_unlock(&dst->lock);
 	return r;
 }
 

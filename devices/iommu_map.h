@@ -57,7 +57,7 @@
 #define IOMMU_RESV_MEM_T_RESERVED 0
 #define IOMMU_RESV_MEM_T_MSI      1
 
-#define IOMMU_TLB_ENTRIES 8          /* per endpoint, direct-mapped by IOVA page */
+#define IOMMU_TLB_ENTRIES 256        /* per endpoint, direct-mapped by IOVA page: 1 MiB of 4 KiB pages */
 #define IOMMU_MAX_RESV    4
 
 struct iommu_avl {                    /* intrusive AVL node */
@@ -196,6 +196,13 @@ int iommu_for_each_endpoint(struct iommu *io,
 			    int (*fn)(void *opaque, const struct iommu_endpoint_info *e), void *opaque);
 int iommu_for_each_mapping(struct iommu *io, uint32_t domain,
 			   int (*fn)(void *opaque, const struct iommu_mapping_info *m), void *opaque);
+/* Replace @dst's domains, mappings, attachments and config.bypass with
+ * @src's, leaving @src without domains. Both must have the same endpoint
+ * set (-EINVAL otherwise, nothing changed). Used by restore: build and
+ * validate a scratch iommu, then commit it in one step that cannot fail
+ * halfway. Endpoint handles of @dst stay valid. */
+int iommu_adopt(struct iommu *dst, struct iommu *src);
+
 /* Mapping counts, for vm.info. */
 uint64_t iommu_nr_mappings(struct iommu *io);
 unsigned iommu_nr_domains(struct iommu *io);
