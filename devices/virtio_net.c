@@ -707,6 +707,8 @@ static void virtio_net_dev_reset(struct device *dev)
 	pthread_mutex_lock(&net->vdev.lock);
 	virtio_device_reset(&net->vdev);
 	pthread_mutex_unlock(&net->vdev.lock);
+	if (net->pci_attached)
+		pci_device_reset(&net->vp.pci);
 }
 
 static void virtio_net_free(struct virtio_net *net)
