@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "migration/migration.h"
 #include "vmm/cli.h"
 
 struct verb {
@@ -15,6 +16,7 @@ static const struct verb verbs[] = {
 	{ "run", cli_run, "create and boot a VM from flags or a JSON config" },
 	{ "serve", cli_serve, "start a VMM with no VM and serve the REST API" },
 	{ "ctl", cli_ctl, "send one request to a VMM's API socket" },
+	{ "state", cli_state, "show a snapshot's state tree (state show DIR)" },
 };
 
 static void usage(FILE *f)

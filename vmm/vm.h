@@ -83,6 +83,9 @@ int vm_set_memslots(struct vm *vm, uint32_t flags);
 int vm_start(struct vm *vm);
 /* Park every vCPU at a clean point (out of KVM_RUN); returns when all are parked. */
 int vm_pause(struct vm *vm);
+/* Like vm_start, but the vCPU threads park before their first KVM_RUN and the
+ * VM ends up PAUSED (restore, incoming migration: resume is the caller's choice). */
+int vm_start_paused(struct vm *vm);
 int vm_resume(struct vm *vm);
 /* Ask the VM to stop: status becomes the process exit status. Safe from any
  * thread, including vCPU threads; the first request wins. */

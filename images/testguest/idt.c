@@ -1,10 +1,13 @@
 /* IDT setup and interrupt dispatch (SDM vol. 3 §6.14: 64-bit gates). */
 #include "idt.h"
 
+#define VEC_SPURIOUS_RESERVED 0xff   /* apic.h VEC_SPURIOUS */
+
 /* The gates are static data (isr.S); only the handler pointers change. */
 extern const u8 idt_table[256 * 16];
 static int_handler_t handlers[256];
-static u8 next_free_vector = 0x30;
+/* Built-in scenarios use fixed vectors in 0x40-0x5f; hand out from 0x80. */
+static u32 next_free_vector = 0x80;
 
 static const char *const exception_names[32] = {
 	"#DE divide error", "#DB debug", "NMI", "#BP breakpoint", "#OF overflow",
@@ -37,9 +40,9 @@ int idt_set_handler(u8 vector, int_handler_t fn)
 
 u8 idt_alloc_vector(void)
 {
-	u8 v = __atomic_fetch_add(&next_free_vector, 1, __ATOMIC_RELAXED);
+	u32 v = __atomic_fetch_add(&next_free_vector, 1, __ATOMIC_RELAXED);
 
-	return v >= 0x30 && v < 0xff ? v : 0;
+	return v < VEC_SPURIOUS_RESERVED ? (u8)v : 0;
 }
 
 static void exception_report(const struct int_frame *f)
