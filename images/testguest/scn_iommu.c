@@ -5,6 +5,7 @@
  *                through IOVAs mapped by the IOMMU; frames go out, and with
  *                `echo` each must come back (a host peer echoes them) into
  *                RX buffers the device writes through translated addresses.
+ *                `hold`: stop (halted) with the mappings in place.
  *   iommu-fault  a TX buffer the device still holds (posted, not yet
  *                consumed) is unmapped: the request fails, a fault event
  *                names the endpoint and the IOVA, memory is untouched.
@@ -188,6 +189,13 @@ static void iommu_net(void)
 	}
 	if (gvirtio_status(&e.net) & STATUS_NEEDS_RESET)
 		fail("net NEEDS_RESET after traffic");
+	if (param_get("hold")) {
+		/* Keep the translation state in place for the VMM's vm.info. */
+		guest_printf("iommu-net: holding ep=0x%x\n", e.ep);
+		irq_disable();
+		for (;;)
+			__asm__ volatile("hlt");
+	}
 	/* Teardown in driver order: reset the device, then take its mappings away. */
 	gvirtio_reset(&e.net);
 	expect_status(giommu_unmap(&e.io, DOMAIN, IOVA_BUF, 4 * PAGE_SIZE), S_OK, "UNMAP buffers");
