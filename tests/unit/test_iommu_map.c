@@ -4,6 +4,8 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -477,7 +479,16 @@ Test(iommu_map, unmap_wins_against_concurrent_translation)
 	cr_assert_eq(iommu_attach(io, 1, 8, 0), 0);
 	atomic_store(&r.phase, 1);
 	cr_assert_eq(pthread_create(&t, NULL, race_translator, &r), 0);
-	for (unsigned i = 0; i < 20000; i++) {
+	while (!atomic_load(&r.tries))
+		sched_yield();                      /* the translator runs */
+	/* At least 20000 rounds, and until the translator did 100000 tries
+	 * (on a loaded machine it may get little CPU), but at most 2 s. */
+	struct timespec t0, now;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (unsigned i = 0;; i++) {
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (i >= 20000 && (atomic_load(&r.tries) >= 100000 || now.tv_sec - t0.tv_sec >= 2))
+			break;
 		atomic_fetch_add(&r.phase, 1);          /* even: a mapping may exist from now on */
 		cr_assert_eq(iommu_map(io, 1, 0x40000000, 0x40000fff, 0x800000, IOMMU_MAP_F_READ), 0);
 		for (volatile int spin = 0; spin < 200; spin++)
