@@ -452,3 +452,232 @@ Test(vfio_user, no_server_at_path)
 	cr_expect_eq(vfio_user_open(&o, &be), -ENOENT);
 	cr_expect_null(be);
 }
+
+/* ---- the vfio-pci device model on our PCI bus, over the test VF ---- */
+
+#include "devices/pci.h"
+#include "vfio/vfio_pci.h"
+#include "vmm/bus.h"
+#include "vmm/layout.h"
+
+struct mock_irq {
+	unsigned routes, irqfds;
+};
+
+static int mi_route_add(void *o, uint64_t a, uint32_t d, unsigned *gsi)
+{
+	*gsi = 24 + ((struct mock_irq *)o)->routes++;
+	return 0;
+}
+static int mi_route_update(void *o, unsigned gsi, uint64_t a, uint32_t d) { return 0; }
+static int mi_irqfd(void *o, int fd, unsigned gsi, bool assign)
+{
+	((struct mock_irq *)o)->irqfds += assign;
+	return 0;
+}
+static int mi_ioeventfd(void *o, int fd, uint64_t a, uint32_t l, bool pio, bool assign) { return 0; }
+
+static const struct pci_irq_ops mi_ops = {
+	.msi_route_add = mi_route_add, .msi_route_update = mi_route_update,
+	.irqfd = mi_irqfd, .ioeventfd = mi_ioeventfd,
+};
+
+struct slot_log {
+	unsigned installs, removes;
+	uint64_t gpa, size;
+	void *hva;
+};
+
+static int mock_memslot(void *o, unsigned idx, uint64_t gpa, uint64_t size, void *hva)
+{
+	struct slot_log *l = o;
+
+	if (size) {
+		l->installs++;
+		l->gpa = gpa;
+		l->size = size;
+		l->hva = hva;
+	} else {
+		l->removes++;
+	}
+	return 0;
+}
+
+struct pci_rig {
+	struct rig r;
+	struct bus mmio, pio;
+	struct pci_bus pbus;
+	struct mock_irq irq;
+	struct slot_log slots;
+	struct vfio_pci vp;
+	uint64_t bar0;
+};
+
+static uint32_t cfg_read(struct pci_rig *p, uint32_t off, uint32_t len)
+{
+	return pci_bus_config_read(&p->pbus, p->vp.pci.slot, 0, off, len);
+}
+
+static uint32_t mmio_read32(struct pci_rig *p, uint64_t addr)
+{
+	uint32_t v = 0;
+	bus_read(&p->mmio, addr, &v, 4);
+	return v;
+}
+
+static void mmio_write32(struct pci_rig *p, uint64_t addr, uint32_t v)
+{
+	bus_write(&p->mmio, addr, &v, 4);
+}
+
+static void pci_rig_start(struct pci_rig *p, bool iommu)
+{
+	memset(p, 0, sizeof(*p));
+	cr_assert_eq(rig_start(&p->r, NULL), 0);
+	cr_assert_eq(bus_init(&p->mmio, "mmio"), 0);
+	cr_assert_eq(bus_init(&p->pio, "pio"), 0);
+	cr_assert_eq(pci_bus_init(&p->pbus, &p->mmio, &p->pio, LAYOUT_PCI_ECAM, &mi_ops, &p->irq), 0);
+	struct vfio_pci_env env = { .bus = &p->pbus, .mem = &p->r.mem, .memslot = mock_memslot,
+				    .opaque = &p->slots, .iommu = iommu, .slot = -1 };
+	struct vfio_backend *be = p->r.be;
+	p->r.be = NULL;   /* owned by the device model now */
+	cr_assert_eq(vfio_pci_init(&p->vp, "vfio0", be, &env), 0);
+	/* Enable memory decode and bus mastering like a driver would. */
+	pci_bus_config_write(&p->pbus, p->vp.pci.slot, 0, PCI_COMMAND, 0x6, 2);
+	p->bar0 = pci_bar_address(&p->vp.pci, 0);
+}
+
+static void pci_rig_stop(struct pci_rig *p)
+{
+	vfio_pci_uninit(&p->vp);
+	pci_bus_destroy(&p->pbus);
+	bus_destroy(&p->mmio);
+	bus_destroy(&p->pio);
+	rig_stop(&p->r);
+}
+
+Test(vfio_pci, config_bars_and_direct_mapping)
+{
+	struct pci_rig p;
+
+	pci_rig_start(&p, false);
+	cr_expect_eq(cfg_read(&p, PCI_VENDOR_ID, 2), VFNIC_VENDOR_ID);
+	cr_expect_eq(cfg_read(&p, PCI_DEVICE_ID, 2), VFNIC_DEVICE_ID);
+	cr_expect_eq(cfg_read(&p, PCI_CLASS_DEVICE, 2), VFNIC_CLASS >> 8);
+	cr_expect_neq(pci_cap_find(&p.vp.pci, PCI_CAP_ID_MSIX), 0, "MSI-X capability shown");
+	cr_expect_eq(p.vp.pci.msix.nr, VFNIC_NR_VECTORS);
+	/* BAR0 registers: trapped and forwarded. */
+	cr_assert_geq(p.bar0, LAYOUT_PCI_MMIO32_START);
+	cr_expect_eq(mmio_read32(&p, p.bar0 + VFNIC_REG_ID), VFNIC_MAGIC);
+	mmio_write32(&p, p.bar0 + VFNIC_REG_TX_SIZE, 64);
+	cr_expect_eq(mmio_read32(&p, p.bar0 + VFNIC_REG_TX_SIZE), 64);
+	/* BAR2: its mmappable first page went to a memslot at the BAR address. */
+	uint64_t bar2 = pci_bar_address(&p.vp.pci, 2);
+	cr_expect_eq(p.slots.installs, 1);
+	cr_expect_eq(p.slots.gpa, bar2);
+	cr_expect_eq(p.slots.size, 4096);
+	uint32_t magic;
+	memcpy(&magic, p.slots.hva, 4);
+	cr_expect_eq(magic, VFNIC_BAR2_STATS_MAGIC, "the memslot shows device memory");
+	/* All guest RAM is mapped for DMA (no vIOMMU). */
+	cr_expect_eq(p.vp.nr_dma, p.r.mem.nr_regions);
+	cr_expect_eq(p.vp.dma[0].iova, p.r.mem.regions[0].gpa);
+	/* Disabling memory decode removes the direct mapping. */
+	pci_bus_config_write(&p.pbus, p.vp.pci.slot, 0, PCI_COMMAND, 0x4, 2);
+	cr_expect_eq(p.slots.removes, 1);
+	pci_rig_stop(&p);
+}
+
+Test(vfio_pci, msix_vectors_fire_and_mask)
+{
+	struct pci_rig p;
+	uint16_t cap;
+
+	pci_rig_start(&p, false);
+	cap = pci_cap_find(&p.vp.pci, PCI_CAP_ID_MSIX);
+	cr_assert_neq(cap, 0);
+	/* Program both table entries (unmasked), then enable MSI-X. */
+	for (unsigned v = 0; v < VFNIC_NR_VECTORS; v++) {
+		uint64_t e = p.bar0 + VFNIC_MSIX_TABLE + v * 16;
+		mmio_write32(&p, e + 0, 0xfee00000);
+		mmio_write32(&p, e + 4, 0);
+		mmio_write32(&p, e + 8, 0x40 + v);
+		mmio_write32(&p, e + 12, 0);
+	}
+	pci_bus_config_write(&p.pbus, p.vp.pci.slot, 0, cap + PCI_MSIX_FLAGS, PCI_MSIX_FLAGS_ENABLE,
+			     2);
+	cr_assert(p.vp.msix_armed, "enabling MSI-X hands the eventfds to the device");
+	mmio_write32(&p, p.bar0 + VFNIC_REG_IRQ_FIRE, 0x3);
+	vfio_pci_poll(&p.vp);
+	cr_expect_eq(p.vp.msix_count[0], 1);
+	cr_expect_eq(p.vp.msix_count[1], 1);
+	cr_expect_eq(p.vp.pci.msix.delivered, 2);
+	/* Mask vector 1: the signal is held pending, and delivered on unmask. */
+	mmio_write32(&p, p.bar0 + VFNIC_MSIX_TABLE + 16 + 12, 1);
+	mmio_write32(&p, p.bar0 + VFNIC_REG_IRQ_FIRE, 0x2);
+	vfio_pci_poll(&p.vp);
+	cr_expect_eq(p.vp.pci.msix.pended, 1);
+	cr_expect_eq(p.vp.pci.msix.delivered, 2);
+	uint64_t pba = 0;
+	bus_read(&p.mmio, p.bar0 + VFNIC_MSIX_PBA, &pba, 8);
+	cr_expect_eq(pba, 0x2, "pending bit of vector 1");
+	mmio_write32(&p, p.bar0 + VFNIC_MSIX_TABLE + 16 + 12, 0);
+	cr_expect_eq(p.vp.pci.msix.delivered, 3, "unmask delivers the pending vector");
+	/* Disable: the device gets its triggers removed. */
+	pci_bus_config_write(&p.pbus, p.vp.pci.slot, 0, cap + PCI_MSIX_FLAGS, 0, 2);
+	cr_expect(!p.vp.msix_armed);
+	pci_rig_stop(&p);
+}
+
+Test(vfio_pci, echo_through_the_bus_and_iommu_shadowing)
+{
+	struct pci_rig p;
+
+	pci_rig_start(&p, true);
+	cr_expect_eq(p.vp.nr_dma, 0, "behind a vIOMMU nothing is mapped up front");
+	/* Shadow a guest MAP of the ring/buffer area at IOVA 0x40000000. */
+	const uint64_t iova = 0x40000000;
+	cr_assert_eq(vfio_pci_shadow_map(&p.vp, iova, 0x400000, 0, true, true), 0);
+	cr_expect_eq(vfio_pci_shadow_map(&p.vp, iova, 0x1000, RAM_SIZE, true, true), -EFAULT,
+		     "a MAP to non-RAM is refused");
+	uint64_t b = p.bar0;
+	mmio_write32(&p, b + VFNIC_REG_TX_RING_LO, (uint32_t)(iova + TX_RING));
+	mmio_write32(&p, b + VFNIC_REG_TX_SIZE, RING_N);
+	mmio_write32(&p, b + VFNIC_REG_RX_RING_LO, (uint32_t)(iova + RX_RING));
+	mmio_write32(&p, b + VFNIC_REG_RX_SIZE, RING_N);
+	put_desc(&p.r, RX_RING, 0, iova + RX_BUFS, 2048);
+	mmio_write32(&p, b + VFNIC_REG_RX_TAIL, 1);
+	mmio_write32(&p, b + VFNIC_REG_CTRL, VFNIC_CTRL_ENABLE);
+	const char msg[] = "hello through the VF";
+	cr_assert_eq(mem_write(&p.r.mem, TX_BUFS, msg, sizeof(msg)), 0);
+	put_desc(&p.r, TX_RING, 0, iova + TX_BUFS, sizeof(msg));
+	mmio_write32(&p, b + VFNIC_REG_TX_TAIL, 1);
+	cr_expect_eq(mmio_read32(&p, b + VFNIC_REG_RX_FRAMES), 1);
+	char got[sizeof(msg)];
+	cr_assert_eq(mem_read(&p.r.mem, RX_BUFS, got, sizeof(got)), 0);
+	cr_expect_str_eq(got, msg);
+	/* Guest UNMAP: the device loses access before the request completes. */
+	cr_assert_eq(vfio_pci_shadow_unmap(&p.vp, iova, 0x400000), 0);
+	cr_expect_eq(p.vp.nr_dma, 0);
+	put_desc(&p.r, TX_RING, 1, iova + TX_BUFS, sizeof(msg));
+	mmio_write32(&p, b + VFNIC_REG_TX_TAIL, 2);
+	cr_expect_eq(mmio_read32(&p, b + VFNIC_REG_DMA_FAULTS), 1);
+	pci_rig_stop(&p);
+}
+
+Test(vfio_pci, server_death_reads_as_removed_device)
+{
+	struct pci_rig p;
+
+	pci_rig_start(&p, false);
+	cr_expect_eq(mmio_read32(&p, p.bar0 + VFNIC_REG_ID), VFNIC_MAGIC);
+	kill(p.r.pid, SIGKILL);
+	waitpid(p.r.pid, NULL, 0);
+	p.r.pid = 0;
+	cr_expect_eq(mmio_read32(&p, p.bar0 + VFNIC_REG_ID), 0xffffffff);
+	cr_expect(vfio_pci_gone(&p.vp));
+	cr_expect_eq(cfg_read(&p, PCI_VENDOR_ID, 2), 0xffff, "the guest sees the device gone");
+	mmio_write32(&p, p.bar0 + VFNIC_REG_CTRL, 1);   /* dropped, no crash */
+	vfio_pci_reset(&p.vp);
+	pci_rig_stop(&p);
+}
