@@ -9,6 +9,7 @@
 #include "devices/legacy.h"
 #include "devices/pci_vm.h"
 #include "devices/virtio_net.h"
+#include "vfio/vfio_pci.h"
 #include "vmm/acpi.h"
 #include "vmm/layout.h"
 #include "vmm/log.h"
@@ -53,6 +54,8 @@ static int vm_create_pci_devices(struct vm *vm, char *err, size_t errlen)
 	}
 	for (unsigned i = 0; i < vm->cfg.nr_nets && !ret; i++)
 		ret = virtio_net_create(vm, &vm->cfg.nets[i], i, err, errlen);
+	for (unsigned i = 0; i < vm->cfg.nr_devices && !ret; i++)
+		ret = vfio_pci_create(vm, &vm->cfg.devices[i], i, err, errlen);
 	pci_vm_attach(vm);
 	return ret;
 }
