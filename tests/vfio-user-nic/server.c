@@ -5,6 +5,7 @@
  *
  * --dma-msg      never map the client's memory: reach it with DMA_READ/WRITE
  * --exit-after N exit abruptly after N commands (crash simulation)
+ * --die-after-ms T  exit abruptly T ms after the client connected
  * --lie WHAT     misbehave for client robustness tests:
  *                device-info (absurd region count), reply-id (wrong ids),
  *                short-read (REGION_READ reply without data), bad-json,
@@ -21,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/time.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -471,15 +473,22 @@ static int srv_init(struct server *s)
 	return 0;
 }
 
+static void srv_die(int sig)
+{
+	_exit(3);   /* crash simulation: no goodbye, fds closed by the kernel */
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "socket", required_argument, NULL, 's' }, { "fd", required_argument, NULL, 'f' },
 		{ "dma-msg", no_argument, NULL, 'd' },     { "exit-after", required_argument, NULL, 'x' },
-		{ "lie", required_argument, NULL, 'l' },   { NULL, 0, NULL, 0 },
+		{ "lie", required_argument, NULL, 'l' },   { "die-after-ms", required_argument, NULL, 't' },
+		{ NULL, 0, NULL, 0 },
 	};
 	struct server s = { .sock = -1 };
 	const char *path = NULL;
+	long die_ms = 0;
 	int c;
 
 	signal(SIGPIPE, SIG_IGN);
@@ -490,9 +499,10 @@ int main(int argc, char **argv)
 		case 'd': s.dma_msg = true; break;
 		case 'x': s.exit_after = atol(optarg); break;
 		case 'l': s.lie = optarg; break;
+		case 't': die_ms = atol(optarg); break;
 		default:
 			fprintf(stderr, "usage: %s --socket PATH | --fd N [--dma-msg] [--exit-after N] "
-					"[--lie WHAT]\n", argv[0]);
+					"[--die-after-ms T] [--lie WHAT]\n", argv[0]);
 			return 2;
 		}
 	}
@@ -505,6 +515,12 @@ int main(int argc, char **argv)
 	if (s.sock < 0) {
 		fprintf(stderr, "vfio-user-nic: no client socket\n");
 		return 2;
+	}
+	if (die_ms > 0) {
+		struct itimerval it = { .it_value = { die_ms / 1000, (die_ms % 1000) * 1000 } };
+
+		signal(SIGALRM, srv_die);
+		setitimer(ITIMER_REAL, &it, NULL);
 	}
 	for (;;) {
 		struct vfio_user_hdr h;
