@@ -25,6 +25,9 @@ enum api_action {
 	API_VM_COUNTERS,
 	API_VM_ADD_NET,
 	API_VM_REMOVE_DEVICE,
+	API_VM_SEND_MIGRATION,       /* api/actions_migration.c */
+	API_VM_RECEIVE_MIGRATION,
+	API_VM_MIGRATION_CANCEL,
 	API_NR_ACTIONS
 };
 

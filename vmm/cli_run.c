@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "api/config_json.h"
+#include "migration/migrate.h"
 #include "migration/migration.h"
 #include "vmm/cli.h"
 #include "vmm/log.h"
@@ -303,6 +304,8 @@ int cli_run(int argc, char **argv)
 
 	if (cli_run_wants_restore(argc, argv))
 		return cli_run_restore(argc, argv);
+	if (cli_run_wants_incoming(argc, argv))
+		return cli_run_incoming(argc, argv);
 	config_init(&cfg);
 	if (run_find_config(argc, argv, &cfg)) {
 		config_free(&cfg);
