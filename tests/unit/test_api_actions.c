@@ -46,6 +46,8 @@ static const struct {
 	{ "vm.shutdown", ".CRP." }, { "vm.reboot", "..RPS" },   { "vm.info", ".CRPS" },
 	{ "vm.counters", ".CRPS" }, { "vm.add-net", ".CRPS" },  { "vm.remove-device", ".CRPS" },
 	{ "vm.snapshot", ".CRP." }, { "vm.restore", "N...S" },
+	{ "vm.send-migration", "..R.." }, { "vm.receive-migration", "N...S" },
+	{ "vm.migration-cancel", ".CRPS" },
 };
 
 Test(api_actions, gating_matrix)
