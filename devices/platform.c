@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "devices/legacy.h"
+#include "migration/state.h"
 #include "vmm/layout.h"
 #include "vmm/vm.h"
 
@@ -20,6 +21,17 @@ struct simple_dev {
 static void simple_destroy(struct device *dev)
 {
 	free(dev);
+}
+
+/* Stateless: the node only records that the device exists (and its version). */
+static int simple_save(struct device *dev, struct state_node *node)
+{
+	return state_set_version(node, 1);
+}
+
+static int simple_load(struct device *dev, const struct state_node *node)
+{
+	return state_node_version(node, 1, 1, NULL);
 }
 
 /* Create a stateless device owning the port range [port, port+len). */
@@ -52,7 +64,8 @@ static void i8042_write(void *opaque, uint64_t off, const void *data, uint32_t l
 }
 
 static const struct bus_ops i8042_bus_ops = { .read = i8042_read, .write = i8042_write };
-static const struct device_ops i8042_ops = { .type = "i8042", .destroy = simple_destroy };
+static const struct device_ops i8042_ops = { .type = "i8042", .destroy = simple_destroy,
+						     .save = simple_save, .load = simple_load };
 
 int i8042_create(struct vm *vm)
 {
@@ -77,7 +90,8 @@ static void debug_exit_write(void *opaque, uint64_t off, const void *data, uint3
 }
 
 static const struct bus_ops debug_exit_bus_ops = { .read = i8042_read, .write = debug_exit_write };
-static const struct device_ops debug_exit_ops = { .type = "debug-exit", .destroy = simple_destroy };
+static const struct device_ops debug_exit_ops = { .type = "debug-exit", .destroy = simple_destroy,
+						     .save = simple_save, .load = simple_load };
 
 int debug_exit_create(struct vm *vm)
 {
@@ -106,7 +120,8 @@ static void acpi_pm_write(void *opaque, uint64_t off, const void *data, uint32_t
 }
 
 static const struct bus_ops acpi_pm_bus_ops = { .read = acpi_pm_read, .write = acpi_pm_write };
-static const struct device_ops acpi_pm_ops = { .type = "acpi-pm", .destroy = simple_destroy };
+static const struct device_ops acpi_pm_ops = { .type = "acpi-pm", .destroy = simple_destroy,
+						     .save = simple_save, .load = simple_load };
 
 int acpi_pm_create(struct vm *vm)
 {

@@ -2,12 +2,14 @@
  * polled and interrupt-driven drivers: THR/RBR, IER, IIR/FCR, LCR with DLAB,
  * MCR (loopback), LSR, MSR, SCR; THRE and RDA interrupts on a level ISA line. */
 #include <errno.h>
+#include <stddef.h>
 #include <sys/epoll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "devices/legacy.h"
+#include "migration/state.h"
 #include "vmm/vm.h"
 
 #define UART_RBR_THR 0
@@ -228,10 +230,77 @@ static void uart_destroy(struct device *dev)
 	free(u);
 }
 
+/* State node (version 1): the registers as u32 cells, the RX FIFO contents
+ * oldest first, the latched THRE interrupt. */
+#define UART_STATE_VERSION 1
+
+static const struct { const char *name; size_t off; uint8_t max; } uart_state_regs[] = {
+	{ "ier", offsetof(struct uart_regs, ier), 0x0f },
+	{ "lcr", offsetof(struct uart_regs, lcr), 0xff },
+	{ "mcr", offsetof(struct uart_regs, mcr), 0x1f },
+	{ "lsr", offsetof(struct uart_regs, lsr), 0xff },
+	{ "msr", offsetof(struct uart_regs, msr), 0xff },
+	{ "scr", offsetof(struct uart_regs, scr), 0xff },
+	{ "dll", offsetof(struct uart_regs, dll), 0xff },
+	{ "dlm", offsetof(struct uart_regs, dlm), 0xff },
+	{ "fcr", offsetof(struct uart_regs, fcr), 0xff },
+	{ "thr-irq-pending", offsetof(struct uart_regs, thr_irq_pending), 1 },
+};
+
+static int uart_save(struct device *dev, struct state_node *node)
+{
+	struct uart *u = (struct uart *)dev;
+	uint8_t fifo[UART_FIFO_SIZE];
+	int ret;
+
+	pthread_mutex_lock(&u->lock);
+	ret = state_set_version(node, UART_STATE_VERSION);
+	for (size_t i = 0; i < sizeof(uart_state_regs) / sizeof(uart_state_regs[0]); i++)
+		ret |= state_put_u32(node, uart_state_regs[i].name,
+				     ((const uint8_t *)&u->regs)[uart_state_regs[i].off]);
+	for (unsigned i = 0; i < u->regs.rx_count; i++)
+		fifo[i] = u->regs.rx_fifo[(u->regs.rx_head + i) % UART_FIFO_SIZE];
+	ret |= state_put_bytes(node, "rx-fifo", fifo, u->regs.rx_count);
+	pthread_mutex_unlock(&u->lock);
+	return ret ? -EINVAL : 0;
+}
+
+static int uart_load(struct device *dev, const struct state_node *node)
+{
+	struct uart *u = (struct uart *)dev;
+	struct uart_regs r;
+	size_t count;
+	uint32_t v;
+
+	/* Parse into a local copy; commit only when all of it checks out. */
+	uart_regs_reset(&r);
+	if (state_node_version(node, 1, UART_STATE_VERSION, NULL))
+		return -EINVAL;
+	for (size_t i = 0; i < sizeof(uart_state_regs) / sizeof(uart_state_regs[0]); i++) {
+		if (state_get_u32_range(node, uart_state_regs[i].name, 0, uart_state_regs[i].max, &v))
+			return -EINVAL;
+		((uint8_t *)&r)[uart_state_regs[i].off] = (uint8_t)v;
+	}
+	if (state_get_bytes_max(node, "rx-fifo", r.rx_fifo, UART_FIFO_SIZE, &count))
+		return -EINVAL;
+	r.rx_head = 0;
+	r.rx_count = (uint8_t)count;
+	/* Data-ready follows the FIFO, whatever the saved LSR said. */
+	r.lsr = (uint8_t)((r.lsr & ~LSR_DR) | (count ? LSR_DR : 0));
+	pthread_mutex_lock(&u->lock);
+	u->regs = r;
+	u->irq_level = 0;
+	uart_update_irq_locked(u);
+	pthread_mutex_unlock(&u->lock);
+	return 0;
+}
+
 static const struct device_ops uart_ops = {
 	.type = "uart",
 	.reset = uart_reset,
 	.destroy = uart_destroy,
+	.save = uart_save,
+	.load = uart_load,
 };
 
 int uart_create(struct vm *vm, uint16_t base, unsigned irq, int out_fd, bool owns_out_fd,

@@ -734,7 +734,7 @@ static void print_prop(FILE *out, int depth, const char *name, const void *data,
 		fputs(";\n", out);
 	} else if (printable_string(data, len) && len > 1) {
 		fprintf(out, " = \"%s\";\n", (const char *)data);
-	} else if (len % 4 == 0 && len <= 64) {
+	} else if (len % 4 == 0 && len <= 512) {
 		fputs(" = <", out);
 		for (int i = 0; i < len; i += 4)
 			fprintf(out, "%s0x%x", i ? " " : "", fdt32_ld((const fdt32_t *)(b + i)));
@@ -775,9 +775,12 @@ int state_tree_print(const struct state_tree *t, FILE *out)
 				print_prop(out, depth + 1, pname, data, len);
 		}
 		off = fdt_next_node(fdt, off, &next_depth);
-		/* Close every node we leave: children first, then siblings' parents. */
-		if (off < 0)
+		/* Past the root's end libfdt reports depth -1 (and a positive offset). */
+		if (off < 0 || next_depth <= 0) {
+			off = -1;
 			next_depth = 0;
+		}
+		/* Close every node we leave: children first, then siblings' parents. */
 		for (int d = depth; d >= next_depth; d--)
 			fprintf(out, "%*s};\n", d * 4, "");
 		depth = next_depth;

@@ -369,6 +369,32 @@ int vm_pause(struct vm *vm)
 	return 0;
 }
 
+int vm_start_paused(struct vm *vm)
+{
+	int ret;
+
+	pthread_mutex_lock(&vm->lock);
+	vm->pause_requested = true;
+	pthread_mutex_unlock(&vm->lock);
+	ret = vm_start(vm);
+	pthread_mutex_lock(&vm->lock);
+	if (ret) {
+		vm->pause_requested = false;
+		pthread_mutex_unlock(&vm->lock);
+		return ret;
+	}
+	while (vm->nr_paused < vm->nr_running_threads && !vm->exit_requested)
+		pthread_cond_wait(&vm->cond, &vm->lock);
+	if (vm->exit_requested) {
+		pthread_mutex_unlock(&vm->lock);
+		return -ESHUTDOWN;
+	}
+	vm->state = VM_STATE_PAUSED;
+	pthread_cond_broadcast(&vm->cond);
+	pthread_mutex_unlock(&vm->lock);
+	return 0;
+}
+
 int vm_resume(struct vm *vm)
 {
 	pthread_mutex_lock(&vm->lock);

@@ -21,6 +21,8 @@
 #include "vmm/eventloop.h"
 #include "vmm/mem.h"
 
+struct pci_bus;
+
 enum vm_state { VM_STATE_CREATED, VM_STATE_RUNNING, VM_STATE_PAUSED, VM_STATE_SHUTDOWN };
 
 const char *vm_state_name(enum vm_state s);
@@ -49,6 +51,7 @@ struct vm {
 	unsigned nr_vcpus;
 	struct vcpu *vcpus;
 	struct device *devices;            /* singly linked, in creation order */
+	struct pci_bus *pci;               /* PCI root bus (devices/pci_vm.c) */
 	struct boot_entry boot;
 	struct kvm_cpuid2 *cpuid;          /* per-VM template; per-vCPU APIC ids patched in */
 
@@ -80,6 +83,9 @@ int vm_set_memslots(struct vm *vm, uint32_t flags);
 int vm_start(struct vm *vm);
 /* Park every vCPU at a clean point (out of KVM_RUN); returns when all are parked. */
 int vm_pause(struct vm *vm);
+/* Like vm_start, but the vCPU threads park before their first KVM_RUN and the
+ * VM ends up PAUSED (restore, incoming migration: resume is the caller's choice). */
+int vm_start_paused(struct vm *vm);
 int vm_resume(struct vm *vm);
 /* Ask the VM to stop: status becomes the process exit status. Safe from any
  * thread, including vCPU threads; the first request wins. */

@@ -1,0 +1,225 @@
+/* CLI verbs for snapshots: `vmm state show` and `vmm run --restore`. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "migration/migration.h"
+#include "migration/snapshot.h"
+#include "migration/state.h"
+#include "vmm/cli.h"
+#include "vmm/log.h"
+#include "vmm/vm.h"
+
+static void state_usage(FILE *f)
+{
+	fprintf(f, "usage: vmm state show DIR|FILE\n\n"
+		   "Print a snapshot's state tree (DIR/state.dtb, or a .dtb file) as text.\n"
+		   "The file is validated first, as restore does.\n");
+}
+
+static int read_blob(const char *path, void **blob, size_t *len)
+{
+	struct stat st;
+	size_t off = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size > STATE_MAX_SIZE) {
+		close(fd);
+		return -EINVAL;
+	}
+	*len = (size_t)st.st_size;
+	*blob = malloc(*len ? *len : 1);
+	if (!*blob) {
+		close(fd);
+		return -ENOMEM;
+	}
+	while (off < *len) {
+		ssize_t n = read(fd, (char *)*blob + off, *len - off);
+
+		if (n <= 0) {
+			free(*blob);
+			close(fd);
+			return n < 0 ? -errno : -EIO;
+		}
+		off += (size_t)n;
+	}
+	close(fd);
+	return 0;
+}
+
+int cli_state(int argc, char **argv)
+{
+	char path[4096], err[STATE_ERR_MAX];
+	struct state_tree *t;
+	struct stat st;
+	void *blob = NULL;
+	size_t len = 0;
+	int ret;
+
+	if (argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
+		state_usage(stdout);
+		return 0;
+	}
+	if (argc != 3 || strcmp(argv[1], "show")) {
+		state_usage(stderr);
+		return CLI_EXIT_USAGE;
+	}
+	if (stat(argv[2], &st) == 0 && S_ISDIR(st.st_mode))
+		snprintf(path, sizeof(path), "%s/state.dtb", argv[2]);
+	else
+		snprintf(path, sizeof(path), "%s", argv[2]);
+	ret = read_blob(path, &blob, &len);
+	if (ret) {
+		cli_error("state: cannot read '%s': %s", path, strerror_safe(-ret));
+		return 1;
+	}
+	ret = state_tree_open(&t, blob, len, err, sizeof(err));
+	free(blob);
+	if (ret) {
+		cli_error("%s: %s", path, err);
+		return 1;
+	}
+	state_tree_print(t, stdout);
+	state_tree_free(t);
+	return 0;
+}
+
+/* ------------------------------------------------------ run --restore */
+
+enum { OPT_RESTORE = 256, OPT_RESTORE_MEMORY, OPT_CONSOLE, OPT_TAP };
+
+static const struct option restore_options[] = {
+	{ "restore", required_argument, NULL, OPT_RESTORE },
+	{ "restore-memory", required_argument, NULL, OPT_RESTORE_MEMORY },
+	{ "console", required_argument, NULL, OPT_CONSOLE },
+	{ "tap", required_argument, NULL, OPT_TAP },
+	{ "verbose", no_argument, NULL, 'v' },
+	{ NULL, 0, NULL, 0 },
+};
+
+bool cli_run_wants_restore(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++)
+		if (!strcmp(argv[i], "--restore") || !strncmp(argv[i], "--restore=", 10))
+			return true;
+	return false;
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static int parse_tap(struct snapshot_restore_opts *o, const char *arg)
+{
+	unsigned long long idx;
+	const char *eq = strchr(arg, '=');
+	char num[16];
+
+	if (!eq || (size_t)(eq - arg) >= sizeof(num) || strlen(eq + 1) == 0 ||
+	    strlen(eq + 1) >= CONFIG_IFNAME_MAX)
+		return -EINVAL;
+	memcpy(num, arg, (size_t)(eq - arg));
+	num[eq - arg] = '\0';
+	if (cli_parse_u64(num, CONFIG_MAX_NETS - 1, &idx))
+		return -EINVAL;
+	o->has_tap[idx] = true;
+	snprintf(o->tap[idx], sizeof(o->tap[idx]), "%s", eq + 1);
+	return 0;
+}
+
+int cli_run_restore(int argc, char **argv)
+{
+	struct snapshot_restore_opts o = { .memory = SNAPSHOT_MEMORY_LAZY };
+	struct vm_config console_cfg;
+	const char *dir = NULL;
+	char err[512] = "";
+	int opt, verbosity = 0, status;
+	uint64_t t0;
+	struct vm *vm;
+
+	config_init(&console_cfg);
+	optind = 1;
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, "+v", restore_options, NULL)) != -1) {
+		switch (opt) {
+		case OPT_RESTORE:
+			dir = optarg;
+			break;
+		case OPT_RESTORE_MEMORY:
+			if (!strcmp(optarg, "lazy")) {
+				o.memory = SNAPSHOT_MEMORY_LAZY;
+			} else if (!strcmp(optarg, "copy")) {
+				o.memory = SNAPSHOT_MEMORY_COPY;
+			} else {
+				cli_error("--restore-memory: '%s' is not lazy or copy", optarg);
+				goto usage;
+			}
+			break;
+		case OPT_CONSOLE:
+			if (config_parse_console(&console_cfg, optarg, err, sizeof(err))) {
+				cli_error("--%s", err);
+				goto usage;
+			}
+			o.has_console = true;
+			o.console = console_cfg.console;
+			o.console_path = console_cfg.console_path;
+			break;
+		case OPT_TAP:
+			if (parse_tap(&o, optarg)) {
+				cli_error("--tap: '%s' is not N=IFNAME", optarg);
+				goto usage;
+			}
+			break;
+		case 'v':
+			verbosity++;
+			break;
+		default:
+			cli_error("run --restore: unknown option or missing value: '%s' (only --restore-memory, "
+				  "--console, --tap and -v go with --restore)", argv[optind - 1]);
+			goto usage;
+		}
+	}
+	if (optind < argc || !dir) {
+		cli_error("run --restore: unexpected argument '%s'", optind < argc ? argv[optind] : "");
+		goto usage;
+	}
+	log_set_level(verbosity >= 2 ? LOG_DEBUG : verbosity == 1 ? LOG_INFO : LOG_WARN);
+	t0 = now_ns();
+	if (snapshot_restore(&vm, dir, &o, err, sizeof(err))) {
+		cli_error("%s", err[0] ? err : "restore failed");
+		config_free(&console_cfg);
+		return CLI_EXIT_ERROR;
+	}
+	if (vm_resume(vm)) {
+		cli_error("cannot resume the restored VM");
+		status = CLI_EXIT_ERROR;
+	} else {
+		/* VMM_REPORT_RESTORE=1: how long from process start of restore to running vCPUs. */
+		if (getenv("VMM_REPORT_RESTORE"))
+			fprintf(stderr, "vmm-stats: restore_to_running_us=%llu\n",
+				(unsigned long long)((now_ns() - t0) / 1000));
+		status = vm_wait_exit(vm);
+		if (status != 0)
+			cli_error("%s", vm->exit_reason);
+		else
+			log_info("vm", "%s", vm->exit_reason);
+	}
+	vm_destroy(vm);
+	config_free(&console_cfg);
+	return status;
+usage:
+	config_free(&console_cfg);
+	return CLI_EXIT_USAGE;
+}
