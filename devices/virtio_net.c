@@ -513,6 +513,18 @@ int virtio_net_announce(struct virtio_net *net)
 	return ret;
 }
 
+int virtio_net_announce_all(struct vm *vm)
+{
+	int n = 0;
+
+	for (struct device *d = vm->devices; d; d = d->next) {
+		if (d->ops && d->ops->type && !strcmp(d->ops->type, "virtio-net") &&
+		    virtio_net_announce((struct virtio_net *)((char *)d - offsetof(struct virtio_net, dev))) == 0)
+			n++;
+	}
+	return n;
+}
+
 /* ---- construction without PCI ------------------------------------------------------------- */
 
 int virtio_net_init(struct virtio_net *net, const char *name, struct guest_mem *mem,
