@@ -1,6 +1,7 @@
 /* Network scenarios over the virtio-net device (vnet.c, net.c).
  *   net-echo       answer ARP/ping, echo UDP, until a UDP datagram "stop"
  *                  (params: ip=A.B.C.D/N)
+ * All take event_idx=1 to negotiate VIRTIO_RING_F_EVENT_IDX.
  *   net-tx-flood   send count=N frames of size=B bytes (default 20000 x 64)
  *                  to dst=A.B.C.D as fast as the ring allows, report the count
  *   net-bad-desc   post malformed chains; each must put the device in
@@ -16,6 +17,8 @@ static void setup(struct netif *nif, u64 want)
 	const char *ip = param_get("ip");
 	int r;
 
+	if (param_u64("event_idx", 0))
+		want |= VNET_F_EVENT_IDX;
 	if (!ip)
 		ip = "10.0.2.15/24";
 	if (!net_parse_ip(ip, &nif->ip, &nif->mask))

@@ -117,6 +117,36 @@ void vnet_notify(struct vnet *v, struct vnet_queue *q)
 	mmio_write16(q->notify, q->index);
 }
 
+static bool event_idx(const struct vnet *v)
+{
+	return v->features & VNET_F_EVENT_IDX;
+}
+
+/* avail_event sits after the used ring, used_event after the avail ring (§2.7.10). */
+static u16 avail_event(const struct vnet_queue *q)
+{
+	return *(volatile u16 *)((volatile u8 *)q->used_hdr + 4 + 8 * q->size);
+}
+
+static void set_used_event(struct vnet_queue *q, u16 idx)
+{
+	q->avail[2 + q->size] = idx;
+}
+
+/* Kick if the device asked for it: EVENT_IDX (vring_need_event) or flags. */
+static void kick(struct vnet *v, struct vnet_queue *q, u16 old_idx)
+{
+	__asm__ volatile("lock; addl $0, (%%rsp)" ::: "memory", "cc");   /* publish idx before reading the device's wish */
+	if (event_idx(v)) {
+		u16 ev = avail_event(q), n = q->avail_idx;
+
+		if ((u16)(n - ev - 1) < (u16)(n - old_idx))
+			vnet_notify(v, q);
+	} else if (!(q->used_hdr[0] & USED_F_NO_NOTIFY)) {
+		vnet_notify(v, q);
+	}
+}
+
 static void publish(struct vnet_queue *q, u16 head)
 {
 	q->avail[2 + q->avail_idx % q->size] = head;
@@ -204,13 +234,6 @@ u32 vnet_tx_reclaim(struct vnet *v)
 	return n;
 }
 
-static void tx_kick(struct vnet *v)
-{
-	/* Without EVENT_IDX the device says with USED_F_NO_NOTIFY when it polls. */
-	if (!(v->tx.used_hdr[0] & USED_F_NO_NOTIFY))
-		vnet_notify(v, &v->tx);
-}
-
 int vnet_send(struct vnet *v, const void *frame, u32 len)
 {
 	struct vnet_queue *q = &v->tx;
@@ -229,8 +252,9 @@ int vnet_send(struct vnet *v, const void *frame, u32 len)
 	q->desc[idx].flags = 0;
 	v->tx_free--;
 	barrier();
+	u16 old = q->avail_idx;
 	publish(q, idx);
-	tx_kick(v);
+	kick(v, q, old);
 	return 0;
 }
 
@@ -238,6 +262,7 @@ u32 vnet_send_same(struct vnet *v, u64 buf_gpa, u32 len, u32 n)
 {
 	struct vnet_queue *q = &v->tx;
 	u32 done = 0;
+	u16 old = q->avail_idx;
 
 	vnet_tx_reclaim(v);
 	while (done < n && v->tx_free) {
@@ -254,7 +279,7 @@ u32 vnet_send_same(struct vnet *v, u64 buf_gpa, u32 len, u32 n)
 	if (done) {
 		barrier();
 		q->avail[1] = q->avail_idx;
-		tx_kick(v);
+		kick(v, q, old);
 	}
 	return done;
 }
@@ -283,16 +308,20 @@ void vnet_rx_done(struct vnet *v)
 	struct vnet_queue *q = &v->rx;
 	u32 id = q->used[q->last_used % q->size].id;
 
+	u16 old = q->avail_idx;
+
 	q->last_used++;
 	if (id < q->size)
 		publish(q, (u16)id);
-	if (!(q->used_hdr[0] & USED_F_NO_NOTIFY))
-		vnet_notify(v, q);
+	kick(v, q, old);
 }
 
 void vnet_wait_rx(struct vnet *v)
 {
 	irq_disable();
+	/* EVENT_IDX: interrupt me when the next buffer is used. */
+	set_used_event(&v->rx, v->rx.last_used);
+	__asm__ volatile("lock; addl $0, (%%rsp)" ::: "memory", "cc");
 	if (v->rx.used_hdr[1] == v->rx.last_used)
 		irq_enable_and_halt();
 	else

@@ -240,9 +240,12 @@ Test(net, tap_ping_and_udp_echo)
 	skip_unless_capable();
 	ns_create();
 	tap_create("tap0", HOST_IP "/24");
-	vmm_start("test=net-echo ip=" GUEST_IP "/24", "tap=tap0,mac=52:54:00:ab:cd:01");
+	/* EVENT_IDX here; the macvtap test below uses the flags path. */
+	vmm_start("test=net-echo event_idx=1 ip=" GUEST_IP "/24", "tap=tap0,mac=52:54:00:ab:cd:01");
 	ping_udp_and_stop(GUEST_IP);
 	cr_assert_not_null(strstr(read_output(), "mac=52:54:00:ab:cd:01"), "guest did not get the MAC");
+	const char *f = strstr(read_output(), "features=0x");
+	cr_assert(f && (strtoull(f + 11, NULL, 16) >> 29 & 1), "EVENT_IDX not negotiated: %s", read_output());
 }
 
 /* Two vCPUs: one queue pair per vCPU, one TAP queue each (IFF_MULTI_QUEUE).
@@ -266,7 +269,7 @@ Test(net, multiqueue_tap_one_pair_per_vcpu)
 		dup2(fd, 1);
 		dup2(fd, 2);
 		execlp("ip", "ip", "netns", "exec", env.ns, harness_vmm_bin(), "run", "-v", "--cpus", "2",
-		       "--kernel", kernel, "--cmdline", "test=net-echo", "--net", "tap=tap0",
+		       "--kernel", kernel, "--cmdline", "test=net-echo event_idx=1", "--net", "tap=tap0",
 		       "--console", "stdio", (char *)NULL);
 		_exit(127);
 	}
@@ -321,7 +324,7 @@ Test(net, tx_flood_reaches_the_tap)
 	cr_assert(f && fgets(buf, sizeof(buf), f));
 	before = atol(buf);
 	pclose(f);
-	vmm_start("test=net-tx-flood count=3000 size=64", "tap=tap0");
+	vmm_start("test=net-tx-flood event_idx=1 count=3000 size=64", "tap=tap0");
 	cr_assert_eq(vmm_wait(harness_timeout_ms(NET_BOOT_TIMEOUT_MS)), 0, "%s", read_output());
 	cr_assert_not_null(strstr(read_output(), "PASS net-tx-flood sent=3000"), "%s", read_output());
 	f = popen(path, "r");
