@@ -677,6 +677,14 @@ static void net_ring_ready(void *opaque, uint32_t events)
 			w.queue[idx] = true;
 		else if ((tag >> 32) == NET_TAG_TAP && idx < net->nr_pairs)
 			w.tap[idx] = true;
+		/* A back end that reports an error or hangup (TAP deleted) is not
+		 * polled again: re-arming would complete at once, forever. */
+		if ((tag >> 32) == NET_TAG_TAP &&
+		    (cqe->res < 0 || (cqe->res & (POLLERR | POLLHUP | POLLNVAL)))) {
+			if (!(cqe->flags & IORING_CQE_F_MORE))
+				log_err(net->dev.name, "back end of queue pair %u is gone", idx);
+			continue;
+		}
 		/* A multishot poll without F_MORE has ended: arm it again. */
 		if (!(cqe->flags & IORING_CQE_F_MORE) && cqe->res != -ECANCELED) {
 			int fd = net_tag_fd(net, tag);
