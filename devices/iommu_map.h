@@ -176,25 +176,27 @@ static inline bool iommu_tlb_lookup(struct iommu *io, struct iommu_endpoint *e, 
 				    uint64_t len, uint32_t perm, uint64_t *gpa)
 {
 	struct iommu_tlb_entry *t = &e->tlb[iommu_tlb_index(iova)];
-	uint64_t gen, start, end, phys;
-	uint32_t seq, flags;
+	uint64_t start, end, phys;
+	uint32_t seq;
 
 	seq = atomic_load_explicit(&t->seq, memory_order_acquire);
 	if (seq & 1)
 		return false;
-	gen = __atomic_load_n(&t->gen, __ATOMIC_RELAXED);
+	/* Early exits on values that may be torn only cause a miss; the
+	 * values used for the result are validated by the second seq read. */
+	if (__atomic_load_n(&t->gen, __ATOMIC_RELAXED) !=
+	    atomic_load_explicit(&io->gen, memory_order_acquire))
+		return false;
 	start = __atomic_load_n(&t->start, __ATOMIC_RELAXED);
 	end = __atomic_load_n(&t->end, __ATOMIC_RELAXED);
+	/* len >= 1 and no wrap are checked by the caller. */
+	if (iova < start || iova - start > end - start || len - 1 > end - iova)
+		return false;
+	if ((__atomic_load_n(&t->flags, __ATOMIC_RELAXED) & perm) != perm)
+		return false;
 	phys = __atomic_load_n(&t->phys, __ATOMIC_RELAXED);
-	flags = __atomic_load_n(&t->flags, __ATOMIC_RELAXED);
 	atomic_thread_fence(memory_order_acquire);
 	if (atomic_load_explicit(&t->seq, memory_order_relaxed) != seq)
-		return false;
-	if (gen != atomic_load_explicit(&io->gen, memory_order_acquire))
-		return false;
-	/* len >= 1 and no wrap are checked by the caller. */
-	if (iova < start || iova - start > end - start || len - 1 > end - iova ||
-	    (flags & perm) != perm)
 		return false;
 	*gpa = phys + (iova - start);
 	return true;
