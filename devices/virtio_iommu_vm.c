@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "devices/viot.h"
+#include "devices/virtio_iommu_transport.h"
 #include "devices/virtio_net.h"
 #include "migration/state.h"
 #include "vmm/log.h"
@@ -81,23 +82,38 @@ static void viommu_vm_destroy(struct device *dev)
 	free(v);
 }
 
-/* Only the translation state is ours to save here; the virtio transport and
- * queue state are saved by the virtio-pci state code next to it (branch net /
- * snap), under the same device node. */
+/* Device node: the PCI function and virtio transport under "transport"
+ * (virtio_iommu_transport.h), the translation state under "iommu"
+ * (virtio_iommu_state.h). */
 #define VIOMMU_DEVICE_STATE_VERSION 1
 
 static int viommu_vm_save(struct device *dev, struct state_node *node)
 {
+	struct viommu_vm *v = to_vv(dev);
+	struct state_node *t;
 	int r = state_set_version(node, VIOMMU_DEVICE_STATE_VERSION);
 
-	return r ? r : virtio_iommu_save(&to_vv(dev)->viommu, node);
+	if (r)
+		return r;
+	t = state_add_node(node, "transport", VIOMMU_DEVICE_STATE_VERSION);
+	if (!t)
+		return -ENOMEM;
+	r = viommu_transport_save(&v->vp, t);
+	return r ? r : virtio_iommu_save(&v->viommu, node);
 }
 
 static int viommu_vm_load(struct device *dev, const struct state_node *node)
 {
-	if (state_node_version(node, 1, VIOMMU_DEVICE_STATE_VERSION, NULL))
+	struct viommu_vm *v = to_vv(dev);
+	struct state_node t;
+	int r;
+
+	if (state_node_version(node, 1, VIOMMU_DEVICE_STATE_VERSION, NULL) ||
+	    state_child(node, "transport", &t) ||
+	    state_node_version(&t, 1, VIOMMU_DEVICE_STATE_VERSION, NULL))
 		return -EINVAL;
-	return virtio_iommu_load(&to_vv(dev)->viommu, node);
+	r = viommu_transport_load(&v->vp, &t);
+	return r ? r : virtio_iommu_load(&v->viommu, node);
 }
 
 static void viommu_vm_info(struct device *dev, struct cJSON *obj)
