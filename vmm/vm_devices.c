@@ -10,6 +10,7 @@
 #include "devices/pci_vm.h"
 #include "devices/virtio_iommu_vm.h"
 #include "devices/virtio_net.h"
+#include "vfio/vfio_pci.h"
 #include "vmm/acpi.h"
 #include "vmm/layout.h"
 #include "vmm/log.h"
@@ -55,6 +56,8 @@ static int vm_create_pci_devices(struct vm *vm, char *err, size_t errlen)
 	ret = viommu_vm_setup(vm, err, errlen);
 	for (unsigned i = 0; i < vm->cfg.nr_nets && !ret; i++)
 		ret = virtio_net_create(vm, &vm->cfg.nets[i], i, err, errlen);
+	for (unsigned i = 0; i < vm->cfg.nr_devices && !ret; i++)
+		ret = vfio_pci_create(vm, &vm->cfg.devices[i], i, err, errlen);
 	if (!ret)
 		ret = viommu_vm_attach_endpoints(vm, err, errlen);
 	pci_vm_attach(vm);

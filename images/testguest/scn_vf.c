@@ -1,0 +1,137 @@
+/* Scenarios for the test VF passed through with vfio-user:
+ *   vf-echo         frames through the VF's loopback wire come back intact,
+ *                   TX and RX vectors fire;           frames=N (default 8)
+ *   vf-msix         every vector fires; a masked vector is held pending in the
+ *                   PBA and delivered on unmask
+ *   vf-iommu-fault  device DMA to an IOVA nobody mapped (beyond guest RAM) is
+ *                   refused and reported by the device (DMA_FAULTS, FAULT_ADDR)
+ *   vf-server-crash the device server dies mid-run: the function reads as
+ *                   removed (all ones), the guest notices, the VMM stays up
+ *                                                      timeout_ms=N (10000) */
+#include "vfnic.h"
+
+static void vf_echo(void)
+{
+	struct vfnic n;
+	u32 frames = (u32)param_u64("frames", 8);
+	u8 frame[256];
+
+	if (!frames || frames > VFNIC_RING_N)
+		fail("frames must be 1..%d", VFNIC_RING_N);
+	vfnic_open(&n);
+	vfnic_start(&n);
+	for (u32 i = 0; i < frames; i++) {
+		u16 len = (u16)(60 + i * 13);
+		for (u16 b = 0; b < len; b++)
+			frame[b] = (u8)(b ^ (i * 7));
+		vfnic_queue_tx(&n, frame, len);
+	}
+	vfnic_kick(&n);
+	if (!vfnic_wait_irq(VFNIC_VEC_RX, 1, 2000000))
+		fail("no RX interrupt (rx_frames=%u)", vfnic_rd(&n, VFNIC_REG_RX_FRAMES));
+	for (u32 i = 0; i < frames; i++) {
+		struct vfnic_desc *d = &n.rx[i];
+		u16 len = (u16)(60 + i * 13);
+
+		if (!(d->flags & VFNIC_DESC_DONE) || (d->flags & VFNIC_DESC_ERR) || d->len != len)
+			fail("rx %u: flags 0x%x len %u (want %u)", i, d->flags, d->len, len);
+		for (u16 b = 0; b < len; b++)
+			if (n.rx_buf[i * VFNIC_BUF + b] != (u8)(b ^ (i * 7)))
+				fail("rx %u: byte %u corrupted", i, b);
+		if (!(n.tx[i].flags & VFNIC_DESC_DONE))
+			fail("tx %u not completed", i);
+	}
+	pass_with("tx=%u rx=%u irq_tx=%u irq_rx=%u", vfnic_rd(&n, VFNIC_REG_TX_FRAMES),
+		  vfnic_rd(&n, VFNIC_REG_RX_FRAMES), vfnic_irqs[VFNIC_VEC_TX],
+		  vfnic_irqs[VFNIC_VEC_RX]);
+}
+SCENARIO("vf-echo", vf_echo);
+
+static void vf_msix(void)
+{
+	struct vfnic n;
+
+	vfnic_open(&n);
+	for (unsigned v = 0; v < VFNIC_NR_VECTORS; v++) {
+		vfnic_wr(&n, VFNIC_REG_IRQ_FIRE, 1u << v);
+		if (!vfnic_wait_irq(v, 1, 1000000))
+			fail("vector %u did not fire", v);
+	}
+	/* Mask vector 0: the device's signal must be held as pending. */
+	msix_mask(&n.msix, 0, true);
+	vfnic_wr(&n, VFNIC_REG_IRQ_FIRE, 1);
+	udelay(20000);
+	if (vfnic_irqs[0] != 1)
+		fail("masked vector 0 was delivered");
+	if (!msix_pending(&n.msix, 0))
+		fail("masked vector 0 not pending in the PBA");
+	msix_mask(&n.msix, 0, false);
+	if (!vfnic_wait_irq(0, 2, 1000000))
+		fail("pending vector 0 not delivered on unmask");
+	if (msix_pending(&n.msix, 0))
+		fail("PBA bit still set after delivery");
+	/* Function mask holds every vector. */
+	pass_with("vectors=%u irq0=%u irq1=%u", (unsigned)VFNIC_NR_VECTORS, vfnic_irqs[0],
+		  vfnic_irqs[1]);
+}
+SCENARIO("vf-msix", vf_msix);
+
+static void vf_iommu_fault(void)
+{
+	struct vfnic n;
+	u64 bad = ram_top() + 0x100000000ull;   /* no DMA mapping covers it */
+	u8 frame[64] = { 1, 2, 3 };
+
+	vfnic_open(&n);
+	vfnic_start(&n);
+	vfnic_queue_tx(&n, frame, sizeof(frame));
+	n.tx[0].addr = bad;
+	vfnic_kick(&n);
+	if (!vfnic_wait_irq(VFNIC_VEC_TX, 1, 1000000))
+		fail("no TX completion for the faulting descriptor");
+	u32 faults = vfnic_rd(&n, VFNIC_REG_DMA_FAULTS);
+	u64 at = vfnic_rd(&n, VFNIC_REG_FAULT_LO) | (u64)vfnic_rd(&n, VFNIC_REG_FAULT_HI) << 32;
+	if (faults != 1 || at != bad)
+		fail("faults=%u at 0x%lx, expected 1 at 0x%lx", faults, (unsigned long)at,
+		     (unsigned long)bad);
+	if (!(vfnic_rd(&n, VFNIC_REG_STATUS) & VFNIC_STATUS_FAULT))
+		fail("STATUS.FAULT not set");
+	if (!(n.tx[0].flags & VFNIC_DESC_ERR))
+		fail("faulting descriptor not marked ERR");
+	if (vfnic_rd(&n, VFNIC_REG_RX_FRAMES) != 0)
+		fail("a frame leaked to RX");
+	/* The device still works for mapped memory afterwards. */
+	vfnic_queue_tx(&n, frame, sizeof(frame));
+	vfnic_kick(&n);
+	if (!vfnic_wait_irq(VFNIC_VEC_RX, 1, 1000000))
+		fail("device unusable after the fault");
+	pass_with("fault_addr=0x%lx faults=%u", (unsigned long)at, faults);
+}
+SCENARIO("vf-iommu-fault", vf_iommu_fault);
+
+static void vf_server_crash(void)
+{
+	struct vfnic n;
+	u8 frame[64] = { 9 };
+	u64 timeout = param_u64("timeout_ms", 10000) * 1000, t0;
+
+	vfnic_open(&n);
+	vfnic_start(&n);
+	vfnic_queue_tx(&n, frame, sizeof(frame));
+	vfnic_kick(&n);
+	if (!vfnic_wait_irq(VFNIC_VEC_RX, 1, 1000000))
+		fail("VF not working before the crash");
+	guest_printf("vf-server-crash: ready\n");
+	t0 = time_us();
+	while (vfnic_rd(&n, VFNIC_REG_ID) == VFNIC_MAGIC) {
+		if (time_us() - t0 > timeout)
+			fail("device still present after %lu ms", (unsigned long)(timeout / 1000));
+		udelay(5000);
+	}
+	u32 id = vfnic_rd(&n, VFNIC_REG_ID);
+	u16 vendor = pci_read16(&n.pci, PCI_VENDOR_ID);
+	if (id != 0xffffffff || vendor != 0xffff)
+		fail("device half gone: BAR0 0x%x vendor 0x%x", id, vendor);
+	pass_with("device gone after %lu ms", (unsigned long)((time_us() - t0) / 1000));
+}
+SCENARIO("vf-server-crash", vf_server_crash);
