@@ -364,9 +364,15 @@ void virtio_iommu_info(struct virtio_iommu *v, struct cJSON *obj)
 
 	cJSON_AddNumberToObject(obj, "mappings", (double)iommu_nr_mappings(&v->io));
 	cJSON_AddBoolToObject(obj, "bypass", atomic_load(&v->io.bypass));
-	cJSON_AddNumberToObject(obj, "requests", (double)v->requests);
+	uint64_t requests, events;
+
+	pthread_mutex_lock(&v->vdev.lock);
+	requests = v->requests;
+	events = v->events_sent;
+	pthread_mutex_unlock(&v->vdev.lock);
+	cJSON_AddNumberToObject(obj, "requests", (double)requests);
 	cJSON_AddNumberToObject(obj, "faults", (double)atomic_load(&v->io.nr_faults));
-	cJSON_AddNumberToObject(obj, "fault_events_sent", (double)v->events_sent);
+	cJSON_AddNumberToObject(obj, "fault_events_sent", (double)events);
 	if (doms)
 		iommu_for_each_domain(&v->io, info_domain, doms);
 	if (eps)

@@ -124,6 +124,41 @@ static void viommu_vm_info(struct device *dev, struct cJSON *obj)
 	virtio_iommu_info(&v->viommu, obj);
 }
 
+static int sum_endpoint(void *opaque, const struct iommu_endpoint_info *e)
+{
+	uint64_t *sum = opaque;
+
+	sum[0] += e->tlb_hits;
+	sum[1] += e->tlb_misses;
+	return 0;
+}
+
+static void viommu_vm_counters(struct device *dev, struct cJSON *obj)
+{
+	struct viommu_vm *v = to_vv(dev);
+	struct virtio_iommu *vi = &v->viommu;
+	uint64_t tlb[2] = { 0, 0 }, requests, bad, events, dropped;
+
+	pthread_mutex_lock(&vi->vdev.lock);
+	requests = vi->requests;
+	bad = vi->bad_requests;
+	events = vi->events_sent;
+	pthread_mutex_unlock(&vi->vdev.lock);
+	pthread_mutex_lock(&vi->fault_lock);
+	dropped = vi->faults_dropped;
+	pthread_mutex_unlock(&vi->fault_lock);
+	iommu_for_each_endpoint(&vi->io, sum_endpoint, tlb);
+	cJSON_AddNumberToObject(obj, "requests", (double)requests);
+	cJSON_AddNumberToObject(obj, "bad_requests", (double)bad);
+	cJSON_AddNumberToObject(obj, "map_ops", (double)atomic_load(&vi->io.nr_map_ops));
+	cJSON_AddNumberToObject(obj, "unmap_ops", (double)atomic_load(&vi->io.nr_unmap_ops));
+	cJSON_AddNumberToObject(obj, "faults", (double)atomic_load(&vi->io.nr_faults));
+	cJSON_AddNumberToObject(obj, "fault_events_sent", (double)events);
+	cJSON_AddNumberToObject(obj, "fault_events_dropped", (double)dropped);
+	cJSON_AddNumberToObject(obj, "translation_cache_hits", (double)tlb[0]);
+	cJSON_AddNumberToObject(obj, "translation_cache_misses", (double)tlb[1]);
+}
+
 static const struct device_ops viommu_vm_ops = {
 	.type = "virtio-iommu",
 	.reset = viommu_vm_reset,
@@ -131,6 +166,7 @@ static const struct device_ops viommu_vm_ops = {
 	.save = viommu_vm_save,
 	.load = viommu_vm_load,
 	.info = viommu_vm_info,
+	.counters = viommu_vm_counters,
 };
 
 int viommu_vm_create(struct vm *vm, struct pci_bus *bus, struct viommu_vm **out)

@@ -122,6 +122,12 @@ Test(iommu_vm, info_save_load_reset)
 	cr_assert_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(eps, 0), "id")->valuedouble, bdf);
 	cr_assert_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(eps, 0), "domain")->valuedouble, 3);
 	cJSON_Delete(obj);
+	obj = cJSON_CreateObject();
+	v->dev.ops->counters(&v->dev, obj);
+	cr_assert_eq(cJSON_GetObjectItem(obj, "map_ops")->valuedouble, 1);
+	cr_assert_not_null(cJSON_GetObjectItem(obj, "translation_cache_hits"));
+	cr_assert_not_null(cJSON_GetObjectItem(obj, "fault_events_dropped"));
+	cJSON_Delete(obj);
 
 	n = state_add_node(state_tree_root(t), "iommu0", 1);
 	cr_assert_eq(v->dev.ops->save(&v->dev, n), 0);
