@@ -234,6 +234,18 @@ Test(iommu, split_refused_and_pieces_work, .timeout = 90)
 	harness_result_free(&run.r);
 }
 
+/* The device-write direction: an echoed frame must not land in an RX buffer
+ * the guest unmapped; a WRITE fault is reported and memory is untouched. */
+Test(iommu, unmapped_rx_buffer_faults_on_write, .timeout = 90)
+{
+	struct iommu_run run = { .echo = true };
+
+	run_scenario(&run, "iommu-fault-rx", true, true);
+	assert_pass(&run, "iommu-fault-rx");
+	cr_expect(strstr(run.r.out, "reason=2 flags=0x102 addr=0x8200000"), "stdout:\n%s", run.r.out);
+	harness_result_free(&run.r);
+}
+
 /* Without iommu=on the net device is not an endpoint: the VIOT does not list
  * it and the guest's scenario must fail (the check can fail). */
 Test(iommu, net_not_behind_iommu_is_not_an_endpoint, .timeout = 90)
