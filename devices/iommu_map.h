@@ -111,8 +111,25 @@ struct iommu_params {
 	struct iommu_resv resv[IOMMU_MAX_RESV];
 };
 
+struct iommu_mapping_info;
+/* An observer of translation changes, for back ends that must mirror them
+ * (VFIO: shadow the mappings of a passed-through device's domain into its
+ * container/IOAS). Called with the IOMMU lock held, in order, before the
+ * call that made the change returns (so before the guest's request
+ * completes); a callback must not call back into this IOMMU. When a domain
+ * ceases to exist (last endpoint detached, reset, restore) every mapping of
+ * it is reported as unmapped first. */
+struct iommu_listener {
+	void (*map)(void *opaque, uint32_t domain, const struct iommu_mapping_info *m);
+	void (*unmap)(void *opaque, uint32_t domain, const struct iommu_mapping_info *m);
+	void (*attach)(void *opaque, uint32_t domain, uint32_t ep);
+	void (*detach)(void *opaque, uint32_t domain, uint32_t ep);
+	void *opaque;
+};
+
 struct iommu {
 	struct iommu_params params;
+	const struct iommu_listener *listener;   /* optional, see iommu_set_listener */
 	pthread_mutex_t lock;
 	_Atomic uint64_t gen;              /* bumped on every translation change */
 	_Atomic bool bypass;               /* config.bypass, current value */
@@ -258,6 +275,10 @@ int iommu_for_each_mapping(struct iommu *io, uint32_t domain,
  * validate a scratch iommu, then commit it in one step that cannot fail
  * halfway. Endpoint handles of @dst stay valid. */
 int iommu_adopt(struct iommu *dst, struct iommu *src);
+
+/* Install (or with NULL remove) the listener; the current state is not
+ * replayed (use the iterators). */
+void iommu_set_listener(struct iommu *io, const struct iommu_listener *l);
 
 /* Mapping counts, for vm.info. */
 uint64_t iommu_nr_mappings(struct iommu *io);
