@@ -32,6 +32,7 @@ int api_mhd_load(struct api_mhd *m)
 	MHD_SYM(m, queue_response, "MHD_queue_response");
 	MHD_SYM(m, destroy_response, "MHD_destroy_response");
 	MHD_SYM(m, lookup_connection_value, "MHD_lookup_connection_value");
+	MHD_SYM(m, get_daemon_info, "MHD_get_daemon_info");
 	return 0;
 fail:
 	log_err("api", "%s lacks %s", API_MHD_SONAME, missing);

@@ -19,6 +19,7 @@ struct api_mhd {
 	__typeof__(MHD_queue_response) *queue_response;
 	__typeof__(MHD_destroy_response) *destroy_response;
 	__typeof__(MHD_lookup_connection_value) *lookup_connection_value;
+	__typeof__(MHD_get_daemon_info) *get_daemon_info;
 };
 
 /* 0, or -ENOENT with the reason logged. */

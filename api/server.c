@@ -28,6 +28,7 @@
 #define API_CONN_LIMIT         64       /* simultaneous connections */
 #define API_CONN_TIMEOUT_S     10       /* idle/slow clients are dropped */
 #define API_CONN_MEMORY_LIMIT  (32 * 1024)   /* request line + headers per connection */
+#define API_DRAIN_MS           500      /* at stop, wait this long for open connections */
 
 /* Per-request state, from the first access-handler call to completion. */
 struct api_request {
@@ -423,10 +424,25 @@ fail:
 	return ret;
 }
 
+/* Let replies in flight (vm.shutdown under `vmm run`, whose VM exit is what
+ * stops us) reach their clients before the connections are closed. */
+static void api_server_drain(struct api_server *srv)
+{
+	const union MHD_DaemonInfo *info;
+
+	for (int i = 0; i < API_DRAIN_MS; i++) {
+		info = srv->mhd_lib.get_daemon_info(srv->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+		if (!info || info->num_connections == 0)
+			return;
+		usleep(1000);
+	}
+}
+
 void api_server_stop(struct api_server *srv)
 {
 	if (!srv)
 		return;
+	api_server_drain(srv);
 	/* MHD closes the listen socket it was given. */
 	srv->mhd_lib.stop_daemon(srv->mhd);
 	api_mhd_unload(&srv->mhd_lib);

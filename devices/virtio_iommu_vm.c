@@ -3,12 +3,15 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <stdio.h>
+#include <string.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
 #include <unistd.h>
 
 #include "devices/viot.h"
+#include "devices/virtio_net.h"
 #include "migration/state.h"
 #include "vmm/log.h"
 #include "vmm/vm.h"
@@ -74,6 +77,7 @@ static void viommu_vm_destroy(struct device *dev)
 	}
 	virtio_pci_destroy(&v->vp);
 	virtio_iommu_destroy(&v->viommu);
+	free(v->viot);
 	free(v);
 }
 
@@ -171,4 +175,73 @@ int viommu_vm_viot(struct viommu_vm *v, uint8_t **blob, size_t *len)
 	for (unsigned i = 0; i < v->viommu.nr_clients; i++)
 		cfg.endpoint_bdf[cfg.nr_endpoints++] = v->viommu.clients[i].bdf;
 	return viot_build(&cfg, blob, len);
+}
+
+struct viommu_vm *viommu_vm_find(struct vm *vm)
+{
+	for (struct device *d = vm->devices; d; d = d->next)
+		if (d->ops == &viommu_vm_ops)
+			return to_vv(d);
+	return NULL;
+}
+
+int viommu_vm_setup(struct vm *vm, char *err, size_t errlen)
+{
+	struct viommu_vm *v;
+	int r;
+
+	if (!vm->cfg.iommu)
+		return 0;
+	r = viommu_vm_create(vm, vm->pci, &v);
+	if (r)
+		snprintf(err, errlen, "iommu: cannot create the virtio-iommu device: %s",
+			 strerror_safe(-r));
+	return r;
+}
+
+int viommu_vm_attach_endpoints(struct vm *vm, char *err, size_t errlen)
+{
+	struct viommu_vm *v = viommu_vm_find(vm);
+	int r;
+
+	for (struct device *d = vm->devices; d; d = d->next) {
+		struct virtio_net *net;
+
+		if (strcmp(d->ops->type, "virtio-net"))
+			continue;
+		net = container_of(d, struct virtio_net, dev);
+		if (!net->cfg.iommu)
+			continue;
+		if (!v) {
+			snprintf(err, errlen, "%s: iommu=on needs the virtio-iommu device (--iommu)",
+				 d->name);
+			return -EINVAL;
+		}
+		r = viommu_vm_add_endpoint(v, &net->vdev, &net->vp.pci);
+		if (r) {
+			snprintf(err, errlen, "%s: cannot put it behind the IOMMU: %s", d->name,
+				 strerror_safe(-r));
+			return r;
+		}
+	}
+	return 0;
+}
+
+void viommu_vm_describe_acpi(struct vm *vm, struct acpi_config *acpi)
+{
+	struct viommu_vm *v = viommu_vm_find(vm);
+
+	if (!v)
+		return;
+	if (!v->viot && viommu_vm_viot(v, &v->viot, &v->viot_len))
+		return;                          /* no endpoint: no VIOT */
+	v->viot_table.data = v->viot;
+	v->viot_table.len = v->viot_len;
+	/* The only extra table today; a list owner would append instead. */
+	if (!acpi->nr_extra) {
+		acpi->extra = &v->viot_table;
+		acpi->nr_extra = 1;
+	} else {
+		log_warn("iommu0", "ACPI already has extra tables; VIOT not added");
+	}
 }

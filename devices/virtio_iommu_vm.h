@@ -18,6 +18,7 @@
 #include "devices/pci.h"
 #include "devices/virtio_iommu.h"
 #include "devices/virtio_pci.h"
+#include "vmm/acpi.h"
 #include "vmm/device.h"
 
 struct vm;
@@ -31,7 +32,20 @@ struct viommu_vm {
 	struct virtio_pci vp;
 	struct vm *vm;
 	bool on_loop;                  /* fds registered on vm->loop */
+	uint8_t *viot;                 /* built for ACPI, owned */
+	size_t viot_len;
+	struct acpi_extra_table viot_table;
 };
+
+/* The three calls vm_devices.c makes (no-ops without --iommu):
+ *   viommu_vm_setup()             before the devices that go behind it;
+ *   viommu_vm_attach_endpoints()  after them: every virtio-net with iommu=on;
+ *   viommu_vm_describe_acpi()     adds the VIOT as an extra ACPI table. */
+int viommu_vm_setup(struct vm *vm, char *err, size_t errlen);
+int viommu_vm_attach_endpoints(struct vm *vm, char *err, size_t errlen);
+void viommu_vm_describe_acpi(struct vm *vm, struct acpi_config *acpi);
+/* The VM's virtio-iommu, or NULL. */
+struct viommu_vm *viommu_vm_find(struct vm *vm);
 
 int viommu_vm_create(struct vm *vm, struct pci_bus *bus, struct viommu_vm **out);
 /* Put @vdev, whose PCI function is @pci (already on the bus), behind the IOMMU.

@@ -13,7 +13,9 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "api/api.h"
 #include "api/config_json.h"
+#include "devices/virtio_net_config.h"
 #include "migration/migration.h"
 #include "vmm/cli.h"
 #include "vmm/log.h"
@@ -58,6 +60,12 @@ static void run_usage(FILE *f)
 		"  --console KIND       stdio (default), file:PATH, or none\n"
 		"  --config FILE        the VM as JSON (the same document as the API's vm.create);\n"
 		"                       flags given as well override its fields\n"
+		"  --net SPEC           virtio-net device, repeatable:\n"
+		"                       tap=NAME[,mac=MAC][,queues=N][,iommu=on]\n"
+		"                       macvtap=IFNAME[,mac=MAC][,queues=N][,iommu=on]\n"
+		"  --iommu              add a virtio-iommu device (devices with iommu=on sit behind it)\n"
+		"  --api-sock PATH      also serve the REST API on this UNIX socket (see vmm ctl)\n"
+		"  --restore DIR        start from a snapshot directory instead of a kernel\n"
 		"  -v, --verbose        more log output (repeat for debug)\n"
 		"  -h, --help           this help\n\n"
 		"Exit status: the value the guest writes to the debug-exit port (0xf4),\n"
@@ -73,7 +81,8 @@ static int set_string(char **dst, const char *src)
 	return *dst ? 0 : -ENOMEM;
 }
 
-enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEMORY, OPT_CONSOLE, OPT_CONFIG };
+enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEMORY, OPT_CONSOLE, OPT_CONFIG,
+       OPT_NET, OPT_IOMMU, OPT_API_SOCK };
 
 static const struct option run_options[] = {
 	{ "kernel", required_argument, NULL, OPT_KERNEL },
@@ -83,6 +92,9 @@ static const struct option run_options[] = {
 	{ "memory", required_argument, NULL, OPT_MEMORY },
 	{ "console", required_argument, NULL, OPT_CONSOLE },
 	{ "config", required_argument, NULL, OPT_CONFIG },
+	{ "net", required_argument, NULL, OPT_NET },
+	{ "iommu", no_argument, NULL, OPT_IOMMU },
+	{ "api-sock", required_argument, NULL, OPT_API_SOCK },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
@@ -117,6 +129,15 @@ static int run_apply_option(struct vm_config *cfg, int opt, const char *arg)
 		return 0;
 	case OPT_CONFIG:
 		return 0; /* applied before the other flags, see run_load_config */
+	case OPT_IOMMU:
+		cfg->iommu = true;
+		return 0;
+	case OPT_NET:
+		if (config_parse_net(cfg, arg, err, sizeof(err))) {
+			cli_error("--net %s: %s", arg, err);
+			return -EINVAL;
+		}
+		return 0;
 	case OPT_CONSOLE:
 		if (config_parse_console(cfg, arg, err, sizeof(err))) {
 			cli_error("--%s", err);
@@ -215,8 +236,9 @@ static void run_exit_fast(int status)
 	_exit(0);
 }
 
-static int run_vm(const struct vm_config *cfg)
+static int run_vm(const struct vm_config *cfg, const char *api_sock)
 {
+	struct api_server *api = NULL;
 	char err[512] = "";
 	struct termios saved;
 	bool raw = false;
@@ -233,7 +255,11 @@ static int run_vm(const struct vm_config *cfg)
 		cli_error("cannot start the VM");
 		status = CLI_EXIT_ERROR;
 	} else {
+		if (api_sock && api_server_start(&api, api_sock, vm))
+			vm_request_exit(vm, CLI_EXIT_ERROR, "cannot serve the API on '%s'", api_sock);
 		status = vm_wait_exit(vm);
+		/* Replies to requests that raced with the exit are sent first. */
+		api_server_stop(api);
 		if (status != 0)
 			cli_error("%s", vm->exit_reason);
 		else
@@ -298,6 +324,7 @@ static int run_find_config(int argc, char **argv, struct vm_config *cfg)
 int cli_run(int argc, char **argv)
 {
 	struct vm_config cfg;
+	const char *api_sock = NULL;
 	char err[256];
 	int opt, status, verbosity = 0;
 
@@ -318,6 +345,10 @@ int cli_run(int argc, char **argv)
 		}
 		if (opt == 'v') {
 			verbosity++;
+			continue;
+		}
+		if (opt == OPT_API_SOCK) {
+			api_sock = optarg;
 			continue;
 		}
 		if (opt == '?' || opt == ':') {
@@ -345,7 +376,7 @@ int cli_run(int argc, char **argv)
 		config_free(&cfg);
 		return CLI_EXIT_USAGE;
 	}
-	status = run_vm(&cfg);
+	status = run_vm(&cfg, api_sock);
 	config_free(&cfg);
 	return status;
 }

@@ -8,6 +8,7 @@
 
 #include "devices/legacy.h"
 #include "devices/pci_vm.h"
+#include "devices/virtio_iommu_vm.h"
 #include "devices/virtio_net.h"
 #include "vfio/vfio_pci.h"
 #include "vmm/acpi.h"
@@ -52,10 +53,13 @@ static int vm_create_pci_devices(struct vm *vm, char *err, size_t errlen)
 		snprintf(err, errlen, "creating the PCI bus failed: %s", strerror_safe(-ret));
 		return ret;
 	}
+	ret = viommu_vm_setup(vm, err, errlen);
 	for (unsigned i = 0; i < vm->cfg.nr_nets && !ret; i++)
 		ret = virtio_net_create(vm, &vm->cfg.nets[i], i, err, errlen);
 	for (unsigned i = 0; i < vm->cfg.nr_devices && !ret; i++)
 		ret = vfio_pci_create(vm, &vm->cfg.devices[i], i, err, errlen);
+	if (!ret)
+		ret = viommu_vm_attach_endpoints(vm, err, errlen);
 	pci_vm_attach(vm);
 	return ret;
 }
@@ -86,4 +90,5 @@ void vm_describe_acpi(struct vm *vm, struct acpi_config *acpi)
 {
 	acpi->nr_cpus = vm->nr_vcpus;
 	pci_vm_acpi_config(vm->pci, acpi);
+	viommu_vm_describe_acpi(vm, acpi);
 }

@@ -211,3 +211,31 @@ Test(api_http, shutdown_signals_the_fd)
 	cr_assert_eq(v, 1);
 	fixture_stop(&f);
 }
+
+/* api/openapi.yaml documents every action with its method. */
+Test(api_actions, openapi_matches_the_table)
+{
+	FILE *f = fopen("api/openapi.yaml", "r");
+	char *doc, want[128];
+	size_t n;
+
+	if (!f)
+		cr_skip_test("api/openapi.yaml not found (run from the source tree)");
+	doc = calloc(1, 256 * 1024);
+	n = fread(doc, 1, 256 * 1024 - 1, f);
+	fclose(f);
+	cr_assert_gt(n, 0);
+	for (unsigned i = 0; i < API_NR_ACTIONS; i++) {
+		const struct api_action_desc *a = api_action_get(i);
+		char method[8];
+
+		for (unsigned k = 0; k < sizeof(method) - 1 && a->method[k]; k++)
+			method[k] = (char)(a->method[k] | 0x20);
+		method[strlen(a->method)] = 0;
+		snprintf(want, sizeof(want), "\n  /%s:\n    %s:\n", a->name, method);
+		cr_expect(strstr(doc, want) != NULL, "openapi.yaml lacks %s %s", a->method, a->name);
+		snprintf(want, sizeof(want), "operationId: %s\n", a->name);
+		cr_expect(strstr(doc, want) != NULL, "openapi.yaml lacks operationId %s", a->name);
+	}
+	free(doc);
+}

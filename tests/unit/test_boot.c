@@ -1121,3 +1121,62 @@ Test(boot_hostile, random_byte_flips)
 	free(b.buf);
 	mem_destroy(&fx.mem);
 }
+
+/* Notes with names of every padding length before the Xen note, plus
+ * several PT_LOAD segments (text, data with .bss, an empty one) and a
+ * second PT_NOTE without the Xen note. */
+Test(boot_pvh, note_padding_and_multiple_segments)
+{
+	struct fixture fx;
+	struct boot_entry e;
+	static uint8_t notes[256], other[32], data[100];
+	size_t off = 0;
+	uint32_t entry = 0x200010;
+
+	for (uint32_t namesz = 0; namesz <= 8; namesz++) {
+		uint32_t hdr[3] = { namesz, 3, 7 };
+
+		memcpy(notes + off, hdr, 12);
+		off += 12;
+		memset(notes + off, 'N', namesz);
+		off += (namesz + 3) & ~3u;
+		memset(notes + off, 0xee, 3);
+		off += 4;
+	}
+	/* "Xen" with a misleading type first, then the real one. */
+	uint32_t wrong[3] = { 4, 4, XEN_ELFNOTE_PHYS32_ENTRY + 1 };
+	memcpy(notes + off, wrong, 12);
+	memcpy(notes + off + 12, "Xen", 4);
+	memset(notes + off + 16, 0x99, 4);
+	off += 20;
+	uint32_t xen[3] = { 4, 4, XEN_ELFNOTE_PHYS32_ENTRY };
+	memcpy(notes + off, xen, 12);
+	memcpy(notes + off + 12, "Xen", 4);
+	memcpy(notes + off + 16, &entry, 4);
+	off += 20;
+	uint32_t gnu[3] = { 4, 16, 3 };
+	memcpy(other, gnu, 12);
+	memcpy(other + 12, "GNU", 4);
+
+	memset(data, 0x42, sizeof(data));
+	struct tseg segs[] = {
+		{ PT_NOTE, 0, 0, other, 32, 0 },
+		{ PT_LOAD, 0x200000, 0x200000, text, sizeof(text), sizeof(text) },
+		{ PT_LOAD, 0x300000, 0x300000, NULL, 0, 0 },
+		{ PT_LOAD, 0x400000, 0x400000, data, sizeof(data), 0x3000 },
+		{ PT_NOTE, 0, 0, notes, off, 0 },
+	};
+	struct timg k = build_elf(true, 0, segs, 5);
+
+	fx_init(&fx, 16 * MiB);
+	cr_assert_eq(fx_load(&fx, &k, NULL, 0, NULL, &e), 0, "%s", fx.err);
+	cr_assert_eq(e.mode, BOOT_MODE_PVH);
+	cr_assert_eq(e.entry, 0x200010);
+	cr_assert_eq(e.kernel_start, 0x200000);
+	cr_assert_eq(e.kernel_end, 0x403000);
+	cr_assert_eq(memcmp(gpa(&fx, 0x200000, sizeof(text)), text, sizeof(text)), 0);
+	cr_assert_eq(memcmp(gpa(&fx, 0x400000, sizeof(data)), data, sizeof(data)), 0);
+	cr_assert_eq(*(uint8_t *)gpa(&fx, 0x400000 + sizeof(data), 1), 0);
+	free(k.buf);
+	mem_destroy(&fx.mem);
+}
