@@ -9,6 +9,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "devices/iommu_map.h"
 #include "vfio/vfio_pci.h"
 #include "vfio/vfio_uapi.h"
 #include "vfio/vfio_user.h"
@@ -418,6 +419,147 @@ int vfio_pci_shadow_unmap(struct vfio_pci *vp, uint64_t iova, uint64_t size)
 	}
 	pthread_mutex_unlock(&vp->dma_lock);
 	return err;
+}
+
+/* ---- vIOMMU: mirror an endpoint's domain ---- */
+
+struct vfio_want {
+	struct vfio_dma *v;
+	unsigned n, cap;
+	uint32_t ep;
+	bool found, attached, bypass;
+	uint32_t domain;
+};
+
+static int vfio_want_add(struct vfio_want *w, uint64_t iova, uint64_t size, uint64_t gpa, bool r,
+			 bool wr)
+{
+	if (w->n == w->cap) {
+		unsigned cap = w->cap ? w->cap * 2 : 16;
+		struct vfio_dma *nv = realloc(w->v, cap * sizeof(*nv));
+
+		if (!nv)
+			return -ENOMEM;
+		w->v = nv;
+		w->cap = cap;
+	}
+	w->v[w->n++] = (struct vfio_dma){ .iova = iova, .size = size, .gpa = gpa, .read = r,
+					  .write = wr };
+	return 0;
+}
+
+static int vfio_want_ep(void *opaque, const struct iommu_endpoint_info *e)
+{
+	struct vfio_want *w = opaque;
+
+	if (e->id != w->ep)
+		return 0;
+	w->found = true;
+	w->attached = e->attached;
+	w->domain = e->domain;
+	return 1;
+}
+
+static int vfio_want_dom(void *opaque, const struct iommu_domain_info *d)
+{
+	struct vfio_want *w = opaque;
+
+	if (d->id == w->domain) {
+		w->bypass = d->bypass;
+		return 1;
+	}
+	return 0;
+}
+
+static int vfio_want_map(void *opaque, const struct iommu_mapping_info *m)
+{
+	struct vfio_want *w = opaque;
+
+	if (m->flags & IOMMU_MAP_F_MMIO)
+		return 0;   /* MSI doorbells and other MMIO: not guest RAM */
+	return vfio_want_add(w, m->virt_start, m->virt_end - m->virt_start + 1, m->phys,
+			     m->flags & IOMMU_MAP_F_READ, m->flags & IOMMU_MAP_F_WRITE);
+}
+
+static bool vfio_dma_same(const struct vfio_dma *a, const struct vfio_dma *b)
+{
+	return a->iova == b->iova && a->size == b->size && a->gpa == b->gpa &&
+	       a->read == b->read && a->write == b->write;
+}
+
+/* What the endpoint may reach now, as a list of windows. */
+static int vfio_want_collect(struct vfio_want *w, struct vfio_pci *vp, struct iommu *io)
+{
+	bool identity;
+	int ret = 0;
+
+	iommu_for_each_endpoint(io, vfio_want_ep, w);
+	if (!w->found)
+		return -ENOENT;
+	if (w->attached)
+		iommu_for_each_domain(io, vfio_want_dom, w);
+	identity = w->attached ? w->bypass : atomic_load(&io->bypass);
+	if (identity) {
+		const struct guest_mem *mem = vp->env.mem;
+
+		for (unsigned i = 0; i < mem->nr_regions && !ret; i++)
+			ret = vfio_want_add(w, mem->regions[i].gpa, mem->regions[i].size,
+					    mem->regions[i].gpa, true, true);
+	} else if (w->attached) {
+		ret = iommu_for_each_mapping(io, w->domain, vfio_want_map, w);
+	}
+	return ret;
+}
+
+int vfio_pci_sync_iommu(struct vfio_pci *vp, struct iommu *io, uint32_t ep)
+{
+	struct vfio_want w = { .ep = ep };
+	int ret = vfio_want_collect(&w, vp, io), err = 0;
+
+	if (ret || vp->gone)
+		goto out;
+	/* Unmap what the guest took away, then map what it added. */
+	pthread_mutex_lock(&vp->dma_lock);
+	for (unsigned i = 0; i < vp->nr_dma;) {
+		bool keep = false;
+
+		for (unsigned j = 0; j < w.n && !keep; j++)
+			keep = vfio_dma_same(&vp->dma[i], &w.v[j]);
+		if (keep) {
+			i++;
+			continue;
+		}
+		int r = vp->be->ops->dma_unmap(vp->be, vp->dma[i].iova, vp->dma[i].size);
+		if (r && !err)
+			err = r;
+		vp->dma[i] = vp->dma[--vp->nr_dma];
+	}
+	pthread_mutex_unlock(&vp->dma_lock);
+	for (unsigned j = 0; j < w.n; j++) {
+		bool have = false;
+
+		pthread_mutex_lock(&vp->dma_lock);
+		for (unsigned i = 0; i < vp->nr_dma && !have; i++)
+			have = vfio_dma_same(&vp->dma[i], &w.v[j]);
+		pthread_mutex_unlock(&vp->dma_lock);
+		if (have)
+			continue;
+		int r = vfio_dma_add(vp, w.v[j].iova, w.v[j].size, w.v[j].gpa, w.v[j].read,
+				     w.v[j].write);
+		if (r) {
+			log_warn(vp->name, "shadowing IOVA [0x%llx,+0x%llx) -> 0x%llx failed: %s",
+				 (unsigned long long)w.v[j].iova, (unsigned long long)w.v[j].size,
+				 (unsigned long long)w.v[j].gpa, strerror_safe(-r));
+			if (!err)
+				err = r;
+		}
+	}
+	if (err)
+		vfio_pci_mark_gone(vp, err);
+	ret = err;
+out:
+	free(w.v);
+	return ret;
 }
 
 /* ---- vfio-user service ---- */

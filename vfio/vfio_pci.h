@@ -112,6 +112,13 @@ int vfio_pci_shadow_map(struct vfio_pci *vp, uint64_t iova, uint64_t size, uint6
 			bool read, bool write);
 int vfio_pci_shadow_unmap(struct vfio_pci *vp, uint64_t iova, uint64_t size);
 
+/* Make the device's DMA windows equal to what endpoint @ep may reach in
+ * @io: its domain's mappings, all RAM when bypassed, nothing when detached.
+ * Called by virtio-iommu (virtio_iommu_add_external) before a request
+ * completes. Returns 0 or the first back end error. */
+struct iommu;
+int vfio_pci_sync_iommu(struct vfio_pci *vp, struct iommu *io, uint32_t ep);
+
 /* vm.info: back end, regions, IRQs, DMA mappings. */
 void vfio_pci_info(struct vfio_pci *vp, struct cJSON *obj);
 

@@ -7,8 +7,34 @@
  *                   refused and reported by the device (DMA_FAULTS, FAULT_ADDR)
  *   vf-server-crash the device server dies mid-run: the function reads as
  *                   removed (all ones), the guest notices, the VMM stays up
- *                                                      timeout_ms=N (10000) */
+ *                                                      timeout_ms=N (10000)
+ * With "iommu" (VMM: --iommu, device iommu=on) vf-echo and vf-iommu-fault run
+ * behind virtio-iommu: the guest ATTACHes the VF and MAPs its rings/buffers at
+ * IOVAs != guest-physical; vf-echo then UNMAPs the TX buffers and checks the
+ * device can no longer read them. */
+#include "iommu_virtio.h"
 #include "vfnic.h"
+
+#define VF_DOMAIN 1
+#define VF_IOVA   0x4000000000ull   /* device addresses behind the vIOMMU */
+
+/* iommu: run behind virtio-iommu (needs --iommu and iommu=on for the VF). */
+static bool vf_iommu(void)
+{
+	return param_get("iommu") != NULL;
+}
+
+static struct giommu vf_io;
+
+static void vf_open(struct vfnic *n, bool tx_bufs, bool rx_bufs)
+{
+	vfnic_open(n, vf_iommu() ? VF_IOVA : 0);
+	if (!vf_iommu())
+		return;
+	if (giommu_init(&vf_io))
+		fail("no usable virtio-iommu (run with --iommu)");
+	vfnic_iommu_map(n, &vf_io, VF_DOMAIN, tx_bufs, rx_bufs);
+}
 
 static void vf_echo(void)
 {
@@ -18,7 +44,7 @@ static void vf_echo(void)
 
 	if (!frames || frames > VFNIC_RING_N)
 		fail("frames must be 1..%d", VFNIC_RING_N);
-	vfnic_open(&n);
+	vf_open(&n, true, true);
 	vfnic_start(&n);
 	for (u32 i = 0; i < frames; i++) {
 		u16 len = (u16)(60 + i * 13);
@@ -41,9 +67,21 @@ static void vf_echo(void)
 		if (!(n.tx[i].flags & VFNIC_DESC_DONE))
 			fail("tx %u not completed", i);
 	}
-	pass_with("tx=%u rx=%u irq_tx=%u irq_rx=%u", vfnic_rd(&n, VFNIC_REG_TX_FRAMES),
+	if (vf_iommu()) {
+		/* UNMAP is in effect once the request completed: TX now faults. */
+		int st = giommu_unmap(&vf_io, VF_DOMAIN, vfnic_dma(&n, n.tx_buf),
+				      VFNIC_RING_N * VFNIC_BUF);
+		if (st)
+			fail("UNMAP TX buffers: status %d", st);
+		vfnic_queue_tx(&n, frame, 60);
+		vfnic_kick(&n);
+		if (vfnic_rd(&n, VFNIC_REG_DMA_FAULTS) != 1)
+			fail("device still read an unmapped buffer (faults=%u)",
+			     vfnic_rd(&n, VFNIC_REG_DMA_FAULTS));
+	}
+	pass_with("tx=%u rx=%u irq_tx=%u irq_rx=%u%s", vfnic_rd(&n, VFNIC_REG_TX_FRAMES),
 		  vfnic_rd(&n, VFNIC_REG_RX_FRAMES), vfnic_irqs[VFNIC_VEC_TX],
-		  vfnic_irqs[VFNIC_VEC_RX]);
+		  vfnic_irqs[VFNIC_VEC_RX], vf_iommu() ? " iommu=on unmap=enforced" : "");
 }
 SCENARIO("vf-echo", vf_echo);
 
@@ -51,7 +89,7 @@ static void vf_msix(void)
 {
 	struct vfnic n;
 
-	vfnic_open(&n);
+	vfnic_open(&n, 0);
 	for (unsigned v = 0; v < VFNIC_NR_VECTORS; v++) {
 		vfnic_wr(&n, VFNIC_REG_IRQ_FIRE, 1u << v);
 		if (!vfnic_wait_irq(v, 1, 1000000))
@@ -79,12 +117,15 @@ SCENARIO("vf-msix", vf_msix);
 static void vf_iommu_fault(void)
 {
 	struct vfnic n;
-	u64 bad = ram_top() + 0x100000000ull;   /* no DMA mapping covers it */
+	u64 bad;
 	u8 frame[64] = { 1, 2, 3 };
 
-	vfnic_open(&n);
+	/* Behind the vIOMMU the TX buffers are simply not mapped; without one,
+	 * an address beyond guest RAM is in no DMA window. */
+	vf_open(&n, false, true);
 	vfnic_start(&n);
 	vfnic_queue_tx(&n, frame, sizeof(frame));
+	bad = vf_iommu() ? n.tx[0].addr : ram_top() + 0x100000000ull;
 	n.tx[0].addr = bad;
 	vfnic_kick(&n);
 	if (!vfnic_wait_irq(VFNIC_VEC_TX, 1, 1000000))
@@ -101,6 +142,9 @@ static void vf_iommu_fault(void)
 	if (vfnic_rd(&n, VFNIC_REG_RX_FRAMES) != 0)
 		fail("a frame leaked to RX");
 	/* The device still works for mapped memory afterwards. */
+	if (vf_iommu() && giommu_map(&vf_io, VF_DOMAIN, vfnic_dma(&n, n.tx_buf),
+				     VFNIC_RING_N * VFNIC_BUF, (u64)n.tx_buf, GIOMMU_MAP_R))
+		fail("MAP of the TX buffers failed");
 	vfnic_queue_tx(&n, frame, sizeof(frame));
 	vfnic_kick(&n);
 	if (!vfnic_wait_irq(VFNIC_VEC_RX, 1, 1000000))
@@ -115,7 +159,7 @@ static void vf_server_crash(void)
 	u8 frame[64] = { 9 };
 	u64 timeout = param_u64("timeout_ms", 10000) * 1000, t0;
 
-	vfnic_open(&n);
+	vfnic_open(&n, 0);
 	vfnic_start(&n);
 	vfnic_queue_tx(&n, frame, sizeof(frame));
 	vfnic_kick(&n);
@@ -149,7 +193,7 @@ static void vf_tx_flood(void)
 	if (size < 60 || size > sizeof(frame))
 		fail("size=%u: frames are 60..1514 bytes", size);
 	memset(frame, 0x5a, size);
-	vfnic_open(&n);
+	vfnic_open(&n, 0);
 	vfnic_wr(&n, VFNIC_REG_CTRL, VFNIC_CTRL_ENABLE);
 	for (u32 i = 0; i < VFNIC_RING_N; i++) {
 		vfnic_queue_tx(&n, frame, (u16)size);   /* fill every slot once */
