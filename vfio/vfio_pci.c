@@ -149,21 +149,54 @@ static void vfio_bar_mmap_areas(struct vfio_pci *vp, struct vfio_pci_bar *b)
 
 /* ---- config space ---- */
 
+/* The passed-through capability whose body (after id/next) holds
+ * [off, off+len) entirely, or NULL. */
+static const struct vfio_pci_passcap *vfio_passcap_at(const struct vfio_pci *vp, uint32_t off,
+						      uint32_t len)
+{
+	for (unsigned i = 0; i < vp->nr_passcaps; i++) {
+		const struct vfio_pci_passcap *c = &vp->passcaps[i];
+
+		if (off >= c->off + 2u && off + len <= (uint32_t)c->off + c->len)
+			return c;
+	}
+	return NULL;
+}
+
 static void vfio_pci_config_read(struct pci_device *d, uint32_t off, uint32_t *val, uint32_t len)
 {
 	struct vfio_pci *vp = d->opaque;
+	const struct vfio_pci_passcap *c;
+	uint32_t v = 0;
 
-	if (vp->gone)
+	if (vp->gone) {
 		*val = len == 4 ? 0xffffffffu : (1u << (8 * len)) - 1;
+		return;
+	}
+	c = vfio_passcap_at(vp, off, len);
+	if (c && !vfio_be_region_read(vp->be, VFIO_PCI_CONFIG_REGION_INDEX,
+				      c->dev_off + (off - c->off), &v, len))
+		*val = v;
 }
 
 static void vfio_pci_config_write(struct pci_device *d, uint32_t off, uint32_t val, uint32_t len)
 {
 	struct vfio_pci *vp = d->opaque;
+	const struct vfio_pci_passcap *c;
 	uint16_t cmd;
 	int ret;
 
-	if (vp->gone || off > PCI_COMMAND + 1 || off + len <= PCI_COMMAND)
+	if (vp->gone)
+		return;
+	c = vfio_passcap_at(vp, off, len);
+	if (c) {
+		ret = vfio_be_region_write(vp->be, VFIO_PCI_CONFIG_REGION_INDEX,
+					   c->dev_off + (off - c->off), &val, len);
+		if (ret)
+			vfio_pci_mark_gone(vp, ret);
+		return;
+	}
+	if (off > PCI_COMMAND + 1 || off + len <= PCI_COMMAND)
 		return;
 	/* Forward the decode/bus-master/INTx-disable bits the guest set. */
 	cmd = pci_cfg_get16(d, PCI_COMMAND) &
@@ -241,6 +274,47 @@ static uint8_t vfio_find_cap(const uint8_t *cfg, uint8_t id)
 	for (int n = 0; n < VFIO_MAX_CAP_WALK && pos >= 0x40 && pos <= 256 - 4; n++) {
 		if (cfg[pos] == id)
 			return pos;
+		pos = cfg[pos + 1] & ~3;
+	}
+	return 0;
+}
+
+/* Length of an allow-listed capability at @pos of the device's header, 0 if
+ * it is filtered out. */
+static unsigned vfio_passcap_len(const uint8_t *cfg, uint8_t pos)
+{
+	switch (cfg[pos]) {
+	case PCI_CAP_ID_PM:
+		return PCI_PM_SIZEOF;
+	case PCI_CAP_ID_VNDR:
+		return cfg[pos + 2] >= 3 ? cfg[pos + 2] : 0;
+	case PCI_CAP_ID_EXP:
+		return (cfg[pos + 2] & PCI_EXP_FLAGS_VERS) >= 2 ? PCI_CAP_EXP_ENDPOINT_SIZEOF_V2
+								 : PCI_CAP_EXP_ENDPOINT_SIZEOF_V1;
+	default:
+		return 0;   /* MSI (we offer MSI-X only) and anything we do not know */
+	}
+}
+
+static int vfio_pci_setup_passcaps(struct vfio_pci *vp)
+{
+	const uint8_t *cfg = vp->dev_cfg;
+	uint8_t pos;
+
+	if (!((cfg[PCI_STATUS] | cfg[PCI_STATUS + 1] << 8) & PCI_STATUS_CAP_LIST))
+		return 0;
+	pos = cfg[PCI_CAPABILITY_LIST] & ~3;
+	for (int n = 0; n < VFIO_MAX_CAP_WALK && pos >= 0x40 && pos <= 256 - 4; n++) {
+		unsigned len = vfio_passcap_len(cfg, pos);
+		uint16_t off;
+
+		if (len && pos + len <= 256 && vp->nr_passcaps < VFIO_PCI_MAX_PASSCAPS &&
+		    !pci_cap_add(&vp->pci, cfg[pos], (uint8_t)len, &off)) {
+			memcpy(vp->pci.cfg + off + 2, cfg + pos + 2, len - 2);
+			vp->passcaps[vp->nr_passcaps++] = (struct vfio_pci_passcap){
+				.id = cfg[pos], .off = (uint8_t)off, .dev_off = pos, .len = (uint8_t)len,
+			};
+		}
 		pos = cfg[pos + 1] & ~3;
 	}
 	return 0;
@@ -622,6 +696,8 @@ int vfio_pci_init(struct vfio_pci *vp, const char *name, struct vfio_backend *be
 		ret = vfio_pci_setup_bars(vp);
 	if (!ret)
 		ret = vfio_pci_setup_msix(vp);
+	if (!ret)
+		ret = vfio_pci_setup_passcaps(vp);
 	if (ret)
 		goto fail;
 	for (int i = 0; i < PCI_NUM_BARS; i++)

@@ -5,8 +5,11 @@
  *   config space: IDs, class, subsystem and revision come from the device;
  *     BARs, the command register's decode bits, the capability list and
  *     MSI-X are virtualized by the PCI core; command-register writes
- *     (memory/bus master/INTx disable) are forwarded to the device; the
- *     device's other capabilities are filtered out (not shown).
+ *     (memory/bus master/INTx disable) are forwarded to the device; of the
+ *     device's other capabilities an allow-list (power management, PCI
+ *     Express, vendor-specific) is passed through: listed in our chain, body
+ *     read from and written to the device live; the rest (MSI, anything
+ *     unknown) is filtered out.
  *   BARs: every access is trapped and forwarded (region read/write), except
  *     mmappable areas (sparse mmap capability honoured, the MSI-X table and
  *     PBA pages excluded) which are mmapped and handed to env.memslot so the
@@ -70,6 +73,14 @@ struct vfio_pci_bar {
 	bool mapped;
 };
 
+#define VFIO_PCI_MAX_PASSCAPS 8
+
+/* A device capability shown to the guest: our copy at @off (list header
+ * ours), body read from / written to the device at @dev_off. */
+struct vfio_pci_passcap {
+	uint8_t id, off, dev_off, len;
+};
+
 struct vfio_pci {
 	struct device dev;
 	struct pci_device pci;
@@ -79,6 +90,8 @@ struct vfio_pci {
 	char name[32];
 	struct vfio_pci_bar bars[PCI_NUM_BARS];
 	uint8_t dev_cfg[256];         /* the device's own config header, as read */
+	unsigned nr_passcaps;
+	struct vfio_pci_passcap passcaps[VFIO_PCI_MAX_PASSCAPS];
 	/* MSI-X */
 	unsigned msix_nr;
 	int *msix_fd;                 /* eventfds handed to the back end */

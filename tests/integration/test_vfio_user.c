@@ -588,6 +588,29 @@ Test(vfio_pci, config_bars_and_direct_mapping)
 	pci_rig_stop(&p);
 }
 
+Test(vfio_pci, capabilities_passed_through_with_a_filter)
+{
+	struct pci_rig p;
+	uint16_t pm, vndr;
+
+	pci_rig_start(&p, false);
+	pm = pci_cap_find(&p.vp.pci, PCI_CAP_ID_PM);
+	vndr = pci_cap_find(&p.vp.pci, PCI_CAP_ID_VNDR);
+	cr_assert_neq(pm, 0, "power management shown");
+	cr_assert_neq(vndr, 0, "vendor capability shown");
+	cr_expect_eq(pci_cap_find(&p.vp.pci, PCI_CAP_ID_MSI), 0);
+	cr_expect_eq(cfg_read(&p, pm + 2, 2), 0x0003, "PMC from the device");
+	/* PMCSR writes reach the device and read back from it. */
+	pci_bus_config_write(&p.pbus, p.vp.pci.slot, 0, pm + PCI_PM_CTRL, 3, 2);
+	cr_expect_eq(cfg_read(&p, pm + PCI_PM_CTRL, 2) & 3, 3);
+	/* Reads are live: the vendor capability mirrors IRQ_STATUS. */
+	cr_expect_eq(cfg_read(&p, vndr + 4, 4), 0);
+	mmio_write32(&p, p.bar0 + VFNIC_REG_IRQ_FIRE, 0x2);
+	cr_expect_eq(cfg_read(&p, vndr + 4, 4), 0x2);
+	cr_expect_eq(cfg_read(&p, vndr + 2, 1), 8, "length byte");
+	pci_rig_stop(&p);
+}
+
 Test(vfio_pci, msix_vectors_fire_and_mask)
 {
 	struct pci_rig p;

@@ -29,6 +29,8 @@
 #define VFNIC_MSIX_TABLE  0x800
 #define VFNIC_MSIX_PBA    0xc00
 #define VFNIC_MSIX_CAP    0x40
+#define VFNIC_PM_CAP      0x50          /* power management: PMCSR writable */
+#define VFNIC_VNDR_CAP    0x60          /* vendor-specific: +4 = IRQ_STATUS, live */
 
 #define VFNIC_REG_ID          0x00   /* RO magic */
 #define VFNIC_REG_CTRL        0x04
