@@ -226,12 +226,84 @@ static void vfio_msix_ready(void *opaque, uint32_t events)
 		vfio_msix_signal(vp, v);
 }
 
+/* ---- INTx ---- */
+
+static int vfio_intx_arm(struct vfio_pci *vp, bool on)
+{
+	int ret;
+
+	if (on == vp->intx_armed || vp->intx_fd < 0 || vp->gone)
+		return 0;
+	if (on) {
+		ret = vp->be->ops->set_irqs(vp->be, VFIO_PCI_INTX_IRQ_INDEX, 0, 1,
+					    VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
+					    &vp->intx_fd);
+		if (!ret)
+			ret = vp->be->ops->set_irqs(vp->be, VFIO_PCI_INTX_IRQ_INDEX, 0, 1,
+						    VFIO_IRQ_SET_DATA_EVENTFD |
+							    VFIO_IRQ_SET_ACTION_UNMASK,
+						    &vp->intx_resample_fd);
+	} else {
+		ret = vp->be->ops->set_irqs(vp->be, VFIO_PCI_INTX_IRQ_INDEX, 0, 0,
+					    VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER, NULL);
+	}
+	if (ret) {
+		log_err(vp->name, "%s INTx failed: %s", on ? "enabling" : "disabling",
+			strerror_safe(-ret));
+		vfio_pci_mark_gone(vp, ret);
+		return ret;
+	}
+	vp->intx_armed = on;
+	return 0;
+}
+
+static int vfio_pci_setup_intx(struct vfio_pci *vp)
+{
+	struct vfio_irq irq;
+	int ret;
+
+	vp->intx_fd = vp->intx_resample_fd = -1;
+	vp->pci.cfg[PCI_INTERRUPT_PIN] = 0;
+	if (vp->info.num_irqs <= VFIO_PCI_INTX_IRQ_INDEX ||
+	    vp->be->ops->irq_info(vp->be, VFIO_PCI_INTX_IRQ_INDEX, &irq) || irq.count != 1 ||
+	    !(irq.flags & VFIO_IRQ_INFO_EVENTFD) || !vp->dev_cfg[PCI_INTERRUPT_PIN])
+		return 0;   /* no INTx: MSI-X only */
+	vp->intx_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	vp->intx_resample_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (vp->intx_fd < 0 || vp->intx_resample_fd < 0)
+		return -errno;
+	if (vp->env.intx) {
+		ret = vp->env.intx(vp->env.opaque, vp->intx_fd, vp->intx_resample_fd, true,
+				   &vp->intx_gsi);
+		if (ret) {
+			log_err(vp->name, "INTx routing failed: %s", strerror_safe(-ret));
+			return ret;
+		}
+		vp->intx_routed = true;
+	}
+	/* INTA#, on the GSI the VMM chose (what firmware writes in Interrupt Line). */
+	vp->pci.cfg[PCI_INTERRUPT_PIN] = 1;
+	vp->pci.cfg[PCI_INTERRUPT_LINE] = vp->intx_routed ? (uint8_t)vp->intx_gsi : 0xff;
+	return vfio_intx_arm(vp, true);
+}
+
+void vfio_pci_intx_eoi(struct vfio_pci *vp)
+{
+	uint64_t one = 1;
+
+	if (vp->intx_resample_fd >= 0 && write(vp->intx_resample_fd, &one, sizeof(one)) < 0)
+		log_warn(vp->name, "INTx resample: %s", strerror_safe(errno));
+}
+
 static int vfio_msix_arm(struct vfio_pci *vp, bool on)
 {
 	int ret;
 
 	if (on == vp->msix_armed || !vp->msix_nr || vp->gone)
 		return 0;
+	/* VFIO allows one interrupt type at a time: INTx off while MSI-X is on. */
+	if (on && vfio_intx_arm(vp, false))
+		return -EIO;
 	if (on)
 		ret = vp->be->ops->set_irqs(vp->be, VFIO_PCI_MSIX_IRQ_INDEX, 0, vp->msix_nr,
 					    VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
@@ -246,6 +318,8 @@ static int vfio_msix_arm(struct vfio_pci *vp, bool on)
 		return ret;
 	}
 	vp->msix_armed = on;
+	if (!on)
+		vfio_intx_arm(vp, true);
 	return 0;
 }
 
@@ -684,6 +758,7 @@ int vfio_pci_init(struct vfio_pci *vp, const char *name, struct vfio_backend *be
 	int ret;
 
 	memset(vp, 0, sizeof(*vp));
+	vp->intx_fd = vp->intx_resample_fd = -1;
 	snprintf(vp->name, sizeof(vp->name), "%s", name);
 	vp->be = be;
 	vp->env = *env;
@@ -698,6 +773,8 @@ int vfio_pci_init(struct vfio_pci *vp, const char *name, struct vfio_backend *be
 		ret = vfio_pci_setup_msix(vp);
 	if (!ret)
 		ret = vfio_pci_setup_passcaps(vp);
+	if (!ret)
+		ret = vfio_pci_setup_intx(vp);
 	if (ret)
 		goto fail;
 	for (int i = 0; i < PCI_NUM_BARS; i++)
@@ -734,6 +811,15 @@ void vfio_pci_uninit(struct vfio_pci *vp)
 		evl_del_fd(vp->env.loop, vfio_user_socket(vp->be));
 	vp->sock_in_loop = false;
 	vfio_msix_arm(vp, false);
+	vfio_intx_arm(vp, false);
+	if (vp->intx_routed)
+		vp->env.intx(vp->env.opaque, vp->intx_fd, vp->intx_resample_fd, false, &vp->intx_gsi);
+	vp->intx_routed = false;
+	if (vp->intx_fd >= 0)
+		close(vp->intx_fd);
+	if (vp->intx_resample_fd >= 0)
+		close(vp->intx_resample_fd);
+	vp->intx_fd = vp->intx_resample_fd = -1;
 	for (unsigned v = 0; vp->msix_fd && v < vp->msix_nr; v++) {
 		if (vp->msix_fd[v] < 0)
 			continue;
@@ -766,7 +852,7 @@ void vfio_pci_reset(struct vfio_pci *vp)
 
 	if (vp->gone)
 		return;
-	vfio_msix_arm(vp, false);
+	vfio_msix_arm(vp, false);   /* back to INTx, as after power-on */
 	ret = vp->be->ops->reset(vp->be);
 	if (ret && ret != -EOPNOTSUPP) {
 		log_err(vp->name, "function-level reset failed: %s", strerror_safe(-ret));
@@ -780,6 +866,9 @@ void vfio_pci_poll(struct vfio_pci *vp)
 		vfio_pci_mark_gone(vp, -EPIPE);
 	for (unsigned v = 0; v < vp->msix_nr; v++)
 		vfio_msix_signal(vp, v);
+	uint64_t n;
+	if (!vp->intx_routed && vp->intx_fd >= 0 && read(vp->intx_fd, &n, sizeof(n)) == sizeof(n))
+		vp->intx_count += n;
 }
 
 bool vfio_pci_gone(const struct vfio_pci *vp)
@@ -815,6 +904,11 @@ void vfio_pci_info(struct vfio_pci *vp, cJSON *obj)
 		}
 		cJSON_AddItemToArray(regions, r);
 	}
+	cJSON *intx = cJSON_AddObjectToObject(obj, "intx");
+	cJSON_AddBoolToObject(intx, "present", vp->intx_fd >= 0);
+	cJSON_AddBoolToObject(intx, "armed", vp->intx_armed);
+	if (vp->intx_routed)
+		cJSON_AddNumberToObject(intx, "gsi", vp->intx_gsi);
 	cJSON *irqs = cJSON_AddObjectToObject(obj, "msix");
 	cJSON_AddNumberToObject(irqs, "vectors", vp->msix_nr);
 	cJSON_AddBoolToObject(irqs, "armed", vp->msix_armed);

@@ -18,6 +18,11 @@
  *     eventfd given to the back end (SET_IRQS) and watched by the event loop,
  *     which signals the vector through pci_msix_notify() (masking/pending
  *     handled there).
+ *   INTx: when the device has one, its trigger eventfd goes to a KVM irqfd on
+ *     a fixed IOAPIC GSI (Interrupt Line) with a resample eventfd handed to
+ *     the device as its UNMASK trigger: the device masks INTx when it asserts,
+ *     the guest's EOI unmasks it (VFIO's automasked level semantics). INTx is
+ *     switched off while MSI-X is enabled and back on when it is disabled.
  *   DMA: without a vIOMMU every guest RAM region is mapped at IOVA = GPA;
  *     behind a vIOMMU nothing is mapped until vfio_pci_shadow_map() mirrors a
  *     guest MAP (the vIOMMU must call it before completing the request).
@@ -53,6 +58,11 @@ struct vfio_pci_env {
 	 * trap every BAR access. */
 	int (*memslot)(void *opaque, unsigned idx, uint64_t gpa, uint64_t size, void *hva);
 	void *opaque;
+	/* INTx: connect @trigger (device asserts) and @resample (guest EOI'd the
+	 * level interrupt: the device may re-assert) to a GSI, KVM_IRQFD with
+	 * KVM_IRQFD_FLAG_RESAMPLE; returns the GSI in *gsi. NULL = no INTx
+	 * routing (signals are then only counted by vfio_pci_poll). */
+	int (*intx)(void *opaque, int trigger, int resample, bool assign, unsigned *gsi);
 	bool iommu;                  /* behind virtio-iommu: map on demand only */
 	int slot;                    /* PCI slot, -1 = first free */
 };
@@ -97,6 +107,11 @@ struct vfio_pci {
 	int *msix_fd;                 /* eventfds handed to the back end */
 	uint64_t *msix_count;         /* signals seen per vector */
 	bool msix_armed;
+	/* INTx (level, automasked by the device, unmasked by the resample fd) */
+	int intx_fd, intx_resample_fd;
+	bool intx_armed, intx_routed;
+	unsigned intx_gsi;
+	uint64_t intx_count;
 	/* DMA mappings given to the back end (the state tree saves these). */
 	pthread_mutex_t dma_lock;
 	unsigned nr_dma;
@@ -118,6 +133,8 @@ void vfio_pci_reset(struct vfio_pci *vp);
  * back end's own requests (vfio-user DMA). */
 void vfio_pci_poll(struct vfio_pci *vp);
 bool vfio_pci_gone(const struct vfio_pci *vp);
+/* Without KVM (tests): what KVM's resample does on the guest's EOI. */
+void vfio_pci_intx_eoi(struct vfio_pci *vp);
 
 /* vIOMMU shadowing: mirror a guest MAP/UNMAP into the back end (container,
  * IOAS or vfio-user DMA_MAP) before the guest's request completes. */

@@ -55,6 +55,27 @@ static int vfio_vm_memslot(void *opaque, unsigned idx, uint64_t gpa, uint64_t si
 	return 0;
 }
 
+/* INTx of passthrough device i on IOAPIC GSI 16 + i (pins 16-23 carry no
+ * ISA interrupt): level, with KVM's resample eventfd. */
+#define VFIO_INTX_GSI_BASE 16
+
+static int vfio_vm_intx(void *opaque, int trigger, int resample, bool assign, unsigned *gsi)
+{
+	struct vfio_pci_vm *p = opaque;
+	struct kvm_irqfd irqfd = {
+		.fd = (uint32_t)trigger, .gsi = VFIO_INTX_GSI_BASE + p->idx,
+		.flags = assign ? KVM_IRQFD_FLAG_RESAMPLE : KVM_IRQFD_FLAG_DEASSIGN,
+		.resamplefd = (uint32_t)resample,
+	};
+
+	if (p->idx >= 8)
+		return -ENOSPC;
+	if (ioctl(p->vm->vm_fd, KVM_IRQFD, &irqfd))
+		return -errno;
+	*gsi = irqfd.gsi;
+	return 0;
+}
+
 static void vfio_dev_reset(struct device *dev)
 {
 	vfio_pci_reset(&to_pvm(dev)->vp);
@@ -149,7 +170,8 @@ int vfio_pci_create(struct vm *vm, const struct device_config *dc, unsigned idx,
 		}
 	}
 	struct vfio_pci_env env = { .bus = vm->pci, .mem = &vm->mem, .loop = &vm->loop,
-				    .memslot = vfio_vm_memslot, .opaque = p, .iommu = dc->iommu,
+				    .memslot = vfio_vm_memslot, .intx = vfio_vm_intx, .opaque = p,
+				    .iommu = dc->iommu,
 				    .slot = -1 };
 	ret = vfio_pci_init(&p->vp, name, be, &env);
 	if (ret) {

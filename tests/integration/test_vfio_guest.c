@@ -167,6 +167,16 @@ Test(vfio_guest, vf_msix)
 	vf_done(&v);
 }
 
+Test(vfio_guest, vf_intx_level_with_resample)
+{
+	struct vf_run v;
+
+	vf_boot(&v, "vf-intx rounds=4", NULL);
+	expect_pass(&v, "vf-intx");
+	cr_expect_not_null(strstr(v.r.out, "interrupts=4"), "%s", v.r.out);
+	vf_done(&v);
+}
+
 Test(vfio_guest, vf_iommu_fault)
 {
 	struct vf_run v;

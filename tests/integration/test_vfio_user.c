@@ -611,6 +611,51 @@ Test(vfio_pci, capabilities_passed_through_with_a_filter)
 	pci_rig_stop(&p);
 }
 
+static uint64_t intx_poll(struct pci_rig *p)
+{
+	/* A register read is a round trip: the server has handled any unmask
+	 * (resample) signalled before it. */
+	(void)mmio_read32(p, p->bar0 + VFNIC_REG_ID);
+	usleep(2000);
+	vfio_pci_poll(&p->vp);
+	return p->vp.intx_count;
+}
+
+Test(vfio_pci, intx_level_automask_and_resample)
+{
+	struct pci_rig p;
+
+	pci_rig_start(&p, false);
+	cr_expect_eq(cfg_read(&p, PCI_INTERRUPT_PIN, 1), 1, "INTA#");
+	cr_expect(p.vp.intx_armed);
+	mmio_write32(&p, p.bar0 + VFNIC_REG_IRQ_FIRE, 0x1);
+	cr_expect_eq(intx_poll(&p), 1, "asserted");
+	mmio_write32(&p, p.bar0 + VFNIC_REG_IRQ_FIRE, 0x2);
+	cr_expect_eq(intx_poll(&p), 1, "automasked: no second edge before the EOI");
+	/* EOI with the status still set: level, so it is asserted again. */
+	vfio_pci_intx_eoi(&p.vp);
+	cr_expect_eq(intx_poll(&p), 2, "re-asserted after resample while pending");
+	/* The driver clears the status, then EOIs: nothing more. */
+	mmio_write32(&p, p.bar0 + VFNIC_REG_IRQ_STATUS, 0x3);
+	vfio_pci_intx_eoi(&p.vp);
+	cr_expect_eq(intx_poll(&p), 2);
+	mmio_write32(&p, p.bar0 + VFNIC_REG_IRQ_FIRE, 0x1);
+	cr_expect_eq(intx_poll(&p), 3, "unmasked again: next interrupt arrives");
+	/* Enabling MSI-X switches INTx off in the device. */
+	uint16_t cap = pci_cap_find(&p.vp.pci, PCI_CAP_ID_MSIX);
+	pci_bus_config_write(&p.pbus, p.vp.pci.slot, 0, cap + PCI_MSIX_FLAGS, PCI_MSIX_FLAGS_ENABLE,
+			     2);
+	cr_expect(!p.vp.intx_armed);
+	mmio_write32(&p, p.bar0 + VFNIC_REG_IRQ_STATUS, 0x3);
+	vfio_pci_intx_eoi(&p.vp);
+	mmio_write32(&p, p.bar0 + VFNIC_REG_IRQ_FIRE, 0x1);
+	cr_expect_eq(intx_poll(&p), 3, "no INTx while MSI-X is on");
+	cr_expect_eq(p.vp.msix_count[0], 1, "MSI-X vector 0 instead");
+	pci_bus_config_write(&p.pbus, p.vp.pci.slot, 0, cap + PCI_MSIX_FLAGS, 0, 2);
+	cr_expect(p.vp.intx_armed, "back to INTx when MSI-X is disabled");
+	pci_rig_stop(&p);
+}
+
 Test(vfio_pci, msix_vectors_fire_and_mask)
 {
 	struct pci_rig p;

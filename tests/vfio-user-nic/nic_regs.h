@@ -11,6 +11,8 @@
  * Indices are free-running u32; ring sizes are powers of two <= 4096.
  * MSI-X: vector 0 = TX completion, vector 1 = RX; table at 0x800, PBA at
  * 0xC00 of BAR0 (the VMM emulates both; the device only signals eventfds).
+ * INTx (INTA#) when no MSI-X vector is configured: level, asserted while
+ * IRQ_STATUS != 0, automasked, re-asserted on unmask if still pending.
  * BAR2 (8 KiB) is a memory window, mmappable in its first 4 KiB only (sparse
  * mmap capability): STATS_* mirror the counters there for lock-free reads. */
 #ifndef TESTS_VFIO_USER_NIC_REGS_H
