@@ -85,9 +85,9 @@ struct iommu_domain {
  * gen equals the IOMMU generation. seq is odd while the entry is written. */
 struct iommu_tlb_entry {
 	_Atomic uint32_t seq;
-	uint64_t gen, start, end, phys;    /* accessed with __atomic relaxed ops */
 	uint32_t flags;
-};
+	uint64_t gen, start, end, phys;    /* accessed with __atomic relaxed ops */
+} __attribute__((aligned(64)));        /* one cache line per entry */
 
 struct iommu_endpoint {
 	struct iommu_avl node;             /* key = endpoint ID */
@@ -159,12 +159,66 @@ int iommu_map(struct iommu *io, uint32_t domain, uint64_t virt_start, uint64_t v
 	      uint64_t phys, uint32_t flags);
 int iommu_unmap(struct iommu *io, uint32_t domain, uint64_t virt_start, uint64_t virt_end);
 
+/* The out-of-line part of iommu_translate_ep(): argument checks, cache
+ * miss, tree walk under the lock, cache fill, fault record. */
+int iommu_translate_ep_slow(struct iommu *io, struct iommu_endpoint *ep, uint64_t iova,
+			    uint64_t len, uint32_t perm, uint64_t *gpa, struct iommu_fault *fault);
+
+static inline unsigned iommu_tlb_index(uint64_t iova)
+{
+	return (unsigned)(iova >> 12) & (IOMMU_TLB_ENTRIES - 1);
+}
+
+/* Lock-free cache lookup: a hit needs a stable entry (even, unchanged seq),
+ * the current generation, the whole range inside the entry and the
+ * permission. Inline: this is the DMA fast path of every translated device. */
+static inline bool iommu_tlb_lookup(struct iommu *io, struct iommu_endpoint *e, uint64_t iova,
+				    uint64_t len, uint32_t perm, uint64_t *gpa)
+{
+	struct iommu_tlb_entry *t = &e->tlb[iommu_tlb_index(iova)];
+	uint64_t gen, start, end, phys;
+	uint32_t seq, flags;
+
+	seq = atomic_load_explicit(&t->seq, memory_order_acquire);
+	if (seq & 1)
+		return false;
+	gen = __atomic_load_n(&t->gen, __ATOMIC_RELAXED);
+	start = __atomic_load_n(&t->start, __ATOMIC_RELAXED);
+	end = __atomic_load_n(&t->end, __ATOMIC_RELAXED);
+	phys = __atomic_load_n(&t->phys, __ATOMIC_RELAXED);
+	flags = __atomic_load_n(&t->flags, __ATOMIC_RELAXED);
+	atomic_thread_fence(memory_order_acquire);
+	if (atomic_load_explicit(&t->seq, memory_order_relaxed) != seq)
+		return false;
+	if (gen != atomic_load_explicit(&io->gen, memory_order_acquire))
+		return false;
+	/* len >= 1 and no wrap are checked by the caller. */
+	if (iova < start || iova - start > end - start || len - 1 > end - iova ||
+	    (flags & perm) != perm)
+		return false;
+	*gpa = phys + (iova - start);
+	return true;
+}
+
 /* Translate [iova, iova+len) for endpoint @ep with access @perm (IOMMU_PERM_*).
  * The range may span adjacent mappings only if their physical ranges are
  * contiguous too. 0 and *gpa on success; -EFAULT with *fault filled when the
- * access is not allowed (fault may be NULL); -EINVAL on len 0 or wrap. */
-int iommu_translate_ep(struct iommu *io, struct iommu_endpoint *ep, uint64_t iova, uint64_t len,
-		       uint32_t perm, uint64_t *gpa, struct iommu_fault *fault);
+ * access is not allowed (fault may be NULL); -EINVAL on len 0, wrap or a bad
+ * @perm. Cache hits are counted without a locked instruction (a relaxed
+ * load + store: concurrent translators may lose a count, fine for vm.info). */
+static inline int iommu_translate_ep(struct iommu *io, struct iommu_endpoint *ep, uint64_t iova,
+				     uint64_t len, uint32_t perm, uint64_t *gpa,
+				     struct iommu_fault *fault)
+{
+	if (__builtin_expect(len && iova + len - 1 >= iova && perm && perm <= 3, 1) &&
+	    iommu_tlb_lookup(io, ep, iova, len, perm, gpa)) {
+		atomic_store_explicit(&ep->tlb_hits,
+				      atomic_load_explicit(&ep->tlb_hits, memory_order_relaxed) + 1,
+				      memory_order_relaxed);
+		return 0;
+	}
+	return iommu_translate_ep_slow(io, ep, iova, len, perm, gpa, fault);
+}
 /* By endpoint ID (looks the endpoint up; unknown -> -ENOENT). */
 int iommu_translate(struct iommu *io, uint32_t ep, uint64_t iova, uint64_t len, uint32_t perm,
 		    uint64_t *gpa, struct iommu_fault *fault);

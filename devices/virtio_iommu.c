@@ -29,6 +29,8 @@ static struct virtio_iommu *to_viommu(struct virtio_device *vdev)
 	return vdev->opaque;
 }
 
+static void viommu_remap_clients(struct virtio_iommu *v);
+
 /* ---- config space (§5.13.4) ---- */
 
 static void viommu_get_config(struct virtio_device *vdev, uint32_t off, void *data, uint32_t len)
@@ -52,6 +54,7 @@ static void viommu_set_config(struct virtio_device *vdev, uint32_t off, const vo
 		return;
 	}
 	iommu_set_bypass(&v->io, *(const uint8_t *)data & 1);
+	viommu_remap_clients(v);        /* bypass on/off changes every unattached endpoint */
 }
 
 /* External endpoints (VFIO) mirror their domain into their own DMA context. */
@@ -73,6 +76,9 @@ static void viommu_reset(struct virtio_device *vdev)
 	pthread_mutex_lock(&v->fault_lock);
 	v->pending_count = 0;
 	pthread_mutex_unlock(&v->fault_lock);
+	/* Every endpoint is detached now: ring pointers cached by the devices
+	 * behind us must be re-translated (and fail unless bypass is on). */
+	viommu_remap_clients(v);
 }
 
 static int viommu_features_ok(struct virtio_device *vdev)

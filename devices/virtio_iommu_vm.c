@@ -84,13 +84,19 @@ static void viommu_vm_destroy(struct device *dev)
 /* Only the translation state is ours to save here; the virtio transport and
  * queue state are saved by the virtio-pci state code next to it (branch net /
  * snap), under the same device node. */
+#define VIOMMU_DEVICE_STATE_VERSION 1
+
 static int viommu_vm_save(struct device *dev, struct state_node *node)
 {
-	return virtio_iommu_save(&to_vv(dev)->viommu, node);
+	int r = state_set_version(node, VIOMMU_DEVICE_STATE_VERSION);
+
+	return r ? r : virtio_iommu_save(&to_vv(dev)->viommu, node);
 }
 
 static int viommu_vm_load(struct device *dev, const struct state_node *node)
 {
+	if (state_node_version(node, 1, VIOMMU_DEVICE_STATE_VERSION, NULL))
+		return -EINVAL;
 	return virtio_iommu_load(&to_vv(dev)->viommu, node);
 }
 

@@ -366,17 +366,23 @@ static int net_rx_one(struct net_queue_pair *qp, int k)
 		virtq_unpop(vq, (uint16_t)k);
 		return 1;
 	}
+	/* §5.1.6.4: num_buffers tells the driver how many chains the frame
+	 * spans. Written before virtq_fill() marks the pages dirty. */
 	rem = (size_t)got;
 	for (int i = 0; i < k && rem; i++) {
-		uint32_t len = rem < qp->rx_elems[i].in_len ? (uint32_t)rem : qp->rx_elems[i].in_len;
-
-		virtq_fill(vq, &qp->rx_elems[i], len, used++);
-		rem -= len;
+		rem -= rem < qp->rx_elems[i].in_len ? rem : qp->rx_elems[i].in_len;
+		used++;
 	}
-	/* §5.1.6.4: num_buffers tells the driver how many chains the frame spans. */
 	nbuf = used;
 	iov_from_buf(&qp->rx_elems[0].iov[qp->rx_elems[0].out_num], qp->rx_elems[0].in_num,
 		     offsetof(struct virtio_net_hdr_mrg_rxbuf, num_buffers), &nbuf, sizeof(nbuf));
+	rem = (size_t)got;
+	for (uint16_t i = 0; i < used; i++) {
+		uint32_t len = rem < qp->rx_elems[i].in_len ? (uint32_t)rem : qp->rx_elems[i].in_len;
+
+		virtq_fill(vq, &qp->rx_elems[i], len, i);
+		rem -= len;
+	}
 	virtq_unpop(vq, (uint16_t)(k - used));
 	virtq_flush(vq, used);
 	qp->rx_frames++;
@@ -707,6 +713,8 @@ static void virtio_net_dev_reset(struct device *dev)
 	pthread_mutex_lock(&net->vdev.lock);
 	virtio_device_reset(&net->vdev);
 	pthread_mutex_unlock(&net->vdev.lock);
+	if (net->pci_attached)
+		pci_device_reset(&net->vp.pci);
 }
 
 static void virtio_net_free(struct virtio_net *net)

@@ -16,7 +16,9 @@
 #include "api/api.h"
 #include "api/config_json.h"
 #include "devices/virtio_net_config.h"
+#include "migration/migrate.h"
 #include "migration/migration.h"
+#include "vfio/vfio_pci.h"
 #include "vmm/cli.h"
 #include "vmm/log.h"
 #include "vmm/vm.h"
@@ -64,8 +66,13 @@ static void run_usage(FILE *f)
 		"                       tap=NAME[,mac=MAC][,queues=N][,iommu=on]\n"
 		"                       macvtap=IFNAME[,mac=MAC][,queues=N][,iommu=on]\n"
 		"  --iommu              add a virtio-iommu device (devices with iommu=on sit behind it)\n"
+		"  --vfio SPEC          pass through a host PCI function with kernel VFIO, repeatable:\n"
+		"                       host=0000:03:00.1[,iommu=on]\n"
+		"  --vfio-user SPEC     a device served by a vfio-user server, repeatable:\n"
+		"                       socket=PATH[,iommu=on]\n"
 		"  --api-sock PATH      also serve the REST API on this UNIX socket (see vmm ctl)\n"
 		"  --restore DIR        start from a snapshot directory instead of a kernel\n"
+		"  --incoming URL       wait for a live migration (unix:PATH or tcp:HOST:PORT)\n"
 		"  -v, --verbose        more log output (repeat for debug)\n"
 		"  -h, --help           this help\n\n"
 		"Exit status: the value the guest writes to the debug-exit port (0xf4),\n"
@@ -82,7 +89,7 @@ static int set_string(char **dst, const char *src)
 }
 
 enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEMORY, OPT_CONSOLE, OPT_CONFIG,
-       OPT_NET, OPT_IOMMU, OPT_API_SOCK };
+       OPT_NET, OPT_IOMMU, OPT_API_SOCK, OPT_VFIO, OPT_VFIO_USER };
 
 static const struct option run_options[] = {
 	{ "kernel", required_argument, NULL, OPT_KERNEL },
@@ -95,6 +102,8 @@ static const struct option run_options[] = {
 	{ "net", required_argument, NULL, OPT_NET },
 	{ "iommu", no_argument, NULL, OPT_IOMMU },
 	{ "api-sock", required_argument, NULL, OPT_API_SOCK },
+	{ "vfio", required_argument, NULL, OPT_VFIO },
+	{ "vfio-user", required_argument, NULL, OPT_VFIO_USER },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
@@ -131,6 +140,13 @@ static int run_apply_option(struct vm_config *cfg, int opt, const char *arg)
 		return 0; /* applied before the other flags, see run_load_config */
 	case OPT_IOMMU:
 		cfg->iommu = true;
+		return 0;
+	case OPT_VFIO:
+	case OPT_VFIO_USER:
+		if (config_parse_vfio(cfg, arg, opt == OPT_VFIO_USER, err, sizeof(err))) {
+			cli_error("%s", err); /* names the flag and the bad field */
+			return -EINVAL;
+		}
 		return 0;
 	case OPT_NET:
 		if (config_parse_net(cfg, arg, err, sizeof(err))) {
@@ -330,6 +346,8 @@ int cli_run(int argc, char **argv)
 
 	if (cli_run_wants_restore(argc, argv))
 		return cli_run_restore(argc, argv);
+	if (cli_run_wants_incoming(argc, argv))
+		return cli_run_incoming(argc, argv);
 	config_init(&cfg);
 	if (run_find_config(argc, argv, &cfg)) {
 		config_free(&cfg);

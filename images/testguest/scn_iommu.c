@@ -1,8 +1,11 @@
 /* virtio-iommu scenarios. They need the VMM run with --iommu and one
  * virtio-net with iommu=on (its TAP may be down: only TX is used).
  *
- *   iommu-net    the net device's TX ring and buffers are reachable only
- *                through IOVAs mapped by the IOMMU; frames go out.
+ *   iommu-net    the net device's rings and buffers are reachable only
+ *                through IOVAs mapped by the IOMMU; frames go out, and with
+ *                `echo` each must come back (a host peer echoes them) into
+ *                RX buffers the device writes through translated addresses.
+ *                `hold`: stop (halted) with the mappings in place.
  *   iommu-fault  a TX buffer the device still holds (posted, not yet
  *                consumed) is unmapped: the request fails, a fault event
  *                names the endpoint and the IOVA, memory is untouched.
@@ -25,14 +28,17 @@
 #define S_INVAL 4
 #define S_NOENT 6
 #define STATUS_NEEDS_RESET 0x40
+#define RXQ 0
 #define TXQ 1
+#define IOVA_RX 0x08200000UL
+#define RX_BUFS 4
 #define FRAME_LEN 60
 #define HDR_LEN 12
 
 struct iommu_env {
 	struct giommu io;
 	struct gvirtio net;
-	struct gvq tx;
+	struct gvq tx, rx;
 	u32 ep;
 	u8 *bufs;                 /* guest-physical buffer pages */
 	unsigned nr_buf_pages;
@@ -80,17 +86,19 @@ static void env_setup(struct iommu_env *e, unsigned buf_pages)
 	e->ep = (u32)ep;
 	check_probe(e);
 	expect_status(giommu_attach(&e->io, DOMAIN, e->ep), S_OK, "ATTACH");
-	ring = page_alloc(1);
+	ring = page_alloc(2);                       /* TX ring, RX ring */
 	e->bufs = page_alloc(buf_pages);
 	if (!ring || !e->bufs)
 		fail("out of memory");
 	e->nr_buf_pages = buf_pages;
-	expect_status(giommu_map(&e->io, DOMAIN, IOVA_RING, PAGE_SIZE, (u64)ring,
-				 GIOMMU_MAP_R | GIOMMU_MAP_W), S_OK, "MAP ring");
+	expect_status(giommu_map(&e->io, DOMAIN, IOVA_RING, 2 * PAGE_SIZE, (u64)ring,
+				 GIOMMU_MAP_R | GIOMMU_MAP_W), S_OK, "MAP rings");
 	if (gvirtio_init(&e->net, NET_ID, 0, F_ACCESS_PLATFORM))
 		fail("virtio-net does not offer ACCESS_PLATFORM");
 	if (gvq_setup(&e->net, &e->tx, TXQ, (u64)ring, IOVA_RING))
 		fail("TX queue setup");
+	if (gvq_setup(&e->net, &e->rx, RXQ, (u64)ring + PAGE_SIZE, IOVA_RING + PAGE_SIZE))
+		fail("RX queue setup");
 	gvirtio_driver_ok(&e->net);
 	if (gvirtio_status(&e->net) & STATUS_NEEDS_RESET)
 		fail("net NEEDS_RESET right after DRIVER_OK");
@@ -122,25 +130,78 @@ static int send_frame(struct iommu_env *e, unsigned page, u64 iova, unsigned seq
 	return gvq_wait(&e->tx, NULL, 2000000);
 }
 
+/* RX buffer for descriptor head @head: page head / 2 of the RX area. */
+static void post_rx(struct iommu_env *e)
+{
+	u16 head = (u16)((e->rx.avail_idx * 2) % e->rx.size);
+	struct gbuf b = { IOVA_RX + (head / 2) * PAGE_SIZE, 2048, true };
+
+	gvq_post(&e->rx, &b, 1);
+}
+
+/* Wait for an echoed copy of frame @seq (ethertype 0x88b5, same payload);
+ * other traffic the host sends is skipped. 0 or -1 on timeout/mismatch. */
+static int wait_echo(struct iommu_env *e, u8 *rx_pages, unsigned seq)
+{
+	for (int tries = 0; tries < 8; tries++) {
+		u16 slot = e->rx.last_used;
+		u32 len, id;
+
+		if (gvq_wait(&e->rx, &len, 3000000))
+			return -1;
+		id = e->rx.used[1 + 2 * (slot % e->rx.size)];
+		const u8 *f = rx_pages + (id / 2) * PAGE_SIZE + HDR_LEN;
+		bool ours = len >= HDR_LEN + FRAME_LEN && f[12] == 0x88 && f[13] == 0xb5;
+		bool same = ours;
+		for (unsigned i = 14; ours && i < FRAME_LEN; i++)
+			if (f[i] != (u8)(seq + i))
+				same = false;
+		post_rx(e);
+		gvq_kick(&e->rx);
+		if (ours)
+			return same ? 0 : -1;
+	}
+	return -1;
+}
+
 static void iommu_net(void)
 {
 	struct iommu_env e;
 	unsigned frames = (unsigned)param_u64("frames", 16);
+	bool echo = param_get("echo") != NULL;
+	u8 *rx_pages = page_alloc(RX_BUFS);
 
 	env_setup(&e, 4);
-	/* TX buffers: device-readable only. */
+	/* TX buffers: device-readable only; RX buffers: device-writable. */
 	expect_status(giommu_map(&e.io, DOMAIN, IOVA_BUF, 4 * PAGE_SIZE, (u64)e.bufs, GIOMMU_MAP_R),
-		      S_OK, "MAP buffers");
-	for (unsigned i = 0; i < frames; i++)
+		      S_OK, "MAP TX buffers");
+	expect_status(giommu_map(&e.io, DOMAIN, IOVA_RX, RX_BUFS * PAGE_SIZE, (u64)rx_pages,
+				 GIOMMU_MAP_R | GIOMMU_MAP_W), S_OK, "MAP RX buffers");
+	for (unsigned i = 0; i < RX_BUFS; i++)
+		post_rx(&e);
+	gvq_kick(&e.rx);
+	for (unsigned i = 0; i < frames; i++) {
 		if (send_frame(&e, i % 4, IOVA_BUF + (i % 4) * PAGE_SIZE, i))
 			fail("frame %u not consumed (net status 0x%x)", i, gvirtio_status(&e.net));
+		if (echo && wait_echo(&e, rx_pages, i))
+			fail("no echo of frame %u through the RX buffers (net status 0x%x)", i,
+			     gvirtio_status(&e.net));
+	}
 	if (gvirtio_status(&e.net) & STATUS_NEEDS_RESET)
 		fail("net NEEDS_RESET after traffic");
+	if (param_get("hold")) {
+		/* Keep the translation state in place for the VMM's vm.info. */
+		guest_printf("iommu-net: holding ep=0x%x\n", e.ep);
+		irq_disable();
+		for (;;)
+			__asm__ volatile("hlt");
+	}
 	/* Teardown in driver order: reset the device, then take its mappings away. */
 	gvirtio_reset(&e.net);
 	expect_status(giommu_unmap(&e.io, DOMAIN, IOVA_BUF, 4 * PAGE_SIZE), S_OK, "UNMAP buffers");
+	expect_status(giommu_unmap(&e.io, DOMAIN, IOVA_RX, RX_BUFS * PAGE_SIZE), S_OK, "UNMAP RX");
 	expect_status(giommu_detach(&e.io, DOMAIN, e.ep), S_OK, "DETACH");
-	pass_with("frames=%u ep=0x%x", frames, e.ep);
+	pass_with("frames=%u echoed=%u ep=0x%x", frames, echo ? frames : 0, e.ep);
 }
 SCENARIO("iommu-net", iommu_net);
 

@@ -245,6 +245,37 @@ Test(net, tap_ping_and_udp_echo)
 	cr_assert_not_null(strstr(read_output(), "mac=52:54:00:ab:cd:01"), "guest did not get the MAC");
 }
 
+/* Two vCPUs: one queue pair per vCPU, one TAP queue each (IFF_MULTI_QUEUE).
+ * The guest drives pair 0 only; the other TAP queue must be detached so the
+ * kernel steers nothing to a queue nobody reads. */
+Test(net, multiqueue_tap_one_pair_per_vcpu)
+{
+	char *kernel;
+
+	skip_unless_capable();
+	ns_create();
+	cr_assert_eq(sh("ip -n %s tuntap add dev tap0 mode tap multi_queue", env.ns), 0);
+	cr_assert_eq(sh("ip -n %s addr add " HOST_IP "/24 dev tap0 && ip -n %s link set tap0 up",
+			env.ns, env.ns), 0);
+	kernel = harness_image_path("testguest.elf");
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		int fd = open(env.out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+
+		dup2(fd, 1);
+		dup2(fd, 2);
+		execlp("ip", "ip", "netns", "exec", env.ns, harness_vmm_bin(), "run", "-v", "--cpus", "2",
+		       "--kernel", kernel, "--cmdline", "test=net-echo", "--net", "tap=tap0",
+		       "--console", "stdio", (char *)NULL);
+		_exit(127);
+	}
+	free(kernel);
+	env.vmm = pid;
+	ping_udp_and_stop(GUEST_IP);
+	cr_assert_not_null(strstr(read_output(), "2 queue pairs"), "%s", read_output());
+}
+
 Test(net, macvtap_on_veth)
 {
 	skip_unless_capable();

@@ -45,11 +45,16 @@ static const struct {
 	{ "vm.boot", ".C..." },    { "vm.pause", "..R.." },     { "vm.resume", "...P." },
 	{ "vm.shutdown", ".CRP." }, { "vm.reboot", "..RPS" },   { "vm.info", ".CRPS" },
 	{ "vm.counters", ".CRPS" }, { "vm.add-net", ".CRPS" },  { "vm.remove-device", ".CRPS" },
+	{ "vm.snapshot", ".CRP." }, { "vm.restore", "N...S" },
+	{ "vm.send-migration", "..R.." }, { "vm.receive-migration", "N...S" },
+	{ "vm.migration-cancel", ".CRPS" },
 };
 
 Test(api_actions, gating_matrix)
 {
 	char err[256];
+
+	cr_assert_eq(sizeof(matrix) / sizeof(matrix[0]), API_NR_ACTIONS, "a new action needs a matrix row");
 
 	for (size_t i = 0; i < sizeof(matrix) / sizeof(matrix[0]); i++) {
 		const struct api_action_desc *a = api_action_by_name(matrix[i].name);

@@ -1180,3 +1180,27 @@ Test(boot_pvh, note_padding_and_multiple_segments)
 	free(k.buf);
 	mem_destroy(&fx.mem);
 }
+
+/* A newer kernel's header may extend past our struct setup_header: the copy
+ * is clamped to what we know, and the loader's fields still land. */
+Test(boot_bzimage, header_longer_than_known_is_clamped)
+{
+	struct fixture fx;
+	struct boot_entry e;
+	struct bz_opts o = bz_default();
+	struct timg k = build_bz(&o);
+
+	k.buf[0x201] = 0xff; /* header claims to end at 0x301 */
+	memset(k.buf + 0x1f1 + sizeof(struct setup_header), 0x77, 0x301 - 0x1f1 - sizeof(struct setup_header));
+	fx_init(&fx, 64 * MiB);
+	cr_assert_eq(fx_load(&fx, &k, NULL, 0, "x", &e), 0, "%s", fx.err);
+	const uint8_t *bp = gpa(&fx, LAYOUT_BOOT_INFO, 4096);
+	const struct boot_params *p = (const struct boot_params *)bp;
+	cr_assert_eq(p->hdr.type_of_loader, 0xff);
+	cr_assert_eq(p->hdr.kernel_info_offset, 0x4321);
+	/* Nothing past the known header was copied into the zero page. */
+	for (size_t i = 0x1f1 + sizeof(struct setup_header); i < 0x290; i++)
+		cr_assert_eq(bp[i], 0, "byte 0x%zx", i);
+	free(k.buf);
+	mem_destroy(&fx.mem);
+}

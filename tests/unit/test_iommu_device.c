@@ -386,3 +386,13 @@ Test(iommu_device, save_restore_keeps_translating)
 	cr_assert_eq(client_pop(), 1);
 	cr_assert_eq(elem.gpa[0], CL_GPA + 0x10300);
 }
+
+Test(iommu_device, iommu_reset_takes_translations_away)
+{
+	start_client(IOMMU_MAP_F_READ | IOMMU_MAP_F_WRITE);
+	pthread_mutex_lock(&viommu.vdev.lock);
+	virtio_device_set_status(&viommu.vdev, 0);
+	pthread_mutex_unlock(&viommu.vdev.lock);
+	cr_assert_eq(iommu_nr_domains(&viommu.io), 0);
+	cr_assert(client.broken, "client rings must not stay usable after the IOMMU reset");
+}

@@ -3,6 +3,9 @@
  * sequences checked against a naive reference model. */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -425,5 +428,80 @@ Test(iommu_map, bench_helper_runs)
 	ns = iommu_bench_translate(io, 8, 0x100000, 16, 64, 10000);
 	cr_assert_geq(ns, 0);
 	cr_assert_eq(iommu_bench_translate(io, 8, 0x200000, 16, 64, 10), -EFAULT);
+	free_iommu(io);
+}
+
+/* Concurrency: a translator thread hammers one IOVA (mostly cache hits) while
+ * this thread maps and unmaps it. Any translation that STARTS after
+ * iommu_unmap() returned must fail: the phase counter is read before each
+ * translation: odd means "unmap has returned", and it becomes even before
+ * the next MAP starts. */
+struct race {
+	struct iommu *io;
+	struct iommu_endpoint *ep;
+	_Atomic unsigned phase;
+	_Atomic bool stop;
+	_Atomic unsigned long violations, hits_after_map, tries;
+};
+
+static void *race_translator(void *arg)
+{
+	struct race *r = arg;
+	uint64_t gpa;
+
+	while (!atomic_load(&r->stop)) {
+		unsigned phase = atomic_load(&r->phase);
+		int ret = iommu_translate_ep(r->io, r->ep, 0x40000000 + 0x10, 64, IOMMU_PERM_READ,
+					     &gpa, NULL);
+
+		atomic_fetch_add(&r->tries, 1);
+		/* Odd and unchanged: unmapped before we started, no MAP began since. */
+		if ((phase & 1) && phase == atomic_load(&r->phase)) {
+			if (ret == 0)
+				atomic_fetch_add(&r->violations, 1);
+		} else if (ret == 0) {
+			/* Whatever it saw must be the real mapping, never a torn entry. */
+			atomic_fetch_add(&r->hits_after_map, 1);
+			if (gpa != 0x800010)
+				atomic_fetch_add(&r->violations, 1);
+		}
+	}
+	return NULL;
+}
+
+Test(iommu_map, unmap_wins_against_concurrent_translation)
+{
+	struct iommu *io = new_iommu(1);
+	struct race r = { .io = io };
+	pthread_t t;
+
+	r.ep = iommu_endpoint_find(io, 8);
+	cr_assert_eq(iommu_attach(io, 1, 8, 0), 0);
+	atomic_store(&r.phase, 1);
+	cr_assert_eq(pthread_create(&t, NULL, race_translator, &r), 0);
+	while (!atomic_load(&r.tries))
+		sched_yield();                      /* the translator runs */
+	/* At least 20000 rounds, and until the translator did 100000 tries
+	 * (on a loaded machine it may get little CPU), but at most 2 s. */
+	struct timespec t0, now;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (unsigned i = 0;; i++) {
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (i >= 20000 && (atomic_load(&r.tries) >= 100000 || now.tv_sec - t0.tv_sec >= 2))
+			break;
+		atomic_fetch_add(&r.phase, 1);          /* even: a mapping may exist from now on */
+		cr_assert_eq(iommu_map(io, 1, 0x40000000, 0x40000fff, 0x800000, IOMMU_MAP_F_READ), 0);
+		for (volatile int spin = 0; spin < 200; spin++)
+			;
+		cr_assert_eq(iommu_unmap(io, 1, 0x40000000, 0x40000fff), 0);
+		atomic_fetch_add(&r.phase, 1);          /* odd: unmap has returned */
+	}
+	atomic_store(&r.stop, true);
+	pthread_join(t, NULL);
+	cr_assert_eq(atomic_load(&r.violations), 0, "%lu translations used a removed mapping",
+		     atomic_load(&r.violations));
+	cr_log_info("%lu translations, %lu while mapped", atomic_load(&r.tries),
+		    atomic_load(&r.hits_after_map));
+	cr_assert_gt(atomic_load(&r.tries), 1000);
 	free_iommu(io);
 }

@@ -95,19 +95,6 @@ static int m_region_info(struct mock *m, struct vfio_region_info *ri)
 	return 0;
 }
 
-/* VFIO ioctls carry no size in their number: the structs start with their
- * own size (argsz), except the ones that take a plain int. Record no more
- * than the caller passed. */
-static size_t mock_arg_size(unsigned long req, const void *arg, size_t max)
-{
-	uint32_t argsz;
-
-	if (req == VFIO_GROUP_SET_CONTAINER)
-		return sizeof(int);
-	memcpy(&argsz, arg, sizeof(argsz));
-	return argsz < max ? argsz : max;
-}
-
 static int m_ioctl(void *o, int fd, unsigned long req, void *arg)
 {
 	struct mock *m = o;
@@ -118,8 +105,15 @@ static int m_ioctl(void *o, int fd, unsigned long req, void *arg)
 	c->iarg = (uintptr_t)arg;
 	if (req == VFIO_GROUP_GET_DEVICE_FD)
 		snprintf(c->str, sizeof(c->str), "%s", (const char *)arg);
-	else if (req != VFIO_CHECK_EXTENSION && req != VFIO_SET_IOMMU && arg)
-		memcpy(c->arg, arg, mock_arg_size(req, arg, sizeof(c->arg)));
+	else if (req == VFIO_GROUP_SET_CONTAINER)
+		memcpy(c->arg, arg, sizeof(int));
+	else if (req != VFIO_CHECK_EXTENSION && req != VFIO_SET_IOMMU && arg) {
+		/* Every VFIO/iommufd struct starts with its own size (argsz/size). */
+		uint32_t sz;
+		memcpy(&sz, arg, 4);
+		cr_assert(sz >= 8 && sz <= 4096, "ioctl 0x%lx: argsz %u", req, sz);
+		memcpy(c->arg, arg, sz < sizeof(c->arg) ? sz : sizeof(c->arg));
+	}
 	if (req == m->fail_req) {
 		errno = m->fail_errno;
 		return -1;
