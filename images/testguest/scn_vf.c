@@ -72,6 +72,20 @@ static void vf_echo(void)
 		if (!(n.tx[i].flags & VFNIC_DESC_DONE))
 			fail("tx %u not completed", i);
 	}
+	/* BAR2's first page is device memory mapped straight into the guest (a
+	 * KVM memslot, no exit): the device's statistics mirror. */
+	u64 bar2_size;
+	bool bar2_io;
+	u64 bar2 = pci_bar(&n.pci, 2, &bar2_size, &bar2_io);
+	if (!bar2 || bar2_io || bar2_size < VFNIC_BAR2_SIZE)
+		fail("VF BAR2 unusable");
+	if (mmio_read32(bar2) != VFNIC_BAR2_STATS_MAGIC || mmio_read32(bar2 + 4) != frames)
+		fail("BAR2 stats page: magic 0x%x tx %u", mmio_read32(bar2), mmio_read32(bar2 + 4));
+	if (vfnic_rd(&n, VFNIC_REG_BAR2_TRAPS) != 0)
+		fail("BAR2 page 0 was trapped, not mapped into the guest");
+	(void)mmio_read32(bar2 + 0x1000);   /* outside the sparse area: trapped */
+	if (vfnic_rd(&n, VFNIC_REG_BAR2_TRAPS) != 1)
+		fail("BAR2 page 1 was not trapped");
 	if (vf_iommu()) {
 		/* UNMAP is in effect once the request completed: TX now faults. */
 		int st = giommu_unmap(&vf_io, VF_DOMAIN, vfnic_dma(&n, n.tx_buf),
@@ -84,7 +98,7 @@ static void vf_echo(void)
 			fail("device still read an unmapped buffer (faults=%u)",
 			     vfnic_rd(&n, VFNIC_REG_DMA_FAULTS));
 	}
-	pass_with("tx=%u rx=%u irq_tx=%u irq_rx=%u%s", vfnic_rd(&n, VFNIC_REG_TX_FRAMES),
+	pass_with("tx=%u rx=%u irq_tx=%u irq_rx=%u bar2=direct%s", vfnic_rd(&n, VFNIC_REG_TX_FRAMES),
 		  vfnic_rd(&n, VFNIC_REG_RX_FRAMES), vfnic_irqs[VFNIC_VEC_TX],
 		  vfnic_irqs[VFNIC_VEC_RX], vf_iommu() ? " iommu=on unmap=enforced" : "");
 }

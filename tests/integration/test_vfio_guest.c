@@ -113,6 +113,7 @@ Test(vfio_guest, vf_echo_mapped_memfd)
 	vf_boot(&v, "vf-echo", NULL);
 	expect_pass(&v, "vf-echo");
 	cr_expect_not_null(strstr(v.r.out, "tx=8 rx=8"));
+	cr_expect_not_null(strstr(v.r.out, "bar2=direct"), "BAR2 page mapped as a memslot");
 	vf_done(&v);
 }
 

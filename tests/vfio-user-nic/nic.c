@@ -186,6 +186,7 @@ uint32_t nic_bar0_read(struct nic *n, uint32_t off)
 	case VFNIC_REG_RX_DROPS: return n->st.rx_drops;
 	case VFNIC_REG_FAULT_LO: return (uint32_t)n->st.fault_addr;
 	case VFNIC_REG_FAULT_HI: return (uint32_t)(n->st.fault_addr >> 32);
+	case VFNIC_REG_BAR2_TRAPS: return n->bar2_traps;
 	default: return 0;
 	}
 }

@@ -59,6 +59,7 @@
 #define VFNIC_REG_RX_DROPS    0x6c
 #define VFNIC_REG_FAULT_LO    0x70
 #define VFNIC_REG_FAULT_HI    0x74
+#define VFNIC_REG_BAR2_TRAPS  0x78   /* BAR2 accesses that came as REGION_READ/WRITE */
 
 #define VFNIC_DESC_SIZE   16
 #define VFNIC_DESC_DONE   (1u << 0)

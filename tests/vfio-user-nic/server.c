@@ -446,6 +446,7 @@ static int srv_region_rw(struct server *s, const struct vfio_user_hdr *h, size_t
 		}
 		break;
 	case VFIO_PCI_BAR2_REGION_INDEX:
+		s->nic.bar2_traps++;
 		if (write)
 			memcpy(s->bar2 + rw.offset, data, rw.count);
 		else
