@@ -437,6 +437,13 @@ Test(vfio_user, lying_servers_get_clean_errors)
 	cr_expect_eq(vfio_be_region_read(r.be, VFIO_PCI_BAR0_REGION_INDEX, 0, &v, 4), -EPROTO);
 	rig_stop(&r);
 
+	cr_assert_eq(open_lying("short-fd", &r), 0);
+	cr_assert_eq(r.be->ops->region_info(r.be, VFIO_PCI_BAR2_REGION_INDEX, &reg), 0);
+	void *p = NULL;
+	cr_expect_eq(r.be->ops->region_mmap(r.be, &reg, 0, 4096, &p), -EPROTO,
+		     "an fd that does not back the region is refused");
+	rig_stop(&r);
+
 	cr_assert_eq(open_lying("region-fd", &r), 0);
 	cr_expect_eq(r.be->ops->region_info(r.be, VFIO_PCI_BAR2_REGION_INDEX, &reg), -EPROTO);
 	cr_expect_eq(r.be->ops->region_info(r.be, VFIO_PCI_BAR0_REGION_INDEX, &reg), 0,

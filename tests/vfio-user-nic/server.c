@@ -10,7 +10,8 @@
  *                device-info (absurd region count), reply-id (wrong ids),
  *                short-read (REGION_READ reply without data), bad-json,
  *                region-fd (mmappable region without an fd),
- *                no-window-check (with --dma-msg: ask the client for any IOVA)
+ *                no-window-check (with --dma-msg: ask the client for any IOVA),
+ *                short-fd (BAR2's mmap offset points past the end of its fd)
  * VFNIC_DEBUG=1 in the environment traces INTx assert/unmask on stderr.
  * The server refuses any device DMA outside the windows the client mapped:
  * that is the device side of an IOMMU fault (counted in DMA_FAULTS). */
@@ -326,6 +327,8 @@ static int srv_region_info(struct server *s, const struct vfio_user_hdr *h, size
 		}
 	}
 	ri.argsz = need;
+	if (lying(s, "short-fd"))
+		ri.offset = VFNIC_BAR2_SIZE;   /* the memfd ends there */
 	memcpy(out, &ri, sizeof(ri));
 	bool send_fd = (ri.flags & VFIO_REGION_INFO_FLAG_MMAP) && !lying(s, "region-fd");
 	return vfio_user_reply(s->sock, h, 0, out, have >= need ? need : sizeof(ri),
