@@ -57,6 +57,14 @@ static void viommu_set_config(struct virtio_device *vdev, uint32_t off, const vo
 	viommu_remap_clients(v);        /* bypass on/off changes every unattached endpoint */
 }
 
+/* External endpoints (VFIO) mirror their domain into their own DMA context. */
+static void viommu_sync_external(struct virtio_iommu *v)
+{
+	for (unsigned i = 0; i < v->nr_clients; i++)
+		if (v->clients[i].sync)
+			v->clients[i].sync(v->clients[i].sync_opaque);
+}
+
 /* Device reset (§5.13.5): endpoints detached, domains gone; config.bypass
  * keeps its value (§5.13.4.2). */
 static void viommu_reset(struct virtio_device *vdev)
@@ -64,6 +72,7 @@ static void viommu_reset(struct virtio_device *vdev)
 	struct virtio_iommu *v = to_viommu(vdev);
 
 	iommu_reset(&v->io);
+	viommu_sync_external(v);
 	pthread_mutex_lock(&v->fault_lock);
 	v->pending_count = 0;
 	pthread_mutex_unlock(&v->fault_lock);
@@ -135,6 +144,27 @@ int virtio_iommu_add_endpoint(struct virtio_iommu *v, struct virtio_device *clie
 	c->bdf = bdf;
 	v->nr_clients++;
 	virtio_device_set_dma_translate(client, viommu_dma_translate, c);
+	return 0;
+}
+
+int virtio_iommu_add_external(struct virtio_iommu *v, uint16_t bdf, void (*sync)(void *opaque),
+			      void *opaque)
+{
+	struct viommu_client *c;
+	int r;
+
+	if (v->nr_clients == VIOMMU_MAX_CLIENTS)
+		return -ENOSPC;
+	c = &v->clients[v->nr_clients];
+	r = iommu_endpoint_add(&v->io, bdf, &c->ep);
+	if (r)
+		return r;
+	c->viommu = v;
+	c->vdev = NULL;
+	c->bdf = bdf;
+	c->sync = sync;
+	c->sync_opaque = opaque;
+	v->nr_clients++;
 	return 0;
 }
 
@@ -218,6 +248,8 @@ static void viommu_remap_clients(struct virtio_iommu *v)
 	for (unsigned i = 0; i < v->nr_clients; i++) {
 		struct virtio_device *c = v->clients[i].vdev;
 
+		if (!c)
+			continue;   /* external endpoint: synced separately */
 		pthread_mutex_lock(&c->lock);
 		virtio_device_remap_rings(c);
 		pthread_mutex_unlock(&c->lock);
@@ -251,6 +283,9 @@ static void viommu_handle_elem(struct virtio_iommu *v, struct virtqueue *vq, str
 		v->bad_requests++;
 	if (status == VIRTIO_IOMMU_S_OK && in_len && changes_translation(in[0]))
 		viommu_remap_clients(v);
+	if (status == VIRTIO_IOMMU_S_OK && in_len &&
+	    (changes_translation(in[0]) || in[0] == VIRTIO_IOMMU_T_MAP))
+		viommu_sync_external(v);
 	iov_from_buf(elem->iov + elem->out_num, elem->in_num, 0, out, used);
 	virtq_push(vq, elem, (uint32_t)used);
 }
@@ -315,7 +350,8 @@ err_lock:
 void virtio_iommu_destroy(struct virtio_iommu *v)
 {
 	for (unsigned i = 0; i < v->nr_clients; i++)
-		virtio_device_set_dma_translate(v->clients[i].vdev, NULL, NULL);
+		if (v->clients[i].vdev)
+			virtio_device_set_dma_translate(v->clients[i].vdev, NULL, NULL);
 	virtio_device_destroy(&v->vdev);
 	if (v->fault_fd >= 0)
 		close(v->fault_fd);

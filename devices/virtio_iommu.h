@@ -44,7 +44,13 @@ struct cJSON;
 
 struct viommu_client {
 	struct virtio_iommu *viommu;
-	struct virtio_device *vdev;        /* the translated device */
+	struct virtio_device *vdev;        /* the translated device; NULL for an external one */
+	/* External endpoints (VFIO passthrough, vfio_pci.c) do their own DMA:
+	 * sync() is called after every successful ATTACH/DETACH/MAP/UNMAP and
+	 * after a reset, before the request completes, to mirror the endpoint's
+	 * domain into the device's DMA context. */
+	void (*sync)(void *opaque);
+	void *sync_opaque;
 	struct iommu_endpoint *ep;
 	uint16_t bdf;
 };
@@ -66,6 +72,10 @@ struct virtio_iommu {
 
 /* Create the device model (queues, config) over @mem; @p NULL = defaults. */
 int virtio_iommu_init(struct virtio_iommu *v, struct guest_mem *mem, const struct iommu_params *p);
+/* Put an endpoint that does its own DMA (VFIO) behind the IOMMU: endpoint ID
+ * @bdf, @sync(@opaque) called whenever the translation state changes. */
+int virtio_iommu_add_external(struct virtio_iommu *v, uint16_t bdf, void (*sync)(void *opaque),
+			      void *opaque);
 void virtio_iommu_destroy(struct virtio_iommu *v);
 
 /* Put virtio device @client (PCI requester ID @bdf) behind the IOMMU. Call

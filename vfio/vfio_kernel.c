@@ -13,6 +13,7 @@
  * Replies are checked as if they could lie: region/IRQ counts are capped,
  * capability chains bounds-checked. */
 #include <ctype.h>
+#include <pthread.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -39,6 +40,11 @@ struct vfio_kernel {
 	uint32_t ioas_id, devid;
 	int device_fd;
 	struct vfio_device_info info;
+	/* Region info does not change while the device is open: cached so a
+	 * trapped BAR access costs one pread/pwrite, not two more ioctls. */
+	pthread_mutex_t cache_lock;
+	bool region_valid[VFIO_MAX_REGIONS];
+	struct vfio_region region[VFIO_MAX_REGIONS];
 };
 
 #define to_vk(b) ((struct vfio_kernel *)(b))
@@ -374,6 +380,7 @@ static void vk_destroy(struct vfio_backend *be)
 	vk_close(vk, &vk->group_fd);
 	vk_close(vk, &vk->container_fd);
 	vk_close(vk, &vk->iommufd);
+	pthread_mutex_destroy(&vk->cache_lock);
 	free(vk);
 }
 
@@ -397,6 +404,7 @@ int vfio_kernel_open(const struct vfio_kernel_opts *o, struct vfio_backend **out
 	vk->so = o->sys_opaque;
 	vk->mode = o->mode;
 	vk->container_fd = vk->group_fd = vk->iommufd = vk->device_fd = -1;
+	pthread_mutex_init(&vk->cache_lock, NULL);
 
 	ret = o->mode == VFIO_MODE_IOMMUFD ? vk_open_iommufd(vk, o) : vk_open_type1(vk, o);
 	if (!ret)
@@ -476,12 +484,29 @@ out:
 	return ret;
 }
 
+static int vk_region_cached(struct vfio_kernel *vk, uint32_t index, struct vfio_region *r)
+{
+	int ret = 0;
+
+	if (index >= vk->info.num_regions)
+		return -EINVAL;
+	pthread_mutex_lock(&vk->cache_lock);
+	if (!vk->region_valid[index]) {
+		ret = vk_region_info(&vk->be, index, &vk->region[index]);
+		vk->region_valid[index] = !ret;
+	}
+	if (!ret)
+		*r = vk->region[index];
+	pthread_mutex_unlock(&vk->cache_lock);
+	return ret;
+}
+
 static int vk_region_rw(struct vfio_kernel *vk, uint32_t index, uint64_t off, void *buf,
 			uint32_t len, bool write)
 {
 	struct vfio_region r;
 	ssize_t n;
-	int ret = vk_region_info(&vk->be, index, &r);
+	int ret = vk_region_cached(vk, index, &r);
 
 	if (ret)
 		return ret;

@@ -9,6 +9,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "devices/iommu_map.h"
 #include "vfio/vfio_pci.h"
 #include "vfio/vfio_uapi.h"
 #include "vfio/vfio_user.h"
@@ -148,21 +149,54 @@ static void vfio_bar_mmap_areas(struct vfio_pci *vp, struct vfio_pci_bar *b)
 
 /* ---- config space ---- */
 
+/* The passed-through capability whose body (after id/next) holds
+ * [off, off+len) entirely, or NULL. */
+static const struct vfio_pci_passcap *vfio_passcap_at(const struct vfio_pci *vp, uint32_t off,
+						      uint32_t len)
+{
+	for (unsigned i = 0; i < vp->nr_passcaps; i++) {
+		const struct vfio_pci_passcap *c = &vp->passcaps[i];
+
+		if (off >= c->off + 2u && off + len <= (uint32_t)c->off + c->len)
+			return c;
+	}
+	return NULL;
+}
+
 static void vfio_pci_config_read(struct pci_device *d, uint32_t off, uint32_t *val, uint32_t len)
 {
 	struct vfio_pci *vp = d->opaque;
+	const struct vfio_pci_passcap *c;
+	uint32_t v = 0;
 
-	if (vp->gone)
+	if (vp->gone) {
 		*val = len == 4 ? 0xffffffffu : (1u << (8 * len)) - 1;
+		return;
+	}
+	c = vfio_passcap_at(vp, off, len);
+	if (c && !vfio_be_region_read(vp->be, VFIO_PCI_CONFIG_REGION_INDEX,
+				      c->dev_off + (off - c->off), &v, len))
+		*val = v;
 }
 
 static void vfio_pci_config_write(struct pci_device *d, uint32_t off, uint32_t val, uint32_t len)
 {
 	struct vfio_pci *vp = d->opaque;
+	const struct vfio_pci_passcap *c;
 	uint16_t cmd;
 	int ret;
 
-	if (vp->gone || off > PCI_COMMAND + 1 || off + len <= PCI_COMMAND)
+	if (vp->gone)
+		return;
+	c = vfio_passcap_at(vp, off, len);
+	if (c) {
+		ret = vfio_be_region_write(vp->be, VFIO_PCI_CONFIG_REGION_INDEX,
+					   c->dev_off + (off - c->off), &val, len);
+		if (ret)
+			vfio_pci_mark_gone(vp, ret);
+		return;
+	}
+	if (off > PCI_COMMAND + 1 || off + len <= PCI_COMMAND)
 		return;
 	/* Forward the decode/bus-master/INTx-disable bits the guest set. */
 	cmd = pci_cfg_get16(d, PCI_COMMAND) &
@@ -192,12 +226,84 @@ static void vfio_msix_ready(void *opaque, uint32_t events)
 		vfio_msix_signal(vp, v);
 }
 
+/* ---- INTx ---- */
+
+static int vfio_intx_arm(struct vfio_pci *vp, bool on)
+{
+	int ret;
+
+	if (on == vp->intx_armed || vp->intx_fd < 0 || vp->gone)
+		return 0;
+	if (on) {
+		ret = vp->be->ops->set_irqs(vp->be, VFIO_PCI_INTX_IRQ_INDEX, 0, 1,
+					    VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
+					    &vp->intx_fd);
+		if (!ret)
+			ret = vp->be->ops->set_irqs(vp->be, VFIO_PCI_INTX_IRQ_INDEX, 0, 1,
+						    VFIO_IRQ_SET_DATA_EVENTFD |
+							    VFIO_IRQ_SET_ACTION_UNMASK,
+						    &vp->intx_resample_fd);
+	} else {
+		ret = vp->be->ops->set_irqs(vp->be, VFIO_PCI_INTX_IRQ_INDEX, 0, 0,
+					    VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER, NULL);
+	}
+	if (ret) {
+		log_err(vp->name, "%s INTx failed: %s", on ? "enabling" : "disabling",
+			strerror_safe(-ret));
+		vfio_pci_mark_gone(vp, ret);
+		return ret;
+	}
+	vp->intx_armed = on;
+	return 0;
+}
+
+static int vfio_pci_setup_intx(struct vfio_pci *vp)
+{
+	struct vfio_irq irq;
+	int ret;
+
+	vp->intx_fd = vp->intx_resample_fd = -1;
+	vp->pci.cfg[PCI_INTERRUPT_PIN] = 0;
+	if (vp->info.num_irqs <= VFIO_PCI_INTX_IRQ_INDEX ||
+	    vp->be->ops->irq_info(vp->be, VFIO_PCI_INTX_IRQ_INDEX, &irq) || irq.count != 1 ||
+	    !(irq.flags & VFIO_IRQ_INFO_EVENTFD) || !vp->dev_cfg[PCI_INTERRUPT_PIN])
+		return 0;   /* no INTx: MSI-X only */
+	vp->intx_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	vp->intx_resample_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (vp->intx_fd < 0 || vp->intx_resample_fd < 0)
+		return -errno;
+	if (vp->env.intx) {
+		ret = vp->env.intx(vp->env.opaque, vp->intx_fd, vp->intx_resample_fd, true,
+				   &vp->intx_gsi);
+		if (ret) {
+			log_err(vp->name, "INTx routing failed: %s", strerror_safe(-ret));
+			return ret;
+		}
+		vp->intx_routed = true;
+	}
+	/* INTA#, on the GSI the VMM chose (what firmware writes in Interrupt Line). */
+	vp->pci.cfg[PCI_INTERRUPT_PIN] = 1;
+	vp->pci.cfg[PCI_INTERRUPT_LINE] = vp->intx_routed ? (uint8_t)vp->intx_gsi : 0xff;
+	return vfio_intx_arm(vp, true);
+}
+
+void vfio_pci_intx_eoi(struct vfio_pci *vp)
+{
+	uint64_t one = 1;
+
+	if (vp->intx_resample_fd >= 0 && write(vp->intx_resample_fd, &one, sizeof(one)) < 0)
+		log_warn(vp->name, "INTx resample: %s", strerror_safe(errno));
+}
+
 static int vfio_msix_arm(struct vfio_pci *vp, bool on)
 {
 	int ret;
 
 	if (on == vp->msix_armed || !vp->msix_nr || vp->gone)
 		return 0;
+	/* VFIO allows one interrupt type at a time: INTx off while MSI-X is on. */
+	if (on && vfio_intx_arm(vp, false))
+		return -EIO;
 	if (on)
 		ret = vp->be->ops->set_irqs(vp->be, VFIO_PCI_MSIX_IRQ_INDEX, 0, vp->msix_nr,
 					    VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
@@ -212,6 +318,8 @@ static int vfio_msix_arm(struct vfio_pci *vp, bool on)
 		return ret;
 	}
 	vp->msix_armed = on;
+	if (!on)
+		vfio_intx_arm(vp, true);
 	return 0;
 }
 
@@ -240,6 +348,47 @@ static uint8_t vfio_find_cap(const uint8_t *cfg, uint8_t id)
 	for (int n = 0; n < VFIO_MAX_CAP_WALK && pos >= 0x40 && pos <= 256 - 4; n++) {
 		if (cfg[pos] == id)
 			return pos;
+		pos = cfg[pos + 1] & ~3;
+	}
+	return 0;
+}
+
+/* Length of an allow-listed capability at @pos of the device's header, 0 if
+ * it is filtered out. */
+static unsigned vfio_passcap_len(const uint8_t *cfg, uint8_t pos)
+{
+	switch (cfg[pos]) {
+	case PCI_CAP_ID_PM:
+		return PCI_PM_SIZEOF;
+	case PCI_CAP_ID_VNDR:
+		return cfg[pos + 2] >= 3 ? cfg[pos + 2] : 0;
+	case PCI_CAP_ID_EXP:
+		return (cfg[pos + 2] & PCI_EXP_FLAGS_VERS) >= 2 ? PCI_CAP_EXP_ENDPOINT_SIZEOF_V2
+								 : PCI_CAP_EXP_ENDPOINT_SIZEOF_V1;
+	default:
+		return 0;   /* MSI (we offer MSI-X only) and anything we do not know */
+	}
+}
+
+static int vfio_pci_setup_passcaps(struct vfio_pci *vp)
+{
+	const uint8_t *cfg = vp->dev_cfg;
+	uint8_t pos;
+
+	if (!((cfg[PCI_STATUS] | cfg[PCI_STATUS + 1] << 8) & PCI_STATUS_CAP_LIST))
+		return 0;
+	pos = cfg[PCI_CAPABILITY_LIST] & ~3;
+	for (int n = 0; n < VFIO_MAX_CAP_WALK && pos >= 0x40 && pos <= 256 - 4; n++) {
+		unsigned len = vfio_passcap_len(cfg, pos);
+		uint16_t off;
+
+		if (len && pos + len <= 256 && vp->nr_passcaps < VFIO_PCI_MAX_PASSCAPS &&
+		    !pci_cap_add(&vp->pci, cfg[pos], (uint8_t)len, &off)) {
+			memcpy(vp->pci.cfg + off + 2, cfg + pos + 2, len - 2);
+			vp->passcaps[vp->nr_passcaps++] = (struct vfio_pci_passcap){
+				.id = cfg[pos], .off = (uint8_t)off, .dev_off = pos, .len = (uint8_t)len,
+			};
+		}
 		pos = cfg[pos + 1] & ~3;
 	}
 	return 0;
@@ -420,6 +569,147 @@ int vfio_pci_shadow_unmap(struct vfio_pci *vp, uint64_t iova, uint64_t size)
 	return err;
 }
 
+/* ---- vIOMMU: mirror an endpoint's domain ---- */
+
+struct vfio_want {
+	struct vfio_dma *v;
+	unsigned n, cap;
+	uint32_t ep;
+	bool found, attached, bypass;
+	uint32_t domain;
+};
+
+static int vfio_want_add(struct vfio_want *w, uint64_t iova, uint64_t size, uint64_t gpa, bool r,
+			 bool wr)
+{
+	if (w->n == w->cap) {
+		unsigned cap = w->cap ? w->cap * 2 : 16;
+		struct vfio_dma *nv = realloc(w->v, cap * sizeof(*nv));
+
+		if (!nv)
+			return -ENOMEM;
+		w->v = nv;
+		w->cap = cap;
+	}
+	w->v[w->n++] = (struct vfio_dma){ .iova = iova, .size = size, .gpa = gpa, .read = r,
+					  .write = wr };
+	return 0;
+}
+
+static int vfio_want_ep(void *opaque, const struct iommu_endpoint_info *e)
+{
+	struct vfio_want *w = opaque;
+
+	if (e->id != w->ep)
+		return 0;
+	w->found = true;
+	w->attached = e->attached;
+	w->domain = e->domain;
+	return 1;
+}
+
+static int vfio_want_dom(void *opaque, const struct iommu_domain_info *d)
+{
+	struct vfio_want *w = opaque;
+
+	if (d->id == w->domain) {
+		w->bypass = d->bypass;
+		return 1;
+	}
+	return 0;
+}
+
+static int vfio_want_map(void *opaque, const struct iommu_mapping_info *m)
+{
+	struct vfio_want *w = opaque;
+
+	if (m->flags & IOMMU_MAP_F_MMIO)
+		return 0;   /* MSI doorbells and other MMIO: not guest RAM */
+	return vfio_want_add(w, m->virt_start, m->virt_end - m->virt_start + 1, m->phys,
+			     m->flags & IOMMU_MAP_F_READ, m->flags & IOMMU_MAP_F_WRITE);
+}
+
+static bool vfio_dma_same(const struct vfio_dma *a, const struct vfio_dma *b)
+{
+	return a->iova == b->iova && a->size == b->size && a->gpa == b->gpa &&
+	       a->read == b->read && a->write == b->write;
+}
+
+/* What the endpoint may reach now, as a list of windows. */
+static int vfio_want_collect(struct vfio_want *w, struct vfio_pci *vp, struct iommu *io)
+{
+	bool identity;
+	int ret = 0;
+
+	iommu_for_each_endpoint(io, vfio_want_ep, w);
+	if (!w->found)
+		return -ENOENT;
+	if (w->attached)
+		iommu_for_each_domain(io, vfio_want_dom, w);
+	identity = w->attached ? w->bypass : atomic_load(&io->bypass);
+	if (identity) {
+		const struct guest_mem *mem = vp->env.mem;
+
+		for (unsigned i = 0; i < mem->nr_regions && !ret; i++)
+			ret = vfio_want_add(w, mem->regions[i].gpa, mem->regions[i].size,
+					    mem->regions[i].gpa, true, true);
+	} else if (w->attached) {
+		ret = iommu_for_each_mapping(io, w->domain, vfio_want_map, w);
+	}
+	return ret;
+}
+
+int vfio_pci_sync_iommu(struct vfio_pci *vp, struct iommu *io, uint32_t ep)
+{
+	struct vfio_want w = { .ep = ep };
+	int ret = vfio_want_collect(&w, vp, io), err = 0;
+
+	if (ret || vp->gone)
+		goto out;
+	/* Unmap what the guest took away, then map what it added. */
+	pthread_mutex_lock(&vp->dma_lock);
+	for (unsigned i = 0; i < vp->nr_dma;) {
+		bool keep = false;
+
+		for (unsigned j = 0; j < w.n && !keep; j++)
+			keep = vfio_dma_same(&vp->dma[i], &w.v[j]);
+		if (keep) {
+			i++;
+			continue;
+		}
+		int r = vp->be->ops->dma_unmap(vp->be, vp->dma[i].iova, vp->dma[i].size);
+		if (r && !err)
+			err = r;
+		vp->dma[i] = vp->dma[--vp->nr_dma];
+	}
+	pthread_mutex_unlock(&vp->dma_lock);
+	for (unsigned j = 0; j < w.n; j++) {
+		bool have = false;
+
+		pthread_mutex_lock(&vp->dma_lock);
+		for (unsigned i = 0; i < vp->nr_dma && !have; i++)
+			have = vfio_dma_same(&vp->dma[i], &w.v[j]);
+		pthread_mutex_unlock(&vp->dma_lock);
+		if (have)
+			continue;
+		int r = vfio_dma_add(vp, w.v[j].iova, w.v[j].size, w.v[j].gpa, w.v[j].read,
+				     w.v[j].write);
+		if (r) {
+			log_warn(vp->name, "shadowing IOVA [0x%llx,+0x%llx) -> 0x%llx failed: %s",
+				 (unsigned long long)w.v[j].iova, (unsigned long long)w.v[j].size,
+				 (unsigned long long)w.v[j].gpa, strerror_safe(-r));
+			if (!err)
+				err = r;
+		}
+	}
+	if (err)
+		vfio_pci_mark_gone(vp, err);
+	ret = err;
+out:
+	free(w.v);
+	return ret;
+}
+
 /* ---- vfio-user service ---- */
 
 static void vfio_user_ready(void *opaque, uint32_t events)
@@ -468,6 +758,7 @@ int vfio_pci_init(struct vfio_pci *vp, const char *name, struct vfio_backend *be
 	int ret;
 
 	memset(vp, 0, sizeof(*vp));
+	vp->intx_fd = vp->intx_resample_fd = -1;
 	snprintf(vp->name, sizeof(vp->name), "%s", name);
 	vp->be = be;
 	vp->env = *env;
@@ -480,6 +771,10 @@ int vfio_pci_init(struct vfio_pci *vp, const char *name, struct vfio_backend *be
 		ret = vfio_pci_setup_bars(vp);
 	if (!ret)
 		ret = vfio_pci_setup_msix(vp);
+	if (!ret)
+		ret = vfio_pci_setup_passcaps(vp);
+	if (!ret)
+		ret = vfio_pci_setup_intx(vp);
 	if (ret)
 		goto fail;
 	for (int i = 0; i < PCI_NUM_BARS; i++)
@@ -516,6 +811,15 @@ void vfio_pci_uninit(struct vfio_pci *vp)
 		evl_del_fd(vp->env.loop, vfio_user_socket(vp->be));
 	vp->sock_in_loop = false;
 	vfio_msix_arm(vp, false);
+	vfio_intx_arm(vp, false);
+	if (vp->intx_routed)
+		vp->env.intx(vp->env.opaque, vp->intx_fd, vp->intx_resample_fd, false, &vp->intx_gsi);
+	vp->intx_routed = false;
+	if (vp->intx_fd >= 0)
+		close(vp->intx_fd);
+	if (vp->intx_resample_fd >= 0)
+		close(vp->intx_resample_fd);
+	vp->intx_fd = vp->intx_resample_fd = -1;
 	for (unsigned v = 0; vp->msix_fd && v < vp->msix_nr; v++) {
 		if (vp->msix_fd[v] < 0)
 			continue;
@@ -548,7 +852,7 @@ void vfio_pci_reset(struct vfio_pci *vp)
 
 	if (vp->gone)
 		return;
-	vfio_msix_arm(vp, false);
+	vfio_msix_arm(vp, false);   /* back to INTx, as after power-on */
 	ret = vp->be->ops->reset(vp->be);
 	if (ret && ret != -EOPNOTSUPP) {
 		log_err(vp->name, "function-level reset failed: %s", strerror_safe(-ret));
@@ -562,6 +866,9 @@ void vfio_pci_poll(struct vfio_pci *vp)
 		vfio_pci_mark_gone(vp, -EPIPE);
 	for (unsigned v = 0; v < vp->msix_nr; v++)
 		vfio_msix_signal(vp, v);
+	uint64_t n;
+	if (!vp->intx_routed && vp->intx_fd >= 0 && read(vp->intx_fd, &n, sizeof(n)) == sizeof(n))
+		vp->intx_count += n;
 }
 
 bool vfio_pci_gone(const struct vfio_pci *vp)
@@ -597,6 +904,11 @@ void vfio_pci_info(struct vfio_pci *vp, cJSON *obj)
 		}
 		cJSON_AddItemToArray(regions, r);
 	}
+	cJSON *intx = cJSON_AddObjectToObject(obj, "intx");
+	cJSON_AddBoolToObject(intx, "present", vp->intx_fd >= 0);
+	cJSON_AddBoolToObject(intx, "armed", vp->intx_armed);
+	if (vp->intx_routed)
+		cJSON_AddNumberToObject(intx, "gsi", vp->intx_gsi);
 	cJSON *irqs = cJSON_AddObjectToObject(obj, "msix");
 	cJSON_AddNumberToObject(irqs, "vectors", vp->msix_nr);
 	cJSON_AddBoolToObject(irqs, "armed", vp->msix_armed);

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 
+#include "devices/virtio_iommu_vm.h"
 #include "vfio/vfio_kernel.h"
 #include "vfio/vfio_pci.h"
 #include "vfio/vfio_user.h"
@@ -25,7 +26,17 @@ struct vfio_pci_vm {
 	struct vfio_pci vp;
 	struct vm *vm;
 	unsigned idx;
+	struct viommu_vm *viommu;    /* iommu=on: the IOMMU we sit behind */
+	uint16_t bdf;                /* our endpoint ID there */
 };
+
+/* virtio-iommu changed its translation state: mirror our domain. */
+static void vfio_vm_iommu_sync(void *opaque)
+{
+	struct vfio_pci_vm *p = opaque;
+
+	vfio_pci_sync_iommu(&p->vp, &p->viommu->viommu.io, p->bdf);
+}
 
 #define to_pvm(d) ((struct vfio_pci_vm *)((char *)(d) - offsetof(struct vfio_pci_vm, vp.dev)))
 
@@ -41,6 +52,27 @@ static int vfio_vm_memslot(void *opaque, unsigned idx, uint64_t gpa, uint64_t si
 		return -EINVAL;
 	if (ioctl(p->vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &r))
 		return -errno;
+	return 0;
+}
+
+/* INTx of passthrough device i on IOAPIC GSI 16 + i (pins 16-23 carry no
+ * ISA interrupt): level, with KVM's resample eventfd. */
+#define VFIO_INTX_GSI_BASE 16
+
+static int vfio_vm_intx(void *opaque, int trigger, int resample, bool assign, unsigned *gsi)
+{
+	struct vfio_pci_vm *p = opaque;
+	struct kvm_irqfd irqfd = {
+		.fd = (uint32_t)trigger, .gsi = VFIO_INTX_GSI_BASE + p->idx,
+		.flags = assign ? KVM_IRQFD_FLAG_RESAMPLE : KVM_IRQFD_FLAG_DEASSIGN,
+		.resamplefd = (uint32_t)resample,
+	};
+
+	if (p->idx >= 8)
+		return -ENOSPC;
+	if (ioctl(p->vm->vm_fd, KVM_IRQFD, &irqfd))
+		return -errno;
+	*gsi = irqfd.gsi;
 	return 0;
 }
 
@@ -127,8 +159,19 @@ int vfio_pci_create(struct vm *vm, const struct device_config *dc, unsigned idx,
 	}
 	p->vm = vm;
 	p->idx = idx;
+	if (dc->iommu) {
+		p->viommu = viommu_vm_find(vm);
+		if (!p->viommu) {
+			snprintf(err, errlen, "%s: iommu=on needs the virtio-iommu device (--iommu)",
+				 name);
+			vfio_be_destroy(be);
+			free(p);
+			return -EINVAL;
+		}
+	}
 	struct vfio_pci_env env = { .bus = vm->pci, .mem = &vm->mem, .loop = &vm->loop,
-				    .memslot = vfio_vm_memslot, .opaque = p, .iommu = dc->iommu,
+				    .memslot = vfio_vm_memslot, .intx = vfio_vm_intx, .opaque = p,
+				    .iommu = dc->iommu,
 				    .slot = -1 };
 	ret = vfio_pci_init(&p->vp, name, be, &env);
 	if (ret) {
@@ -138,6 +181,17 @@ int vfio_pci_create(struct vm *vm, const struct device_config *dc, unsigned idx,
 		return ret;
 	}
 	vm_add_device(vm, &p->vp.dev, &vfio_pci_device_ops, name);
+	if (p->viommu) {
+		/* Endpoint ID = requester ID (bus 0): the VIOT names it, the guest
+		 * attaches it, every MAP/UNMAP is mirrored by vfio_vm_iommu_sync. */
+		p->bdf = viommu_vm_bdf(&p->vp.pci);
+		ret = virtio_iommu_add_external(&p->viommu->viommu, p->bdf, vfio_vm_iommu_sync, p);
+		if (ret) {
+			snprintf(err, errlen, "%s: cannot put it behind the IOMMU: %s", name,
+				 strerror_safe(-ret));
+			return ret;   /* the device is on the VM's list: destroyed with it */
+		}
+	}
 	log_info(name, "%s '%s' at PCI 00:%02x.0%s", be->ops->kind, dc->path, p->vp.pci.slot,
 		 dc->iommu ? ", behind the vIOMMU" : "");
 	return 0;

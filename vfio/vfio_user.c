@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -648,6 +649,15 @@ static int vu_region_mmap(struct vfio_backend *be, const struct vfio_region *r, 
 		prot |= PROT_READ;
 	if (r->flags & VFIO_REGION_INFO_FLAG_WRITE)
 		prot |= PROT_WRITE;
+	/* A file shorter than what it claims to back would SIGBUS whoever touches
+	 * the mapping (the guest through a memslot): refuse it here. */
+	struct stat st;
+	if (fstat(r->mmap_fd, &st) || (S_ISREG(st.st_mode) &&
+				       r->offset + off + len > (uint64_t)st.st_size)) {
+		log_err(be->name, "region %u: mmap fd does not back [0x%llx,+0x%llx)", r->index,
+			(unsigned long long)(r->offset + off), (unsigned long long)len);
+		return -EPROTO;
+	}
 	p = mmap(NULL, len, prot, MAP_SHARED, r->mmap_fd, (off_t)(r->offset + off));
 	if (p == MAP_FAILED)
 		return -errno;

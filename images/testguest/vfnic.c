@@ -1,6 +1,7 @@
 /* Guest driver for the test VF (see vfnic.h and tests/vfio-user-nic/nic_regs.h). */
 #include "apic.h"
 #include "idt.h"
+#include "iommu_virtio.h"
 #include "vfnic.h"
 
 volatile u32 vfnic_irqs[VFNIC_NR_VECTORS];
@@ -27,12 +28,13 @@ void vfnic_wr(struct vfnic *n, u32 reg, u32 v)
 	mmio_write32(n->bar0 + reg, v);
 }
 
-void vfnic_open(struct vfnic *n)
+void vfnic_open(struct vfnic *n, u64 iova_base)
 {
 	u64 size;
 	bool io;
 
 	memset(n, 0, sizeof(*n));
+	n->iova_base = iova_base;
 	if (pci_find(VFNIC_VENDOR_ID, VFNIC_DEVICE_ID, 0, &n->pci))
 		fail("no test VF (%04x:%04x) on PCI", VFNIC_VENDOR_ID, VFNIC_DEVICE_ID);
 	n->bar0 = pci_bar(&n->pci, 0, &size, &io);
@@ -61,18 +63,18 @@ void vfnic_open(struct vfnic *n)
 	n->rx = page_alloc(1);
 	n->tx_buf = page_alloc(VFNIC_RING_N * VFNIC_BUF / 4096);
 	n->rx_buf = page_alloc(VFNIC_RING_N * VFNIC_BUF / 4096);
-	vfnic_wr(n, VFNIC_REG_TX_RING_LO, (u32)(u64)n->tx);
-	vfnic_wr(n, VFNIC_REG_TX_RING_HI, (u32)((u64)n->tx >> 32));
+	vfnic_wr(n, VFNIC_REG_TX_RING_LO, (u32)vfnic_dma(n, n->tx));
+	vfnic_wr(n, VFNIC_REG_TX_RING_HI, (u32)(vfnic_dma(n, n->tx) >> 32));
 	vfnic_wr(n, VFNIC_REG_TX_SIZE, VFNIC_RING_N);
-	vfnic_wr(n, VFNIC_REG_RX_RING_LO, (u32)(u64)n->rx);
-	vfnic_wr(n, VFNIC_REG_RX_RING_HI, (u32)((u64)n->rx >> 32));
+	vfnic_wr(n, VFNIC_REG_RX_RING_LO, (u32)vfnic_dma(n, n->rx));
+	vfnic_wr(n, VFNIC_REG_RX_RING_HI, (u32)(vfnic_dma(n, n->rx) >> 32));
 	vfnic_wr(n, VFNIC_REG_RX_SIZE, VFNIC_RING_N);
 }
 
 void vfnic_start(struct vfnic *n)
 {
 	for (u32 i = 0; i < VFNIC_RING_N; i++) {
-		n->rx[i].addr = (u64)(n->rx_buf + i * VFNIC_BUF);
+		n->rx[i].addr = vfnic_dma(n, n->rx_buf + i * VFNIC_BUF);
 		n->rx[i].len = VFNIC_BUF;
 		n->rx[i].flags = 0;
 	}
@@ -87,7 +89,7 @@ void vfnic_queue_tx(struct vfnic *n, const u8 *data, u16 len)
 	u8 *buf = n->tx_buf + slot * VFNIC_BUF;
 
 	memcpy(buf, data, len);
-	n->tx[slot].addr = (u64)buf;
+	n->tx[slot].addr = vfnic_dma(n, buf);
 	n->tx[slot].len = len;
 	n->tx[slot].flags = 0;
 	n->tx_tail++;
@@ -111,4 +113,31 @@ bool vfnic_wait_irq(unsigned v, u32 count, u64 timeout_us)
 		__asm__ volatile("pause");
 	}
 	return true;
+}
+
+static void vfnic_map_one(struct vfnic *n, struct giommu *io, u32 domain, void *p, u64 len,
+			  const char *what)
+{
+	int st = giommu_map(io, domain, vfnic_dma(n, p), len, (u64)p, GIOMMU_MAP_R | GIOMMU_MAP_W);
+
+	if (st)
+		fail("vIOMMU MAP of the VF's %s: status %d", what, st);
+}
+
+void vfnic_iommu_map(struct vfnic *n, struct giommu *io, u32 domain, bool tx_bufs, bool rx_bufs)
+{
+	long ep = viot_endpoint(gpci_bdf(&io->v.pci), gpci_bdf(&n->pci));
+	int st;
+
+	if (ep < 0)
+		fail("the VIOT does not put the VF behind the vIOMMU");
+	st = giommu_attach(io, domain, (u32)ep);
+	if (st)
+		fail("vIOMMU ATTACH of the VF: status %d", st);
+	vfnic_map_one(n, io, domain, n->tx, 4096, "TX ring");
+	vfnic_map_one(n, io, domain, n->rx, 4096, "RX ring");
+	if (tx_bufs)
+		vfnic_map_one(n, io, domain, n->tx_buf, VFNIC_RING_N * VFNIC_BUF, "TX buffers");
+	if (rx_bufs)
+		vfnic_map_one(n, io, domain, n->rx_buf, VFNIC_RING_N * VFNIC_BUF, "RX buffers");
 }

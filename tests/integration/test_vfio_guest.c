@@ -35,7 +35,8 @@ static char *vf_server_path(void)
 }
 
 /* Start the server on a fresh socket, boot the guest with @scenario. */
-static void vf_boot(struct vf_run *v, const char *scenario, const char *const server_args[])
+static void vf_boot_opts(struct vf_run *v, const char *scenario, const char *const server_args[],
+			 bool iommu)
 {
 	static int seq;
 	char *srv = vf_server_path(), *kernel = harness_image_path("testguest.elf");
@@ -66,13 +67,20 @@ static void vf_boot(struct vf_run *v, const char *scenario, const char *const se
 	cr_assert_eq(stat(v->sock, &st), 0, "server did not listen on %s", v->sock);
 	f = fopen(v->cfg, "w");
 	cr_assert_not_null(f);
-	fprintf(f, "{\"kernel\":\"%s\",\"cmdline\":\"test=%s\",\"devices\":[{\"vfio-user\":\"%s\"}]}",
-		kernel, scenario, v->sock);
+	fprintf(f, "{\"kernel\":\"%s\",\"cmdline\":\"test=%s%s\",\"iommu\":%s,"
+		   "\"devices\":[{\"vfio-user\":\"%s\",\"iommu\":%s}]}",
+		kernel, scenario, iommu ? " iommu" : "", iommu ? "true" : "false", v->sock,
+		iommu ? "true" : "false");
 	fclose(f);
 	const char *argv[] = { "run", "--config", v->cfg, NULL };
 	cr_assert_eq(harness_run(argv, harness_timeout_ms(20000), &v->r), 0);
 	free(srv);
 	free(kernel);
+}
+
+static void vf_boot(struct vf_run *v, const char *scenario, const char *const server_args[])
+{
+	vf_boot_opts(v, scenario, server_args, false);
 }
 
 static void vf_done(struct vf_run *v)
@@ -105,6 +113,7 @@ Test(vfio_guest, vf_echo_mapped_memfd)
 	vf_boot(&v, "vf-echo", NULL);
 	expect_pass(&v, "vf-echo");
 	cr_expect_not_null(strstr(v.r.out, "tx=8 rx=8"));
+	cr_expect_not_null(strstr(v.r.out, "bar2=direct"), "BAR2 page mapped as a memslot");
 	vf_done(&v);
 }
 
@@ -118,12 +127,54 @@ Test(vfio_guest, vf_echo_dma_messages)
 	vf_done(&v);
 }
 
+/* Behind virtio-iommu: the guest maps its rings/buffers at IOVAs != GPA,
+ * every MAP/UNMAP is shadowed into the device before it completes. */
+Test(vfio_guest, vf_echo_behind_viommu)
+{
+	struct vf_run v;
+
+	vf_boot_opts(&v, "vf-echo", NULL, true);
+	expect_pass(&v, "vf-echo");
+	cr_expect_not_null(strstr(v.r.out, "iommu=on unmap=enforced"), "%s", v.r.out);
+	vf_done(&v);
+}
+
+Test(vfio_guest, vf_echo_behind_viommu_dma_messages)
+{
+	static const char *const args[] = { "--dma-msg", NULL };
+	struct vf_run v;
+
+	vf_boot_opts(&v, "vf-echo", args, true);
+	expect_pass(&v, "vf-echo");
+	vf_done(&v);
+}
+
+Test(vfio_guest, vf_iommu_fault_behind_viommu)
+{
+	struct vf_run v;
+
+	vf_boot_opts(&v, "vf-iommu-fault", NULL, true);
+	expect_pass(&v, "vf-iommu-fault");
+	cr_expect_not_null(strstr(v.r.out, "fault_addr=0x4000"), "IOVA, not GPA: %s", v.r.out);
+	vf_done(&v);
+}
+
 Test(vfio_guest, vf_msix)
 {
 	struct vf_run v;
 
 	vf_boot(&v, "vf-msix", NULL);
 	expect_pass(&v, "vf-msix");
+	vf_done(&v);
+}
+
+Test(vfio_guest, vf_intx_level_with_resample)
+{
+	struct vf_run v;
+
+	vf_boot(&v, "vf-intx rounds=4", NULL);
+	expect_pass(&v, "vf-intx");
+	cr_expect_not_null(strstr(v.r.out, "interrupts=4"), "%s", v.r.out);
 	vf_done(&v);
 }
 

@@ -437,6 +437,13 @@ Test(vfio_user, lying_servers_get_clean_errors)
 	cr_expect_eq(vfio_be_region_read(r.be, VFIO_PCI_BAR0_REGION_INDEX, 0, &v, 4), -EPROTO);
 	rig_stop(&r);
 
+	cr_assert_eq(open_lying("short-fd", &r), 0);
+	cr_assert_eq(r.be->ops->region_info(r.be, VFIO_PCI_BAR2_REGION_INDEX, &reg), 0);
+	void *p = NULL;
+	cr_expect_eq(r.be->ops->region_mmap(r.be, &reg, 0, 4096, &p), -EPROTO,
+		     "an fd that does not back the region is refused");
+	rig_stop(&r);
+
 	cr_assert_eq(open_lying("region-fd", &r), 0);
 	cr_expect_eq(r.be->ops->region_info(r.be, VFIO_PCI_BAR2_REGION_INDEX, &reg), -EPROTO);
 	cr_expect_eq(r.be->ops->region_info(r.be, VFIO_PCI_BAR0_REGION_INDEX, &reg), 0,
@@ -585,6 +592,74 @@ Test(vfio_pci, config_bars_and_direct_mapping)
 	/* Disabling memory decode removes the direct mapping. */
 	pci_bus_config_write(&p.pbus, p.vp.pci.slot, 0, PCI_COMMAND, 0x4, 2);
 	cr_expect_eq(p.slots.removes, 1);
+	pci_rig_stop(&p);
+}
+
+Test(vfio_pci, capabilities_passed_through_with_a_filter)
+{
+	struct pci_rig p;
+	uint16_t pm, vndr;
+
+	pci_rig_start(&p, false);
+	pm = pci_cap_find(&p.vp.pci, PCI_CAP_ID_PM);
+	vndr = pci_cap_find(&p.vp.pci, PCI_CAP_ID_VNDR);
+	cr_assert_neq(pm, 0, "power management shown");
+	cr_assert_neq(vndr, 0, "vendor capability shown");
+	cr_expect_eq(pci_cap_find(&p.vp.pci, PCI_CAP_ID_MSI), 0);
+	cr_expect_eq(cfg_read(&p, pm + 2, 2), 0x0003, "PMC from the device");
+	/* PMCSR writes reach the device and read back from it. */
+	pci_bus_config_write(&p.pbus, p.vp.pci.slot, 0, pm + PCI_PM_CTRL, 3, 2);
+	cr_expect_eq(cfg_read(&p, pm + PCI_PM_CTRL, 2) & 3, 3);
+	/* Reads are live: the vendor capability mirrors IRQ_STATUS. */
+	cr_expect_eq(cfg_read(&p, vndr + 4, 4), 0);
+	mmio_write32(&p, p.bar0 + VFNIC_REG_IRQ_FIRE, 0x2);
+	cr_expect_eq(cfg_read(&p, vndr + 4, 4), 0x2);
+	cr_expect_eq(cfg_read(&p, vndr + 2, 1), 8, "length byte");
+	pci_rig_stop(&p);
+}
+
+static uint64_t intx_poll(struct pci_rig *p)
+{
+	/* A register read is a round trip: the server has handled any unmask
+	 * (resample) signalled before it. */
+	(void)mmio_read32(p, p->bar0 + VFNIC_REG_ID);
+	usleep(2000);
+	vfio_pci_poll(&p->vp);
+	return p->vp.intx_count;
+}
+
+Test(vfio_pci, intx_level_automask_and_resample)
+{
+	struct pci_rig p;
+
+	pci_rig_start(&p, false);
+	cr_expect_eq(cfg_read(&p, PCI_INTERRUPT_PIN, 1), 1, "INTA#");
+	cr_expect(p.vp.intx_armed);
+	mmio_write32(&p, p.bar0 + VFNIC_REG_IRQ_FIRE, 0x1);
+	cr_expect_eq(intx_poll(&p), 1, "asserted");
+	mmio_write32(&p, p.bar0 + VFNIC_REG_IRQ_FIRE, 0x2);
+	cr_expect_eq(intx_poll(&p), 1, "automasked: no second edge before the EOI");
+	/* EOI with the status still set: level, so it is asserted again. */
+	vfio_pci_intx_eoi(&p.vp);
+	cr_expect_eq(intx_poll(&p), 2, "re-asserted after resample while pending");
+	/* The driver clears the status, then EOIs: nothing more. */
+	mmio_write32(&p, p.bar0 + VFNIC_REG_IRQ_STATUS, 0x3);
+	vfio_pci_intx_eoi(&p.vp);
+	cr_expect_eq(intx_poll(&p), 2);
+	mmio_write32(&p, p.bar0 + VFNIC_REG_IRQ_FIRE, 0x1);
+	cr_expect_eq(intx_poll(&p), 3, "unmasked again: next interrupt arrives");
+	/* Enabling MSI-X switches INTx off in the device. */
+	uint16_t cap = pci_cap_find(&p.vp.pci, PCI_CAP_ID_MSIX);
+	pci_bus_config_write(&p.pbus, p.vp.pci.slot, 0, cap + PCI_MSIX_FLAGS, PCI_MSIX_FLAGS_ENABLE,
+			     2);
+	cr_expect(!p.vp.intx_armed);
+	mmio_write32(&p, p.bar0 + VFNIC_REG_IRQ_STATUS, 0x3);
+	vfio_pci_intx_eoi(&p.vp);
+	mmio_write32(&p, p.bar0 + VFNIC_REG_IRQ_FIRE, 0x1);
+	cr_expect_eq(intx_poll(&p), 3, "no INTx while MSI-X is on");
+	cr_expect_eq(p.vp.msix_count[0], 1, "MSI-X vector 0 instead");
+	pci_bus_config_write(&p.pbus, p.vp.pci.slot, 0, cap + PCI_MSIX_FLAGS, 0, 2);
+	cr_expect(p.vp.intx_armed, "back to INTx when MSI-X is disabled");
 	pci_rig_stop(&p);
 }
 

@@ -25,8 +25,11 @@ struct mock_call {
 	uint64_t off, len;
 };
 
+#define MOCK_MAX_CALLS 400
+
 struct mock {
-	struct mock_call calls[64];
+	struct mock_call calls[MOCK_MAX_CALLS];
+	uint8_t config[256];        /* the device's config space (region 7) */
 	unsigned n;
 	int next_fd;
 	int api_version, ext;
@@ -42,7 +45,7 @@ struct mock {
 
 static struct mock_call *mock_rec(struct mock *m, enum mock_op op)
 {
-	cr_assert_lt(m->n, 64, "too many calls");
+	cr_assert_lt(m->n, MOCK_MAX_CALLS, "too many calls");
 	struct mock_call *c = &m->calls[m->n++];
 	memset(c, 0, sizeof(*c));
 	c->op = op;
@@ -150,7 +153,8 @@ static int m_ioctl(void *o, int fd, unsigned long req, void *arg)
 	case VFIO_DEVICE_GET_REGION_INFO:
 		return m_region_info(m, arg);
 	case VFIO_DEVICE_GET_IRQ_INFO:
-		((struct vfio_irq_info *)arg)->count = 4;
+		((struct vfio_irq_info *)arg)->count =
+			((struct vfio_irq_info *)arg)->index == VFIO_PCI_INTX_IRQ_INDEX ? 1 : 4;
 		((struct vfio_irq_info *)arg)->flags = VFIO_IRQ_INFO_EVENTFD;
 		return 0;
 	case VFIO_IOMMU_UNMAP_DMA:
@@ -180,7 +184,8 @@ static void *m_mmap(void *o, void *addr, size_t len, int prot, int flags, int fd
 	c->off = (uint64_t)off;
 	c->len = len;
 	cr_expect_eq(flags, MAP_SHARED);
-	return (void *)0x7000000;
+	/* Real (anonymous) memory, so callers may touch and munmap it. */
+	return mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 }
 
 static ssize_t m_pread(void *o, int fd, void *buf, size_t len, off_t off)
@@ -191,7 +196,12 @@ static ssize_t m_pread(void *o, int fd, void *buf, size_t len, off_t off)
 	c->fd = fd;
 	c->off = (uint64_t)off;
 	c->len = len;
-	memset(buf, 0xab, len);
+	uint64_t cfg = (uint64_t)VFIO_PCI_CONFIG_REGION_INDEX << 40;
+	if ((uint64_t)off >= cfg && (uint64_t)off - cfg + len <= sizeof(m->config) &&
+	    m->config[0])
+		memcpy(buf, m->config + ((uint64_t)off - cfg), len);
+	else
+		memset(buf, 0xab, len);
 	return (ssize_t)len;
 }
 
@@ -664,4 +674,180 @@ Test(vfio_kernel, uuid_and_bdf)
 	cr_expect(!vfio_bdf_valid("0000:03:20.1"));
 	cr_expect(!vfio_bdf_valid("0000:03:00.1x"));
 	cr_expect(!vfio_bdf_valid("0000-03:00.1"));
+}
+
+/* ---- the vfio-pci device model over the (mocked) kernel back end ---- */
+
+#include "devices/pci.h"
+#include "vfio/vfio_pci.h"
+#include "vmm/bus.h"
+#include "vmm/layout.h"
+#include "vmm/mem.h"
+
+static int kp_route_add(void *o, uint64_t a, uint32_t d, unsigned *gsi)
+{
+	*gsi = 40;
+	return 0;
+}
+static int kp_route_update(void *o, unsigned gsi, uint64_t a, uint32_t d) { return 0; }
+static int kp_irqfd(void *o, int fd, unsigned gsi, bool assign) { return 0; }
+static int kp_ioeventfd(void *o, int fd, uint64_t a, uint32_t l, bool pio, bool assign) { return 0; }
+static const struct pci_irq_ops kp_irq_ops = {
+	.msi_route_add = kp_route_add, .msi_route_update = kp_route_update,
+	.irqfd = kp_irqfd, .ioeventfd = kp_ioeventfd,
+};
+
+struct kp_slots {
+	unsigned installs;
+	uint64_t gpa, size;
+};
+
+static int kp_memslot(void *o, unsigned idx, uint64_t gpa, uint64_t size, void *hva)
+{
+	struct kp_slots *k = o;
+
+	if (size) {
+		k->installs++;
+		k->gpa = gpa;
+		k->size = size;
+	}
+	return 0;
+}
+
+/* An SR-IOV VF's header: 8086:1515, Ethernet, MSI-X (4 vectors, table at
+ * BAR0 + 0x3000, PBA at + 0x3800), a PM capability, an MSI capability (to be
+ * filtered out), INTA#. */
+static void kp_config(struct mock *m)
+{
+	uint8_t *c = m->config;
+
+	memset(c, 0, sizeof(m->config));
+	c[0] = 0x86; c[1] = 0x80; c[2] = 0x15; c[3] = 0x15;
+	c[PCI_STATUS] = PCI_STATUS_CAP_LIST;
+	c[PCI_CLASS_DEVICE] = 0x00; c[PCI_CLASS_DEVICE + 1] = 0x02;
+	c[PCI_CAPABILITY_LIST] = 0x40;
+	c[PCI_INTERRUPT_PIN] = 1;
+	c[0x40] = PCI_CAP_ID_MSIX; c[0x41] = 0x50;
+	c[0x42] = 3;                                     /* 4 vectors */
+	c[0x44] = 0x00; c[0x45] = 0x30;                  /* table 0x3000, BIR 0 */
+	c[0x48] = 0x00; c[0x49] = 0x38;                  /* PBA 0x3800, BIR 0 */
+	c[0x50] = PCI_CAP_ID_PM; c[0x51] = 0x60; c[0x52] = 0x03;
+	c[0x60] = PCI_CAP_ID_MSI; c[0x61] = 0;
+}
+
+static unsigned count_ioctl(const struct mock *m, unsigned from, unsigned long req)
+{
+	unsigned n = 0;
+
+	for (unsigned i = from; i < m->n; i++)
+		n += m->calls[i].op == M_IOCTL && m->calls[i].req == req;
+	return n;
+}
+
+static int last_set_irqs_index(const struct mock *m, uint32_t *flags, uint32_t *count)
+{
+	for (unsigned i = m->n; i-- > 0;) {
+		if (m->calls[i].op == M_IOCTL && m->calls[i].req == VFIO_DEVICE_SET_IRQS) {
+			struct vfio_irq_set s;
+
+			memcpy(&s, m->calls[i].arg, sizeof(s));
+			*flags = s.flags;
+			*count = s.count;
+			return (int)s.index;
+		}
+	}
+	return -1;
+}
+
+Test(vfio_kernel, device_model_over_type1)
+{
+	struct mock *m = calloc(1, sizeof(*m));
+	struct vfio_backend *be = NULL;
+	struct bus mmio, pio;
+	struct pci_bus pbus;
+	struct guest_mem mem;
+	struct kp_slots slots = { 0 };
+	struct vfio_pci *vp = calloc(1, sizeof(*vp));
+	uint32_t flags, count;
+
+	cr_assert_not_null(m);
+	cr_assert_not_null(vp);
+	mock_init(m);
+	kp_config(m);
+	cr_assert_eq(open_with(m, VFIO_MODE_TYPE1, NULL, &be), 0);
+	cr_assert_eq(mem_init(&mem, 8u << 20), 0);
+	cr_assert_eq(bus_init(&mmio, "mmio"), 0);
+	cr_assert_eq(bus_init(&pio, "pio"), 0);
+	cr_assert_eq(pci_bus_init(&pbus, &mmio, &pio, LAYOUT_PCI_ECAM, &kp_irq_ops, NULL), 0);
+	unsigned base = m->n;
+	struct vfio_pci_env env = { .bus = &pbus, .mem = &mem, .memslot = kp_memslot,
+				    .opaque = &slots, .slot = -1 };
+	cr_assert_eq(vfio_pci_init(vp, "vfio0", be, &env), 0);
+
+	/* IDs and the capability filter: MSI-X (ours), PM passed, MSI dropped. */
+	unsigned slot = vp->pci.slot;
+	cr_expect_eq(pci_bus_config_read(&pbus, slot, 0, PCI_VENDOR_ID, 4), 0x15158086);
+	cr_expect_eq(pci_bus_config_read(&pbus, slot, 0, PCI_CLASS_DEVICE, 2), 0x0200);
+	cr_expect_neq(pci_cap_find(&vp->pci, PCI_CAP_ID_MSIX), 0);
+	cr_expect_neq(pci_cap_find(&vp->pci, PCI_CAP_ID_PM), 0);
+	cr_expect_eq(pci_cap_find(&vp->pci, PCI_CAP_ID_MSI), 0);
+
+	/* Guest RAM mapped into the container, vaddr = our mapping of it. */
+	cr_expect_eq(count_ioctl(m, base, VFIO_IOMMU_MAP_DMA), mem.nr_regions);
+	for (unsigned i = base; i < m->n; i++) {
+		if (m->calls[i].req != VFIO_IOMMU_MAP_DMA)
+			continue;
+		struct vfio_iommu_type1_dma_map dm;
+		memcpy(&dm, m->calls[i].arg, sizeof(dm));
+		cr_expect_eq(dm.iova, mem.regions[0].gpa);
+		cr_expect_eq(dm.vaddr, (uintptr_t)mem.regions[0].hva);
+		cr_expect_eq(dm.size, mem.regions[0].size);
+		cr_expect_eq(m->calls[i].fd, 10, "on the container");
+	}
+	/* INTx armed at creation: trigger and unmask eventfds. */
+	cr_expect(vp->intx_armed);
+	cr_expect_eq(pci_bus_config_read(&pbus, slot, 0, PCI_INTERRUPT_PIN, 1), 1);
+
+	/* Decode on: only BAR0's first sparse area becomes a memslot (the other
+	 * holds the MSI-X table page and stays trapped). */
+	pci_bus_config_write(&pbus, slot, 0, PCI_COMMAND, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER, 2);
+	uint64_t bar0 = pci_bar_address(&vp->pci, 0);
+	cr_expect_eq(slots.installs, 1);
+	cr_expect_eq(slots.gpa, bar0);
+	cr_expect_eq(slots.size, 0x1000);
+	/* The command register reached the device (pwrite at config + 4). */
+	cr_expect_eq(m->calls[m->n - 1].op, M_PWRITE);
+	cr_expect_eq(m->calls[m->n - 1].off, ((uint64_t)VFIO_PCI_CONFIG_REGION_INDEX << 40) + 4);
+
+	/* A trapped BAR access is a pread at the region offset. */
+	uint32_t v = 0;
+	cr_assert_eq(bus_read(&mmio, bar0 + 0x2000, &v, 4), 0);
+	cr_expect_eq(v, 0xabababab);
+	cr_expect_eq(m->calls[m->n - 1].op, M_PREAD);
+	cr_expect_eq(m->calls[m->n - 1].off, ((uint64_t)VFIO_PCI_BAR0_REGION_INDEX << 40) + 0x2000);
+
+	/* MSI-X enable: INTx off first (VFIO allows one type), then 4 eventfds. */
+	uint16_t cap = pci_cap_find(&vp->pci, PCI_CAP_ID_MSIX);
+	base = m->n;
+	pci_bus_config_write(&pbus, slot, 0, cap + PCI_MSIX_FLAGS, PCI_MSIX_FLAGS_ENABLE, 2);
+	cr_expect_eq(count_ioctl(m, base, VFIO_DEVICE_SET_IRQS), 2);
+	cr_expect_eq(last_set_irqs_index(m, &flags, &count), VFIO_PCI_MSIX_IRQ_INDEX);
+	cr_expect_eq(flags, VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER);
+	cr_expect_eq(count, 4);
+	cr_expect(!vp->intx_armed);
+
+	/* VM reset = VFIO_DEVICE_RESET. */
+	vfio_pci_reset(vp);
+	cr_expect_eq(count_ioctl(m, base, VFIO_DEVICE_RESET), 1);
+
+	/* Teardown unmaps the DMA and closes the device. */
+	base = m->n;
+	vfio_pci_uninit(vp);
+	cr_expect_eq(count_ioctl(m, base, VFIO_IOMMU_UNMAP_DMA), mem.nr_regions);
+	pci_bus_destroy(&pbus);
+	bus_destroy(&mmio);
+	bus_destroy(&pio);
+	mem_destroy(&mem);
+	free(vp);
+	free(m);
 }

@@ -23,7 +23,16 @@ static void nic_config_defaults(struct nic *n)
 	n->st.config[0x3d] = 1;                         /* INTA# */
 	/* MSI-X capability (PCI 3.0 §6.8.2): table and PBA in BAR0. */
 	n->st.config[VFNIC_MSIX_CAP] = 0x11;
-	n->st.config[VFNIC_MSIX_CAP + 1] = 0;
+	n->st.config[VFNIC_MSIX_CAP + 1] = VFNIC_PM_CAP;
+	/* Power management (PCI PM 1.2): PMC version 3, PMCSR D0. */
+	n->st.config[VFNIC_PM_CAP] = 0x01;
+	n->st.config[VFNIC_PM_CAP + 1] = VFNIC_VNDR_CAP;
+	nic_cfg16(n, VFNIC_PM_CAP + 2, 0x0003);
+	/* Vendor-specific: 8 bytes, the IRQ status mirrored live at +4. */
+	n->st.config[VFNIC_VNDR_CAP] = 0x09;
+	n->st.config[VFNIC_VNDR_CAP + 1] = 0;
+	n->st.config[VFNIC_VNDR_CAP + 2] = 8;
+	/* An MSI capability would go here on a real VF: none, MSI-X only. */
 	nic_cfg16(n, VFNIC_MSIX_CAP + 2, VFNIC_NR_VECTORS - 1);
 	nic_cfg32(n, VFNIC_MSIX_CAP + 4, VFNIC_MSIX_TABLE | 0);
 	nic_cfg32(n, VFNIC_MSIX_CAP + 8, VFNIC_MSIX_PBA | 0);
@@ -177,6 +186,7 @@ uint32_t nic_bar0_read(struct nic *n, uint32_t off)
 	case VFNIC_REG_RX_DROPS: return n->st.rx_drops;
 	case VFNIC_REG_FAULT_LO: return (uint32_t)n->st.fault_addr;
 	case VFNIC_REG_FAULT_HI: return (uint32_t)(n->st.fault_addr >> 32);
+	case VFNIC_REG_BAR2_TRAPS: return n->bar2_traps;
 	default: return 0;
 	}
 }
@@ -220,6 +230,7 @@ void nic_bar0_write(struct nic *n, uint32_t off, uint32_t val)
 
 void nic_config_read(struct nic *n, uint32_t off, void *buf, uint32_t len)
 {
+	nic_cfg32(n, VFNIC_VNDR_CAP + 4, n->st.irq_status);
 	memcpy(buf, n->st.config + off, len);
 }
 
@@ -235,5 +246,7 @@ void nic_config_write(struct nic *n, uint32_t off, const void *buf, uint32_t len
 			n->st.config[o] = b & 0x06;
 		else if (o == 0x05)
 			n->st.config[o] = b & 0x04;
+		else if (o == VFNIC_PM_CAP + 4)
+			n->st.config[o] = b & 0x03;   /* PMCSR power state */
 	}
 }

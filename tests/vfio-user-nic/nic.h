@@ -33,6 +33,7 @@ struct nic {
 	struct nic_state st;
 	struct nic_env env;
 	uint8_t *bar2;                /* shared stats page (mmapped by the client) */
+	uint32_t bar2_traps;          /* transport statistic, not device state */
 };
 
 void nic_init(struct nic *n, const struct nic_env *env, uint8_t *bar2);

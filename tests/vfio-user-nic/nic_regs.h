@@ -11,6 +11,8 @@
  * Indices are free-running u32; ring sizes are powers of two <= 4096.
  * MSI-X: vector 0 = TX completion, vector 1 = RX; table at 0x800, PBA at
  * 0xC00 of BAR0 (the VMM emulates both; the device only signals eventfds).
+ * INTx (INTA#) when no MSI-X vector is configured: level, asserted while
+ * IRQ_STATUS != 0, automasked, re-asserted on unmask if still pending.
  * BAR2 (8 KiB) is a memory window, mmappable in its first 4 KiB only (sparse
  * mmap capability): STATS_* mirror the counters there for lock-free reads. */
 #ifndef TESTS_VFIO_USER_NIC_REGS_H
@@ -29,6 +31,8 @@
 #define VFNIC_MSIX_TABLE  0x800
 #define VFNIC_MSIX_PBA    0xc00
 #define VFNIC_MSIX_CAP    0x40
+#define VFNIC_PM_CAP      0x50          /* power management: PMCSR writable */
+#define VFNIC_VNDR_CAP    0x60          /* vendor-specific: +4 = IRQ_STATUS, live */
 
 #define VFNIC_REG_ID          0x00   /* RO magic */
 #define VFNIC_REG_CTRL        0x04
@@ -55,6 +59,7 @@
 #define VFNIC_REG_RX_DROPS    0x6c
 #define VFNIC_REG_FAULT_LO    0x70
 #define VFNIC_REG_FAULT_HI    0x74
+#define VFNIC_REG_BAR2_TRAPS  0x78   /* BAR2 accesses that came as REGION_READ/WRITE */
 
 #define VFNIC_DESC_SIZE   16
 #define VFNIC_DESC_DONE   (1u << 0)

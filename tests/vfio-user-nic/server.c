@@ -10,12 +10,15 @@
  *                device-info (absurd region count), reply-id (wrong ids),
  *                short-read (REGION_READ reply without data), bad-json,
  *                region-fd (mmappable region without an fd),
- *                no-window-check (with --dma-msg: ask the client for any IOVA)
+ *                no-window-check (with --dma-msg: ask the client for any IOVA),
+ *                short-fd (BAR2's mmap offset points past the end of its fd)
+ * VFNIC_DEBUG=1 in the environment traces INTx assert/unmask on stderr.
  * The server refuses any device DMA outside the windows the client mapped:
  * that is the device side of an IOMMU fault (counted in DMA_FAULTS). */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <getopt.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -51,7 +54,10 @@ struct server {
 	struct dma_window win[SRV_MAX_WINDOWS];
 	unsigned nwin;
 	int msix_fds[VFNIC_NR_VECTORS];
-	int intx_fd;
+	/* INTx, VFIO semantics: level, automasked when asserted, unmasked by the
+	 * client (UNMASK eventfd = KVM's resample fd, or SET_IRQS ACTION_UNMASK). */
+	int intx_fd, intx_unmask_fd;
+	bool intx_masked;
 	int bar2_fd;
 	uint8_t *bar2;
 	uint16_t next_id;
@@ -138,14 +144,47 @@ static int srv_dma(void *opaque, uint64_t iova, void *buf, uint32_t len, bool wr
 	return 0;
 }
 
+static void srv_signal(int fd)
+{
+	uint64_t one = 1;
+
+	if (write(fd, &one, sizeof(one)) < 0)
+		perror("vfio-user-nic: irq eventfd");
+}
+
+/* Assert INTx unless it is masked (it stays pending in IRQ_STATUS). */
+static void srv_intx_assert(struct server *s)
+{
+	if (s->intx_fd < 0 || s->intx_masked)
+		return;
+	s->intx_masked = true;
+	if (getenv("VFNIC_DEBUG"))
+		fprintf(stderr, "vfio-user-nic: INTx assert (status 0x%x)\n", s->nic.st.irq_status);
+	srv_signal(s->intx_fd);
+}
+
+static void srv_intx_unmask(struct server *s)
+{
+	if (getenv("VFNIC_DEBUG"))
+		fprintf(stderr, "vfio-user-nic: INTx unmask (status 0x%x)\n", s->nic.st.irq_status);
+	s->intx_masked = false;
+	if (s->nic.st.irq_status)
+		srv_intx_assert(s);   /* level: still pending, assert again */
+}
+
+/* MSI-X when the client configured vectors, INTx otherwise (one type at a time). */
 static void srv_irq(void *opaque, unsigned vector)
 {
 	struct server *s = opaque;
-	uint64_t one = 1;
+	bool msix = false;
 
-	if (vector < VFNIC_NR_VECTORS && s->msix_fds[vector] >= 0) {
-		if (write(s->msix_fds[vector], &one, sizeof(one)) < 0)
-			perror("vfio-user-nic: irq eventfd");
+	for (unsigned v = 0; v < VFNIC_NR_VECTORS; v++)
+		msix |= s->msix_fds[v] >= 0;
+	if (msix) {
+		if (vector < VFNIC_NR_VECTORS && s->msix_fds[vector] >= 0)
+			srv_signal(s->msix_fds[vector]);
+	} else {
+		srv_intx_assert(s);
 	}
 }
 
@@ -288,6 +327,8 @@ static int srv_region_info(struct server *s, const struct vfio_user_hdr *h, size
 		}
 	}
 	ri.argsz = need;
+	if (lying(s, "short-fd"))
+		ri.offset = VFNIC_BAR2_SIZE;   /* the memfd ends there */
 	memcpy(out, &ri, sizeof(ri));
 	bool send_fd = (ri.flags & VFIO_REGION_INFO_FLAG_MMAP) && !lying(s, "region-fd");
 	return vfio_user_reply(s->sock, h, 0, out, have >= need ? need : sizeof(ri),
@@ -352,12 +393,26 @@ static int srv_set_irqs(struct server *s, const struct vfio_user_hdr *h, size_t 
 		}
 		if (is.flags & VFIO_IRQ_SET_DATA_EVENTFD)
 			*nfds = 0;   /* kept */
-	} else if (is.index == VFIO_PCI_INTX_IRQ_INDEX && (is.flags & VFIO_IRQ_SET_DATA_EVENTFD) &&
-		   (is.flags & VFIO_IRQ_SET_ACTION_TRIGGER)) {
-		srv_set_fd(&s->intx_fd, *nfds ? fds[0] : -1);
-		for (unsigned i = 1; i < *nfds; i++)
-			close(fds[i]);
-		*nfds = 0;   /* fds[0] kept */
+	} else if (is.index == VFIO_PCI_INTX_IRQ_INDEX) {
+		int *slot = (is.flags & VFIO_IRQ_SET_ACTION_UNMASK) ? &s->intx_unmask_fd : &s->intx_fd;
+
+		if (is.flags & VFIO_IRQ_SET_DATA_EVENTFD) {
+			if (is.start != 0 || is.count != 1)
+				return vfio_user_reply(s->sock, h, EINVAL, NULL, 0, NULL, 0);
+			srv_set_fd(slot, *nfds ? fds[0] : -1);
+			for (unsigned i = 1; i < *nfds; i++)
+				close(fds[i]);
+			*nfds = 0;   /* fds[0] kept */
+			if (slot == &s->intx_fd)
+				s->intx_masked = false;
+		} else if ((is.flags & VFIO_IRQ_SET_ACTION_TRIGGER) && !is.count) {
+			srv_set_fd(&s->intx_fd, -1);   /* INTx disabled */
+			srv_set_fd(&s->intx_unmask_fd, -1);
+		} else if (is.flags & VFIO_IRQ_SET_ACTION_UNMASK) {
+			srv_intx_unmask(s);
+		} else if (is.flags & VFIO_IRQ_SET_ACTION_MASK) {
+			s->intx_masked = true;
+		}
 	}
 	return vfio_user_reply(s->sock, h, 0, NULL, 0, NULL, 0);
 }
@@ -394,6 +449,7 @@ static int srv_region_rw(struct server *s, const struct vfio_user_hdr *h, size_t
 		}
 		break;
 	case VFIO_PCI_BAR2_REGION_INDEX:
+		s->nic.bar2_traps++;
 		if (write)
 			memcpy(s->bar2 + rw.offset, data, rw.count);
 		else
@@ -459,7 +515,7 @@ static int srv_init(struct server *s)
 {
 	struct nic_env env = { .dma = srv_dma, .irq = srv_irq, .opaque = s };
 
-	s->msix_fds[0] = s->msix_fds[1] = s->intx_fd = -1;
+	s->msix_fds[0] = s->msix_fds[1] = s->intx_fd = s->intx_unmask_fd = -1;
 	s->client_max_xfer = VFIO_USER_DEFAULT_MAX_XFER;
 	s->buf = malloc(VFIO_USER_MAX_MSG);
 	s->out = malloc(VFIO_USER_MAX_MSG);
@@ -527,6 +583,19 @@ int main(int argc, char **argv)
 		int fds[SRV_MAX_FDS];
 		unsigned nfds = SRV_MAX_FDS;
 		size_t len;
+		struct pollfd pf[2] = { { .fd = s.sock, .events = POLLIN },
+					{ .fd = s.intx_unmask_fd, .events = POLLIN } };
+
+		if (poll(pf, s.intx_unmask_fd >= 0 ? 2 : 1, -1) < 0)
+			continue;   /* EINTR */
+		if (s.intx_unmask_fd >= 0 && (pf[1].revents & POLLIN)) {
+			uint64_t n;
+
+			if (read(s.intx_unmask_fd, &n, sizeof(n)) == sizeof(n))
+				srv_intx_unmask(&s);   /* the guest EOI'd INTx */
+		}
+		if (!(pf[0].revents & (POLLIN | POLLHUP | POLLERR)))
+			continue;
 		int ret = vfio_user_recv(s.sock, &h, s.buf, VFIO_USER_MAX_MSG, &len, fds, &nfds, -1);
 
 		if (ret == -ECONNRESET)
