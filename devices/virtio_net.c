@@ -814,8 +814,11 @@ static int virtio_net_dev_save(struct device *dev, struct state_node *node)
 	struct virtio_net *net = dev_to_net(dev);
 	struct virtio_net_state st;
 	struct state_node *t;
-	int r = state_set_version(node, NET_STATE_VERSION);
+	int r;
 
+	if (!net->pci_attached)
+		return -ENODEV;
+	r = state_set_version(node, NET_STATE_VERSION);
 	if (r)
 		return r;
 	pthread_mutex_lock(&net->vdev.lock);
@@ -839,6 +842,8 @@ static int virtio_net_dev_load(struct device *dev, const struct state_node *node
 	uint32_t pairs, active, status;
 	int r;
 
+	if (!net->pci_attached)
+		return -ENODEV;
 	/* Parse and check everything before changing anything. */
 	if (state_node_version(node, 1, NET_STATE_VERSION, NULL) ||
 	    state_get_bytes(node, "mac", st.mac, 6) ||
