@@ -192,30 +192,44 @@ static int udp_exchange(const char *guest_ip, int n, bool flows)
 	if (pid == 0) {
 		char path[64], buf[256], msg[64];
 		struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons(7777) };
-		struct timeval tv = { .tv_sec = 3 };
+		struct timeval tv = { .tv_sec = 2 };
 		int nsfd, s, bad = 0;
 
 		snprintf(path, sizeof(path), "/var/run/netns/%s", env.ns);
 		nsfd = open(path, O_RDONLY);
-		if (nsfd < 0 || setns(nsfd, CLONE_NEWNET))
+		if (nsfd < 0 || setns(nsfd, CLONE_NEWNET)) {
+			fprintf(stderr, "udp: cannot join %s: %s\n", path, strerror(errno));
 			_exit(100);
+		}
 		s = socket(AF_INET, SOCK_DGRAM, 0);
 		inet_pton(AF_INET, guest_ip, &to.sin_addr);
 		setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 		for (int i = 0; i < n; i++) {
 			int len = snprintf(msg, sizeof(msg), "vmm-udp-%d-%d", i, (int)getpid());
-			ssize_t got;
+			bool ok = false;
 
 			if (flows && i) {
 				close(s);
 				s = socket(AF_INET, SOCK_DGRAM, 0);
 				setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 			}
-			sendto(s, msg, (size_t)len, 0, (struct sockaddr *)&to, sizeof(to));
-			got = recv(s, buf, sizeof(buf), 0);
-			if (got != len || memcmp(buf, msg, (size_t)len))
+			/* UDP may drop (the guest is emulated and shares two cores
+			 * with the rest of the suite): up to three tries. */
+			for (int t = 0; t < 3 && !ok; t++) {
+				ssize_t got;
+
+				sendto(s, msg, (size_t)len, 0, (struct sockaddr *)&to, sizeof(to));
+				while (!ok && (got = recv(s, buf, sizeof(buf), 0)) > 0)
+					ok = got == len && !memcmp(buf, msg, (size_t)len);
+			}
+			if (!ok) {
+				fprintf(stderr, "udp: no echo for datagram %d: %s\n", i, strerror(errno));
 				bad++;
+			}
 		}
+		/* "stop" twice: the second is harmless if the first arrived. */
+		sendto(s, "stop", 4, 0, (struct sockaddr *)&to, sizeof(to));
+		usleep(200000);
 		sendto(s, "stop", 4, 0, (struct sockaddr *)&to, sizeof(to));
 		_exit(bad);
 	}
@@ -243,7 +257,8 @@ static void ping_udp_and_stop_flows(const char *guest_ip, bool flows)
 		cr_expect_eq(sh("%s", cmd), 0, "ping did not get 5 replies");
 		sh("rm -f %s.ping", env.out_path);
 	}
-	cr_expect_eq(udp_exchange(guest_ip, flows ? 24 : 10, flows), 0, "UDP round trips failed");
+	st = udp_exchange(guest_ip, flows ? 24 : 10, flows);
+	cr_expect_eq(st, 0, "UDP round trips failed (%d); vmm output:\n%s", st, read_output());
 	cr_assert_eq(vmm_wait(harness_timeout_ms(10000)), 0, "vmm did not exit cleanly:\n%s",
 		     read_output());
 	cr_assert_not_null(strstr(read_output(), "PASS net-echo"), "%s", read_output());
