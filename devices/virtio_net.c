@@ -869,6 +869,13 @@ static int virtio_net_dev_load(struct device *dev, const struct state_node *node
 		/* Work the source left in the rings: look at every queue. */
 		for (unsigned i = 0; i < net->vdev.nr_queues; i++)
 			net_kick_self(&net->vdev.vqs[i]);
+		/* §5.1.6.5.4: the guest moved; ask it to announce itself
+		 * (gratuitous ARP / unsolicited NA) so switches learn the new port. */
+		if (net_has(net, VIRTIO_NET_F_GUEST_ANNOUNCE)) {
+			net->st.status |= VIRTIO_NET_S_ANNOUNCE;
+			net->announces++;
+			virtio_device_config_changed(&net->vdev);
+		}
 	}
 	pthread_mutex_unlock(&net->vdev.lock);
 	return 0;
