@@ -15,6 +15,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "api/actions_migration.h"
 #include "api/server_internal.h"
 #include "migration/migrate.h"
 #include "migration/stream.h"
@@ -30,6 +31,7 @@ struct api_migration {
 	pthread_t in_thread;
 	bool in_started;
 	atomic_bool releasing;
+	atomic_bool final_reported;  /* vm.info has shown a finished outgoing migration */
 	int cancel_fd;               /* eventfd: wakes an incoming migration waiting for its source */
 	char in_url[MIG_URL_MAX];
 	pthread_mutex_t lock;        /* guards in_status, in_message */
@@ -93,7 +95,7 @@ static int parse_send(const cJSON *body, struct mig_params *p, struct api_result
 			if (get_uint(m, "connections", MIG_MAX_LANES, &p->connections, r, act))
 				return -EINVAL;
 		} else if (!strcmp(m->string, "max_passes")) {
-			if (get_uint(m, "max_passes", 1000, &p->max_passes, r, act))
+			if (get_uint(m, "max_passes", 100000, &p->max_passes, r, act))
 				return -EINVAL;
 		} else if (!strcmp(m->string, "local")) {
 			if (!cJSON_IsBool(m)) {
@@ -136,6 +138,7 @@ static void act_send(struct api_vmctl *ctl, const cJSON *body, struct api_result
 	}
 	mig_source_free(m->src);
 	m->src = NULL;
+	atomic_store(&m->final_reported, false);
 	ret = mig_source_start(&m->src, ctl->vm, &p, err, sizeof(err));
 	if (ret) {
 		api_result_error(r, ret == -EBUSY ? 409 : ret == -EINVAL ? 400 : 500, "vm.send-migration: %s",
@@ -200,6 +203,8 @@ bool api_migration_info(struct api_vmctl *ctl, cJSON *o)
 		ok = ok && cJSON_AddStringToObject(j, "message", p.message);
 		if (!ok)
 			return false;
+		if (p.status != MIG_STATUS_ACTIVE)
+			atomic_store(&m->final_reported, true);
 	}
 	pthread_mutex_lock(&m->lock);
 	ok = true;
@@ -341,4 +346,11 @@ void api_migration_release(struct api_vmctl *ctl)
 	pthread_mutex_destroy(&m->lock);
 	free(m);
 	ctl->mig = NULL;
+}
+
+bool api_server_migration_reported(struct api_server *srv)
+{
+	struct api_migration *m = srv ? srv->ctl.mig : NULL;
+
+	return m && atomic_load(&m->final_reported);
 }

@@ -111,8 +111,25 @@ struct iommu_params {
 	struct iommu_resv resv[IOMMU_MAX_RESV];
 };
 
+struct iommu_mapping_info;
+/* An observer of translation changes, for back ends that must mirror them
+ * (VFIO: shadow the mappings of a passed-through device's domain into its
+ * container/IOAS). Called with the IOMMU lock held, in order, before the
+ * call that made the change returns (so before the guest's request
+ * completes); a callback must not call back into this IOMMU. When a domain
+ * ceases to exist (last endpoint detached, reset, restore) every mapping of
+ * it is reported as unmapped first. */
+struct iommu_listener {
+	void (*map)(void *opaque, uint32_t domain, const struct iommu_mapping_info *m);
+	void (*unmap)(void *opaque, uint32_t domain, const struct iommu_mapping_info *m);
+	void (*attach)(void *opaque, uint32_t domain, uint32_t ep);
+	void (*detach)(void *opaque, uint32_t domain, uint32_t ep);
+	void *opaque;
+};
+
 struct iommu {
 	struct iommu_params params;
+	const struct iommu_listener *listener;   /* optional, see iommu_set_listener */
 	pthread_mutex_t lock;
 	_Atomic uint64_t gen;              /* bumped on every translation change */
 	_Atomic bool bypass;               /* config.bypass, current value */
@@ -176,25 +193,27 @@ static inline bool iommu_tlb_lookup(struct iommu *io, struct iommu_endpoint *e, 
 				    uint64_t len, uint32_t perm, uint64_t *gpa)
 {
 	struct iommu_tlb_entry *t = &e->tlb[iommu_tlb_index(iova)];
-	uint64_t gen, start, end, phys;
-	uint32_t seq, flags;
+	uint64_t start, end, phys;
+	uint32_t seq;
 
 	seq = atomic_load_explicit(&t->seq, memory_order_acquire);
 	if (seq & 1)
 		return false;
-	gen = __atomic_load_n(&t->gen, __ATOMIC_RELAXED);
+	/* Early exits on values that may be torn only cause a miss; the
+	 * values used for the result are validated by the second seq read. */
+	if (__atomic_load_n(&t->gen, __ATOMIC_RELAXED) !=
+	    atomic_load_explicit(&io->gen, memory_order_acquire))
+		return false;
 	start = __atomic_load_n(&t->start, __ATOMIC_RELAXED);
 	end = __atomic_load_n(&t->end, __ATOMIC_RELAXED);
+	/* len >= 1 and no wrap are checked by the caller. */
+	if (iova < start || iova - start > end - start || len - 1 > end - iova)
+		return false;
+	if ((__atomic_load_n(&t->flags, __ATOMIC_RELAXED) & perm) != perm)
+		return false;
 	phys = __atomic_load_n(&t->phys, __ATOMIC_RELAXED);
-	flags = __atomic_load_n(&t->flags, __ATOMIC_RELAXED);
 	atomic_thread_fence(memory_order_acquire);
 	if (atomic_load_explicit(&t->seq, memory_order_relaxed) != seq)
-		return false;
-	if (gen != atomic_load_explicit(&io->gen, memory_order_acquire))
-		return false;
-	/* len >= 1 and no wrap are checked by the caller. */
-	if (iova < start || iova - start > end - start || len - 1 > end - iova ||
-	    (flags & perm) != perm)
 		return false;
 	*gpa = phys + (iova - start);
 	return true;
@@ -256,6 +275,10 @@ int iommu_for_each_mapping(struct iommu *io, uint32_t domain,
  * validate a scratch iommu, then commit it in one step that cannot fail
  * halfway. Endpoint handles of @dst stay valid. */
 int iommu_adopt(struct iommu *dst, struct iommu *src);
+
+/* Install (or with NULL remove) the listener; the current state is not
+ * replayed (use the iterators). */
+void iommu_set_listener(struct iommu *io, const struct iommu_listener *l);
 
 /* Mapping counts, for vm.info. */
 uint64_t iommu_nr_mappings(struct iommu *io);

@@ -97,17 +97,35 @@ static const struct virtio_device_ops viommu_ops = {
 
 /* ---- translation hook for the devices behind us ---- */
 
-static int viommu_dma_translate(void *opaque, uint64_t iova, uint64_t len, bool write, uint64_t *gpa)
+/* Miss or fault: out of line, so the hit path below needs no stack frame. */
+static __attribute__((noinline)) int viommu_dma_translate_slow(struct viommu_client *c,
+								uint64_t iova, uint64_t len,
+								uint32_t perm, uint64_t *gpa)
 {
-	struct viommu_client *c = opaque;
 	struct iommu_fault f;
-	int r;
+	int r = iommu_translate_ep_slow(&c->viommu->io, c->ep, iova, len, perm, gpa, &f);
 
-	r = iommu_translate_ep(&c->viommu->io, c->ep, iova, len,
-			       write ? IOMMU_PERM_WRITE : IOMMU_PERM_READ, gpa, &f);
 	if (r == -EFAULT)
 		virtio_iommu_report_fault(c->viommu, &f);
 	return r;
+}
+
+/* The virtio core's DMA hook: every ring and buffer address of a device
+ * behind us comes through here. */
+static int viommu_dma_translate(void *opaque, uint64_t iova, uint64_t len, bool write, uint64_t *gpa)
+{
+	struct viommu_client *c = opaque;
+	uint32_t perm = write ? IOMMU_PERM_WRITE : IOMMU_PERM_READ;
+	struct iommu_endpoint *ep = c->ep;
+
+	if (__builtin_expect(len && iova + len - 1 >= iova, 1) &&
+	    iommu_tlb_lookup(&c->viommu->io, ep, iova, len, perm, gpa)) {
+		atomic_store_explicit(&ep->tlb_hits,
+				      atomic_load_explicit(&ep->tlb_hits, memory_order_relaxed) + 1,
+				      memory_order_relaxed);
+		return 0;
+	}
+	return viommu_dma_translate_slow(c, iova, len, perm, gpa);
 }
 
 int virtio_iommu_add_endpoint(struct virtio_iommu *v, struct virtio_device *client, uint16_t bdf)
@@ -382,9 +400,15 @@ void virtio_iommu_info(struct virtio_iommu *v, struct cJSON *obj)
 
 	cJSON_AddNumberToObject(obj, "mappings", (double)iommu_nr_mappings(&v->io));
 	cJSON_AddBoolToObject(obj, "bypass", atomic_load(&v->io.bypass));
-	cJSON_AddNumberToObject(obj, "requests", (double)v->requests);
+	uint64_t requests, events;
+
+	pthread_mutex_lock(&v->vdev.lock);
+	requests = v->requests;
+	events = v->events_sent;
+	pthread_mutex_unlock(&v->vdev.lock);
+	cJSON_AddNumberToObject(obj, "requests", (double)requests);
 	cJSON_AddNumberToObject(obj, "faults", (double)atomic_load(&v->io.nr_faults));
-	cJSON_AddNumberToObject(obj, "fault_events_sent", (double)v->events_sent);
+	cJSON_AddNumberToObject(obj, "fault_events_sent", (double)events);
 	if (doms)
 		iommu_for_each_domain(&v->io, info_domain, doms);
 	if (eps)

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "devices/viot.h"
+#include "devices/virtio_iommu_transport.h"
 #include "devices/virtio_net.h"
 #include "migration/state.h"
 #include "vmm/log.h"
@@ -81,23 +82,38 @@ static void viommu_vm_destroy(struct device *dev)
 	free(v);
 }
 
-/* Only the translation state is ours to save here; the virtio transport and
- * queue state are saved by the virtio-pci state code next to it (branch net /
- * snap), under the same device node. */
+/* Device node: the PCI function and virtio transport under "transport"
+ * (virtio_iommu_transport.h), the translation state under "iommu"
+ * (virtio_iommu_state.h). */
 #define VIOMMU_DEVICE_STATE_VERSION 1
 
 static int viommu_vm_save(struct device *dev, struct state_node *node)
 {
+	struct viommu_vm *v = to_vv(dev);
+	struct state_node *t;
 	int r = state_set_version(node, VIOMMU_DEVICE_STATE_VERSION);
 
-	return r ? r : virtio_iommu_save(&to_vv(dev)->viommu, node);
+	if (r)
+		return r;
+	t = state_add_node(node, "transport", VIOMMU_DEVICE_STATE_VERSION);
+	if (!t)
+		return -ENOMEM;
+	r = viommu_transport_save(&v->vp, t);
+	return r ? r : virtio_iommu_save(&v->viommu, node);
 }
 
 static int viommu_vm_load(struct device *dev, const struct state_node *node)
 {
-	if (state_node_version(node, 1, VIOMMU_DEVICE_STATE_VERSION, NULL))
+	struct viommu_vm *v = to_vv(dev);
+	struct state_node t;
+	int r;
+
+	if (state_node_version(node, 1, VIOMMU_DEVICE_STATE_VERSION, NULL) ||
+	    state_child(node, "transport", &t) ||
+	    state_node_version(&t, 1, VIOMMU_DEVICE_STATE_VERSION, NULL))
 		return -EINVAL;
-	return virtio_iommu_load(&to_vv(dev)->viommu, node);
+	r = viommu_transport_load(&v->vp, &t);
+	return r ? r : virtio_iommu_load(&v->viommu, node);
 }
 
 static void viommu_vm_info(struct device *dev, struct cJSON *obj)
@@ -108,6 +124,41 @@ static void viommu_vm_info(struct device *dev, struct cJSON *obj)
 	virtio_iommu_info(&v->viommu, obj);
 }
 
+static int sum_endpoint(void *opaque, const struct iommu_endpoint_info *e)
+{
+	uint64_t *sum = opaque;
+
+	sum[0] += e->tlb_hits;
+	sum[1] += e->tlb_misses;
+	return 0;
+}
+
+static void viommu_vm_counters(struct device *dev, struct cJSON *obj)
+{
+	struct viommu_vm *v = to_vv(dev);
+	struct virtio_iommu *vi = &v->viommu;
+	uint64_t tlb[2] = { 0, 0 }, requests, bad, events, dropped;
+
+	pthread_mutex_lock(&vi->vdev.lock);
+	requests = vi->requests;
+	bad = vi->bad_requests;
+	events = vi->events_sent;
+	pthread_mutex_unlock(&vi->vdev.lock);
+	pthread_mutex_lock(&vi->fault_lock);
+	dropped = vi->faults_dropped;
+	pthread_mutex_unlock(&vi->fault_lock);
+	iommu_for_each_endpoint(&vi->io, sum_endpoint, tlb);
+	cJSON_AddNumberToObject(obj, "requests", (double)requests);
+	cJSON_AddNumberToObject(obj, "bad_requests", (double)bad);
+	cJSON_AddNumberToObject(obj, "map_ops", (double)atomic_load(&vi->io.nr_map_ops));
+	cJSON_AddNumberToObject(obj, "unmap_ops", (double)atomic_load(&vi->io.nr_unmap_ops));
+	cJSON_AddNumberToObject(obj, "faults", (double)atomic_load(&vi->io.nr_faults));
+	cJSON_AddNumberToObject(obj, "fault_events_sent", (double)events);
+	cJSON_AddNumberToObject(obj, "fault_events_dropped", (double)dropped);
+	cJSON_AddNumberToObject(obj, "translation_cache_hits", (double)tlb[0]);
+	cJSON_AddNumberToObject(obj, "translation_cache_misses", (double)tlb[1]);
+}
+
 static const struct device_ops viommu_vm_ops = {
 	.type = "virtio-iommu",
 	.reset = viommu_vm_reset,
@@ -115,6 +166,7 @@ static const struct device_ops viommu_vm_ops = {
 	.save = viommu_vm_save,
 	.load = viommu_vm_load,
 	.info = viommu_vm_info,
+	.counters = viommu_vm_counters,
 };
 
 int viommu_vm_create(struct vm *vm, struct pci_bus *bus, struct viommu_vm **out)

@@ -513,6 +513,18 @@ int virtio_net_announce(struct virtio_net *net)
 	return ret;
 }
 
+int virtio_net_announce_all(struct vm *vm)
+{
+	int n = 0;
+
+	for (struct device *d = vm->devices; d; d = d->next) {
+		if (d->ops && d->ops->type && !strcmp(d->ops->type, "virtio-net") &&
+		    virtio_net_announce((struct virtio_net *)((char *)d - offsetof(struct virtio_net, dev))) == 0)
+			n++;
+	}
+	return n;
+}
+
 /* ---- construction without PCI ------------------------------------------------------------- */
 
 int virtio_net_init(struct virtio_net *net, const char *name, struct guest_mem *mem,
@@ -665,6 +677,14 @@ static void net_ring_ready(void *opaque, uint32_t events)
 			w.queue[idx] = true;
 		else if ((tag >> 32) == NET_TAG_TAP && idx < net->nr_pairs)
 			w.tap[idx] = true;
+		/* A back end that reports an error or hangup (TAP deleted) is not
+		 * polled again: re-arming would complete at once, forever. */
+		if ((tag >> 32) == NET_TAG_TAP &&
+		    (cqe->res < 0 || (cqe->res & (POLLERR | POLLHUP | POLLNVAL)))) {
+			if (!(cqe->flags & IORING_CQE_F_MORE))
+				log_err(net->dev.name, "back end of queue pair %u is gone", idx);
+			continue;
+		}
 		/* A multishot poll without F_MORE has ended: arm it again. */
 		if (!(cqe->flags & IORING_CQE_F_MORE) && cqe->res != -ECANCELED) {
 			int fd = net_tag_fd(net, tag);

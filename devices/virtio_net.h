@@ -98,6 +98,9 @@ int virtio_net_ctrl_process(struct virtio_net *net);
 /* Ask the guest to announce itself (after migration): sets
  * VIRTIO_NET_S_ANNOUNCE and sends a config interrupt (§5.1.6.5.4). */
 int virtio_net_announce(struct virtio_net *net);
+/* The same for every virtio-net of @vm (after restore / incoming migration);
+ * returns how many devices were asked. */
+int virtio_net_announce_all(struct vm *vm);
 
 /* Back ends (virtio_net_tap.c). Each returns fds[nr] non-blocking with the
  * vnet header enabled, or -errno with a one-line reason in @err. */

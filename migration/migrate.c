@@ -25,6 +25,11 @@
 #include "vmm/vm.h"
 
 #define MIG_DEFAULT_ACK_TIMEOUT_MS 30000
+#define MIG_CONNECT_RETRIES 100
+#define MIG_PEER_REASON_WAIT_MS 500
+/* How often (in 64-page bitmap words) a pass looks for a destination's ERROR. */
+#define MIG_PEER_CHECK_WORDS 16
+#define MIG_CONNECT_RETRY_US 20000
 /* Fixed cost of the stop-and-copy phase besides pages (state tree, acks). */
 #define MIG_STOP_OVERHEAD_US 2000
 
@@ -116,10 +121,28 @@ static int fail(struct mig_source *m, int ret, const char *fmt, ...)
 	return ret ? ret : -EIO;
 }
 
+/* A destination that gives up sends ERROR and closes: when our send fails
+ * first, its reason may still be waiting on the main connection. */
+static bool peer_reason(struct mig_source *m)
+{
+	struct mig_stream *s = &m->lanes[0].s;
+	struct mig_frame f;
+	int saved = s->recv_timeout_ms;
+
+	if (s->fd < 0)
+		return false;
+	s->recv_timeout_ms = MIG_PEER_REASON_WAIT_MS;
+	int ret = mig_recv(s, &f, 0);
+	s->recv_timeout_ms = saved;
+	return ret == -ECONNABORTED;
+}
+
 static int fail_stream(struct mig_source *m, struct mig_stream *s, int ret, const char *what)
 {
 	if (atomic_load(&m->cancel))
 		return fail(m, -ECANCELED, "cancelled");
+	if ((ret == -EPIPE || ret == -ECONNRESET) && peer_reason(m))
+		return fail(m, ret, "%s", m->lanes[0].s.err);
 	return fail(m, ret, "%s: %s", what, s->err[0] ? s->err : strerror_safe(-ret));
 }
 
@@ -138,6 +161,13 @@ static int connect_lanes(struct mig_source *m)
 		h.session = (uint32_t)now_ns();
 	for (unsigned i = 0; i < m->nr_lanes; i++) {
 		int fd = mig_connect(&m->url, err, sizeof(err));
+
+		/* A destination started just now may not listen yet: retry briefly. */
+		for (unsigned t = 0; i == 0 && (fd == -ECONNREFUSED || fd == -ENOENT) && t < MIG_CONNECT_RETRIES &&
+				     !atomic_load(&m->cancel); t++) {
+			usleep(MIG_CONNECT_RETRY_US);
+			fd = mig_connect(&m->url, err, sizeof(err));
+		}
 
 		if (fd < 0)
 			return fail(m, fd, "%s", err);
@@ -218,7 +248,7 @@ static int send_pass(struct mig_source *m, bool first)
 			if (ret)
 				return fail_stream(m, &l->s, ret, "sending memory");
 		}
-		if (w % 256 == 255) {
+		if (w % MIG_PEER_CHECK_WORDS == MIG_PEER_CHECK_WORDS - 1) {
 			ret = check_peer(m);
 			if (ret)
 				return ret;

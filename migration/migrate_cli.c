@@ -16,12 +16,16 @@
 
 #include <cjson/cJSON.h>
 
+#include "api/actions_migration.h"
 #include "api/api.h"
 #include "migration/migrate.h"
 #include "vmm/cli.h"
 #include "vmm/config.h"
 #include "vmm/log.h"
 #include "vmm/vm.h"
+
+/* How long a VMM whose VM migrated away keeps its API up for the final status. */
+#define MIG_LINGER_MS 3000
 
 enum { OPT_INCOMING = 300, OPT_API_SOCK, OPT_CONSOLE, OPT_MEMORY_DIR, OPT_ACCEPT_TIMEOUT };
 
@@ -125,6 +129,10 @@ int cli_run_incoming(int argc, char **argv)
 		cli_error("%s", vm->exit_reason);
 	else
 		log_info("vm", "%s", vm->exit_reason);
+	/* Moved on: let the API client that asked see "completed" before we go. */
+	if (srv && !strncmp(vm->exit_reason, "migrated to", 11))
+		for (int i = 0; i < MIG_LINGER_MS / 5 && !api_server_migration_reported(srv); i++)
+			usleep(5000);
 	api_server_stop(srv); /* joins an outgoing migration before the VM goes */
 	vm_destroy(vm);
 	config_free(&console_cfg);
@@ -254,7 +262,7 @@ int cli_migrate(int argc, char **argv)
 		return CLI_EXIT_ERROR;
 	optind = 1;
 	opterr = 0;
-	while ((opt = getopt_long(argc, argv, "+h", migrate_options, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "h", migrate_options, NULL)) != -1) {
 		switch (opt) {
 		case 'a':
 			sock = optarg;

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -26,6 +27,7 @@
 #include "vmm/vm.h"
 
 #define MIG_DEFAULT_FRAME_TIMEOUT_MS 30000
+#define MIG_DRAIN_MS 2000
 
 struct in_lane {
 	struct mig_stream s;
@@ -408,6 +410,29 @@ static int finish(struct mig_incoming *in)
 	return 0;
 }
 
+/* Closing with unread data would reset the connection and could destroy our
+ * ERROR frame before the source reads it: stop writing, and swallow what the
+ * source still sends until it hangs up (bounded). */
+static void drain_until_source_closes(struct mig_incoming *in)
+{
+	char buf[65536];
+	int fd = in->lanes[0].s.fd;
+	uint64_t end = now_ns() + MIG_DRAIN_MS * 1000000ULL;
+
+	for (unsigned i = 1; i < in->nr_lanes; i++)
+		if (in->lanes[i].s.fd >= 0)
+			shutdown(in->lanes[i].s.fd, SHUT_RDWR);
+	shutdown(fd, SHUT_WR);
+	while (now_ns() < end) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+
+		if (poll(&p, 1, 50) < 0 && errno != EINTR)
+			break;
+		if (p.revents && read(fd, buf, sizeof(buf)) <= 0)
+			break;
+	}
+}
+
 static void incoming_cleanup(struct mig_incoming *in, bool ok)
 {
 	for (unsigned i = 1; i < in->nr_lanes; i++)
@@ -466,8 +491,10 @@ int mig_incoming(const char *url, const struct mig_incoming_opts *opts, struct v
 	close(lfd);
 	if (u.kind == MIG_TRANSPORT_UNIX)
 		unlink(u.path);
-	if (ret && in->lanes[0].s.fd >= 0)
+	if (ret && in->lanes[0].s.fd >= 0) {
 		mig_send_error(&in->lanes[0].s, "destination: %s", in->err);
+		drain_until_source_closes(in);
+	}
 	if (stats) {
 		memset(stats, 0, sizeof(*stats));
 		stats->total_us = (now_ns() - t0) / 1000;

@@ -25,6 +25,7 @@
 #define AVAIL_GPA  0x20000
 #define USED_GPA   0x30000
 #define FRAME_GPA  0x40000
+#define BENCH_REPEATS 3
 
 struct opts {
 	const char *vmm, *guest, *out;
@@ -95,7 +96,7 @@ static int open_tap(void)
 }
 
 /* The physical limit: write() the frame to the TAP in a loop. */
-static double bench_limit(unsigned size, unsigned frames)
+static double bench_limit(unsigned size, unsigned frames, double *per_core)
 {
 	uint8_t frame[VIRTIO_NET_HDR_LEN + 1514];
 	int fd = open_tap();
@@ -105,12 +106,14 @@ static double bench_limit(unsigned size, unsigned frames)
 	if (fd < 0)
 		return -1;
 	build_frame(frame, size);
+	double c0 = now_s(CLOCK_THREAD_CPUTIME_ID);
 	t0 = now_s(CLOCK_MONOTONIC);
 	for (unsigned i = 0; i < frames;) {
 		if (write(fd, frame, VIRTIO_NET_HDR_LEN + size) > 0)
 			i++;
 	}
 	t = now_s(CLOCK_MONOTONIC) - t0;
+	*per_core = frames / (now_s(CLOCK_THREAD_CPUTIME_ID) - c0);
 	close(fd);
 	if (tap_rx_packets() - before < (long)frames)
 		fprintf(stderr, "bench-net: TAP counted %ld of %u frames\n", tap_rx_packets() - before, frames);
@@ -193,7 +196,7 @@ static double bench_guest(const struct opts *o, unsigned size, unsigned frames, 
 	pid_t pid;
 	int st;
 
-	snprintf(cmdline, sizeof(cmdline), "test=net-tx-flood count=%u size=%u", frames, size);
+	snprintf(cmdline, sizeof(cmdline), "test=net-tx-flood event_idx=1 count=%u size=%u", frames, size);
 	snprintf(outpath, sizeof(outpath), "/tmp/vmm-bench-net-%d.out", (int)getpid());
 	pid = fork();
 	if (pid < 0)
@@ -287,7 +290,9 @@ static const char note[] =
 	"bounded by the guest's own instruction rate, not by the device: the 0.8 target is not "
 	"reachable on this machine and guest_ratio is reported as measured. device_ratio is the "
 	"device-side TX path alone (pre-built descriptor chains, zero-copy writev to the same TAP, "
-	"one core) against the same limit: it is what a hardware-KVM guest could reach at most.";
+	"one core) against the same limit (best of three runs each; *_per_core figures divide by the "
+	"thread's CPU time, so they do not depend on what else the two cores were doing): it is what a "
+	"hardware-KVM guest could reach at most.";
 
 int main(int argc, char **argv)
 {
@@ -331,21 +336,38 @@ int main(int argc, char **argv)
 	}
 	for (unsigned i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
 		unsigned size = sizes[i];
-		double limit, dev_core = -1, dev_wall = -1, guest_host, guest_self;
+		double limit, limit_core, dev_core = -1, dev_wall = -1, guest_host, guest_self;
 		cJSON *r = cJSON_CreateObject();
 
-		limit = bench_limit(size, o.limit_frames);
-		if (bench_device(size, o.micro_frames, &dev_core, &dev_wall))
-			fprintf(stderr, "bench-net: device microbenchmark failed\n");
+		/* Best of three: this machine has two cores and other work. */
+		limit = limit_core = -1;
+		for (int rep = 0; rep < BENCH_REPEATS; rep++) {
+			double l, lc, dc = -1, dw = -1;
+
+			l = bench_limit(size, o.limit_frames, &lc);
+			if (l > limit) {
+				limit = l;
+				limit_core = lc;
+			}
+			if (bench_device(size, o.micro_frames, &dc, &dw))
+				fprintf(stderr, "bench-net: device microbenchmark failed\n");
+			if (dw > dev_wall) {
+				dev_wall = dw;
+				dev_core = dc;
+			}
+		}
 		guest_host = bench_guest(&o, size, o.guest_frames, &guest_self);
 		cJSON_AddNumberToObject(r, "frame_bytes", size);
 		cJSON_AddNumberToObject(r, "limit_fps", limit);
+		cJSON_AddNumberToObject(r, "limit_fps_per_core", limit_core);
 		cJSON_AddNumberToObject(r, "guest_fps", guest_host);
 		cJSON_AddNumberToObject(r, "guest_fps_guest_clock", guest_self);
 		cJSON_AddNumberToObject(r, "guest_ratio", limit > 0 && guest_host > 0 ? guest_host / limit : -1);
 		cJSON_AddNumberToObject(r, "device_fps_per_core", dev_core);
 		cJSON_AddNumberToObject(r, "device_fps_wall", dev_wall);
 		cJSON_AddNumberToObject(r, "device_ratio", limit > 0 && dev_wall > 0 ? dev_wall / limit : -1);
+		cJSON_AddNumberToObject(r, "device_ratio_per_core",
+					limit_core > 0 && dev_core > 0 ? dev_core / limit_core : -1);
 		cJSON_AddItemToArray(results, r);
 		printf("bench-net: %4u B  limit %.0f fps  guest %.0f fps (ratio %.3f)  device %.0f fps/core, %.0f fps wall (ratio %.3f)\n",
 		       size, limit, guest_host, guest_host / limit, dev_core, dev_wall, dev_wall / limit);

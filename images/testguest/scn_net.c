@@ -1,6 +1,8 @@
 /* Network scenarios over the virtio-net device (vnet.c, net.c).
  *   net-echo       answer ARP/ping, echo UDP, until a UDP datagram "stop"
  *                  (params: ip=A.B.C.D/N)
+ * All take event_idx=1 to negotiate VIRTIO_RING_F_EVENT_IDX; net-echo takes
+ * mq=1 to negotiate CTRL_VQ + MQ and receive on two RX queues.
  *   net-tx-flood   send count=N frames of size=B bytes (default 20000 x 64)
  *                  to dst=A.B.C.D as fast as the ring allows, report the count
  *   net-bad-desc   post malformed chains; each must put the device in
@@ -16,6 +18,10 @@ static void setup(struct netif *nif, u64 want)
 	const char *ip = param_get("ip");
 	int r;
 
+	if (param_u64("event_idx", 0))
+		want |= VNET_F_EVENT_IDX;
+	if (param_u64("mq", 0))
+		want |= VNET_F_CTRL_VQ | VNET_F_MQ;
 	if (!ip)
 		ip = "10.0.2.15/24";
 	if (!net_parse_ip(ip, &nif->ip, &nif->mask))
@@ -25,10 +31,10 @@ static void setup(struct netif *nif, u64 want)
 		fail("virtio-net init failed at step %d (status 0x%x)", -r, dev.common ? vnet_status(&dev) : 0);
 	nif->dev = &dev;
 	memcpy(nif->mac, dev.mac, 6);
-	guest_printf("net: ready mac=%02x:%02x:%02x:%02x:%02x:%02x ip=%u.%u.%u.%u features=0x%lx\n",
+	guest_printf("net: ready mac=%02x:%02x:%02x:%02x:%02x:%02x ip=%u.%u.%u.%u features=0x%lx pairs=%u\n",
 		     dev.mac[0], dev.mac[1], dev.mac[2], dev.mac[3], dev.mac[4], dev.mac[5],
 		     nif->ip >> 24, (nif->ip >> 16) & 0xff, (nif->ip >> 8) & 0xff, nif->ip & 0xff,
-		     (unsigned long)dev.features);
+		     (unsigned long)dev.features, dev.pairs);
 }
 
 static void net_echo(void)
@@ -52,9 +58,10 @@ static void net_echo(void)
 		vnet_tx_reclaim(&dev);
 		cpu_relax();
 	}
-	pass_with("rx=%lu tx=%lu icmp=%lu udp=%lu arp=%lu", (unsigned long)nif.rx_frames,
+	pass_with("rx=%lu tx=%lu icmp=%lu udp=%lu arp=%lu rxq0=%lu rxq1=%lu", (unsigned long)nif.rx_frames,
 		  (unsigned long)nif.tx_frames, (unsigned long)nif.icmp_echo,
-		  (unsigned long)nif.udp_echo, (unsigned long)nif.arp_replies);
+		  (unsigned long)nif.udp_echo, (unsigned long)nif.arp_replies,
+		  (unsigned long)dev.rx_per_queue[0], (unsigned long)dev.rx_per_queue[1]);
 }
 SCENARIO("net-echo", net_echo);
 

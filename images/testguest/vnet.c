@@ -117,6 +117,36 @@ void vnet_notify(struct vnet *v, struct vnet_queue *q)
 	mmio_write16(q->notify, q->index);
 }
 
+static bool event_idx(const struct vnet *v)
+{
+	return v->features & VNET_F_EVENT_IDX;
+}
+
+/* avail_event sits after the used ring, used_event after the avail ring (§2.7.10). */
+static u16 avail_event(const struct vnet_queue *q)
+{
+	return *(volatile u16 *)((volatile u8 *)q->used_hdr + 4 + 8 * q->size);
+}
+
+static void set_used_event(struct vnet_queue *q, u16 idx)
+{
+	q->avail[2 + q->size] = idx;
+}
+
+/* Kick if the device asked for it: EVENT_IDX (vring_need_event) or flags. */
+static void kick(struct vnet *v, struct vnet_queue *q, u16 old_idx)
+{
+	__asm__ volatile("lock; addl $0, (%%rsp)" ::: "memory", "cc");   /* publish idx before reading the device's wish */
+	if (event_idx(v)) {
+		u16 ev = avail_event(q), n = q->avail_idx;
+
+		if ((u16)(n - ev - 1) < (u16)(n - old_idx))
+			vnet_notify(v, q);
+	} else if (!(q->used_hdr[0] & USED_F_NO_NOTIFY)) {
+		vnet_notify(v, q);
+	}
+}
+
 static void publish(struct vnet_queue *q, u16 head)
 {
 	q->avail[2 + q->avail_idx % q->size] = head;
@@ -131,10 +161,8 @@ void vnet_post_raw(struct vnet *v, struct vnet_queue *q, u16 head)
 	publish(q, head);
 }
 
-static void rx_fill(struct vnet *v)
+static void rx_fill(struct vnet *v, struct vnet_queue *q)
 {
-	struct vnet_queue *q = &v->rx;
-
 	for (u16 i = 0; i < q->size; i++) {
 		q->desc[i].addr = (u64)(q->bufs + (u64)i * VNET_BUF_SIZE);
 		q->desc[i].len = VNET_BUF_SIZE;
@@ -142,6 +170,32 @@ static void rx_fill(struct vnet *v)
 		publish(q, i);
 	}
 	vnet_notify(v, q);
+}
+
+/* VIRTIO_NET_CTRL_MQ / VQ_PAIRS_SET (§5.1.6.5.5): class, command, u16 pairs
+ * readable; one ack byte writable. Polls for the answer. */
+static int vnet_ctrl_mq(struct vnet *v, u16 pairs)
+{
+	struct vnet_queue *q = &v->ctrl;
+	u8 *cmd = q->bufs, *ack = q->bufs + 64;
+
+	cmd[0] = 4;   /* VIRTIO_NET_CTRL_MQ */
+	cmd[1] = 0;   /* VQ_PAIRS_SET */
+	cmd[2] = (u8)pairs;
+	cmd[3] = (u8)(pairs >> 8);
+	*ack = 0xff;
+	q->desc[0] = (struct vq_desc){ (u64)cmd, 4, VQ_DESC_F_NEXT, 1 };
+	q->desc[1] = (struct vq_desc){ (u64)ack, 1, VQ_DESC_F_WRITE, 0 };
+	barrier();
+	publish(q, 0);
+	vnet_notify(v, q);
+	for (u64 end = time_us() + 2000000; q->used_hdr[1] == q->last_used; ) {
+		if (time_us() > end)
+			return -1;
+		cpu_relax();
+	}
+	q->last_used++;
+	return *(volatile u8 *)ack == 0 ? 0 : -1;   /* VIRTIO_NET_OK */
 }
 
 int vnet_init(struct vnet *v, u64 want)
@@ -162,8 +216,10 @@ int vnet_init(struct vnet *v, u64 want)
 			return -3;
 		irq_dev = v;
 		idt_set_handler(v->rx_vector, vnet_irq);
-		msix_set_entry(&v->msix, 1, v->rx_vector, lapic_id());
-		msix_mask(&v->msix, 1, false);
+		for (u16 e = 1; e <= 2 && e < v->msix.table_size; e++) {
+			msix_set_entry(&v->msix, e, v->rx_vector, lapic_id());
+			msix_mask(&v->msix, e, false);
+		}
 		msix_enable(&v->msix, true);
 	}
 	vnet_reset(v);
@@ -187,9 +243,26 @@ int vnet_init(struct vnet *v, u64 want)
 	queue_alloc(&v->tx, 1);
 	if (queue_setup(v, &v->rx, 1) || queue_setup(v, &v->tx, NO_VECTOR))
 		return -5;
+	v->pairs = 1;
+	u16 max_pairs = mmio_read16(v->device + 8);   /* virtio_net_config.max_virtqueue_pairs */
+	bool mq = (v->features & (VNET_F_MQ | VNET_F_CTRL_VQ)) == (VNET_F_MQ | VNET_F_CTRL_VQ) &&
+		  max_pairs >= 2 && v->msix.table_size > 2;
+	if (mq) {
+		queue_alloc(&v->rx1, 2);
+		queue_alloc(&v->ctrl, (u16)(2 * max_pairs));
+		if (queue_setup(v, &v->rx1, 2) || queue_setup(v, &v->ctrl, NO_VECTOR))
+			return -5;
+	}
 	v->tx_free = v->tx.size;
+	v->cur = &v->rx;
 	set_status(v, VIRTIO_S_ACK | VIRTIO_S_DRIVER | VIRTIO_S_FEATURES_OK | VIRTIO_S_DRIVER_OK);
-	rx_fill(v);
+	rx_fill(v, &v->rx);
+	if (mq) {
+		rx_fill(v, &v->rx1);
+		if (vnet_ctrl_mq(v, 2) != 0)
+			return -6;
+		v->pairs = 2;
+	}
 	return 0;
 }
 
@@ -202,13 +275,6 @@ u32 vnet_tx_reclaim(struct vnet *v)
 	q->last_used = used;
 	v->tx_free += n;
 	return n;
-}
-
-static void tx_kick(struct vnet *v)
-{
-	/* Without EVENT_IDX the device says with USED_F_NO_NOTIFY when it polls. */
-	if (!(v->tx.used_hdr[0] & USED_F_NO_NOTIFY))
-		vnet_notify(v, &v->tx);
 }
 
 int vnet_send(struct vnet *v, const void *frame, u32 len)
@@ -229,8 +295,9 @@ int vnet_send(struct vnet *v, const void *frame, u32 len)
 	q->desc[idx].flags = 0;
 	v->tx_free--;
 	barrier();
+	u16 old = q->avail_idx;
 	publish(q, idx);
-	tx_kick(v);
+	kick(v, q, old);
 	return 0;
 }
 
@@ -238,6 +305,7 @@ u32 vnet_send_same(struct vnet *v, u64 buf_gpa, u32 len, u32 n)
 {
 	struct vnet_queue *q = &v->tx;
 	u32 done = 0;
+	u16 old = q->avail_idx;
 
 	vnet_tx_reclaim(v);
 	while (done < n && v->tx_free) {
@@ -254,7 +322,7 @@ u32 vnet_send_same(struct vnet *v, u64 buf_gpa, u32 len, u32 n)
 	if (done) {
 		barrier();
 		q->avail[1] = q->avail_idx;
-		tx_kick(v);
+		kick(v, q, old);
 	}
 	return done;
 }
@@ -265,9 +333,15 @@ u8 *vnet_recv(struct vnet *v, u32 *len)
 	u16 used = q->used_hdr[1];
 	u32 id, l;
 
+	if (used == q->last_used && v->pairs > 1) {
+		q = &v->rx1;
+		used = q->used_hdr[1];
+	}
 	if (used == q->last_used)
 		return NULL;
 	barrier();
+	v->cur = q;
+	v->rx_per_queue[q == &v->rx1]++;
 	id = q->used[q->last_used % q->size].id;
 	l = q->used[q->last_used % q->size].len;
 	if (id >= q->size || l < VNET_HDR_LEN || l > VNET_BUF_SIZE) {
@@ -280,20 +354,27 @@ u8 *vnet_recv(struct vnet *v, u32 *len)
 
 void vnet_rx_done(struct vnet *v)
 {
-	struct vnet_queue *q = &v->rx;
+	struct vnet_queue *q = v->cur;
 	u32 id = q->used[q->last_used % q->size].id;
+
+	u16 old = q->avail_idx;
 
 	q->last_used++;
 	if (id < q->size)
 		publish(q, (u16)id);
-	if (!(q->used_hdr[0] & USED_F_NO_NOTIFY))
-		vnet_notify(v, q);
+	kick(v, q, old);
 }
 
 void vnet_wait_rx(struct vnet *v)
 {
 	irq_disable();
-	if (v->rx.used_hdr[1] == v->rx.last_used)
+	/* EVENT_IDX: interrupt me when the next buffer is used. */
+	set_used_event(&v->rx, v->rx.last_used);
+	if (v->pairs > 1)
+		set_used_event(&v->rx1, v->rx1.last_used);
+	__asm__ volatile("lock; addl $0, (%%rsp)" ::: "memory", "cc");
+	if (v->rx.used_hdr[1] == v->rx.last_used &&
+	    (v->pairs < 2 || v->rx1.used_hdr[1] == v->rx1.last_used))
 		irq_enable_and_halt();
 	else
 		irq_enable();

@@ -15,6 +15,8 @@
 #define VNET_F_MAC        (1ULL << 5)
 #define VNET_F_MRG_RXBUF  (1ULL << 15)
 #define VNET_F_STATUS     (1ULL << 16)
+#define VNET_F_CTRL_VQ    (1ULL << 17)
+#define VNET_F_MQ         (1ULL << 22)
 #define VNET_F_INDIRECT   (1ULL << 28)
 #define VNET_F_EVENT_IDX  (1ULL << 29)
 #define VNET_F_VERSION_1  (1ULL << 32)
@@ -51,13 +53,20 @@ struct vnet {
 	u64 features;
 	u8 mac[6];
 	struct vnet_queue rx, tx;
+	/* With MQ: a second RX queue (pair 1) and the control queue. */
+	struct vnet_queue rx1, ctrl;
+	u16 pairs;                    /* RX queues in use: 1 or 2 */
+	struct vnet_queue *cur;       /* queue of the frame vnet_recv returned */
+	u64 rx_per_queue[2];
 	u8 rx_vector;
 	volatile u32 rx_irqs;
 	u32 tx_free;                  /* descriptors not in flight */
 };
 
 /* Find and initialize the device (reset, negotiate @want & offered, rings,
- * MSI-X, DRIVER_OK, RX buffers posted). Returns 0 or a negative step number. */
+ * MSI-X, DRIVER_OK, RX buffers posted). With CTRL_VQ and MQ negotiated and a
+ * device offering 2+ pairs, also brings up rx1 and switches to 2 pairs with
+ * VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET. Returns 0 or a negative step number. */
 int vnet_init(struct vnet *v, u64 want);
 /* Device status register. */
 u8 vnet_status(struct vnet *v);

@@ -37,6 +37,14 @@ static int tap_persist(const char *name, int persist)
 	return ret;
 }
 
+/* Remove TAP @name. The vmm may still be closing its queue fds in a
+ * teardown child for a moment (TUNSETIFF answers EBUSY meanwhile): retry. */
+static void tap_delete(const char *name)
+{
+	for (int i = 0; i < 250 && tap_persist(name, 0) == -EBUSY; i++)
+		usleep(20000);
+}
+
 static bool can_connect(const char *sock)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -166,7 +174,7 @@ Test(iommu_api, vm_info_lists_domains_endpoints_mappings, .timeout = 120)
 		kill(pid, SIGKILL);
 		waitpid(pid, &st, 0);
 	}
-	tap_persist(tap, 0);
+	tap_delete(tap);
 	unlink(console);
 	rmdir(dir);
 	free(kernel);

@@ -176,8 +176,10 @@ static int vmm_wait(int timeout_ms)
 }
 
 /* In a child that joined the namespace: @n UDP round trips to the guest,
- * each payload checked, then "stop". Exit status = failures. */
-static int udp_round_trips(const char *guest_ip, int n)
+ * each payload checked, then "stop". With @flows, every datagram comes from
+ * a new socket (a new source port: a new flow for multi-queue steering).
+ * Exit status = failures. */
+static int udp_exchange(const char *guest_ip, int n, bool flows)
 {
 	pid_t pid = fork();
 	int st;
@@ -199,6 +201,11 @@ static int udp_round_trips(const char *guest_ip, int n)
 			int len = snprintf(msg, sizeof(msg), "vmm-udp-%d-%d", i, (int)getpid());
 			ssize_t got;
 
+			if (flows && i) {
+				close(s);
+				s = socket(AF_INET, SOCK_DGRAM, 0);
+				setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+			}
 			sendto(s, msg, (size_t)len, 0, (struct sockaddr *)&to, sizeof(to));
 			got = recv(s, buf, sizeof(buf), 0);
 			if (got != len || memcmp(buf, msg, (size_t)len))
@@ -211,7 +218,12 @@ static int udp_round_trips(const char *guest_ip, int n)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 100;
 }
 
-static void ping_udp_and_stop(const char *guest_ip)
+static int udp_round_trips(const char *guest_ip, int n)
+{
+	return udp_exchange(guest_ip, n, false);
+}
+
+static void ping_udp_and_stop_flows(const char *guest_ip, bool flows)
 {
 	int st;
 
@@ -226,11 +238,16 @@ static void ping_udp_and_stop(const char *guest_ip)
 		cr_expect_eq(sh("%s", cmd), 0, "ping did not get 5 replies");
 		sh("rm -f %s.ping", env.out_path);
 	}
-	cr_expect_eq(udp_round_trips(guest_ip, 10), 0, "UDP round trips failed");
+	cr_expect_eq(udp_exchange(guest_ip, flows ? 24 : 10, flows), 0, "UDP round trips failed");
 	cr_assert_eq(vmm_wait(harness_timeout_ms(10000)), 0, "vmm did not exit cleanly:\n%s",
 		     read_output());
 	cr_assert_not_null(strstr(read_output(), "PASS net-echo"), "%s", read_output());
 	cr_assert_not_null(strstr(read_output(), "icmp=5"), "%s", read_output());
+}
+
+static void ping_udp_and_stop(const char *guest_ip)
+{
+	ping_udp_and_stop_flows(guest_ip, false);
 }
 
 TestSuite(net, .fini = env_cleanup, .timeout = 60);
@@ -240,14 +257,18 @@ Test(net, tap_ping_and_udp_echo)
 	skip_unless_capable();
 	ns_create();
 	tap_create("tap0", HOST_IP "/24");
-	vmm_start("test=net-echo ip=" GUEST_IP "/24", "tap=tap0,mac=52:54:00:ab:cd:01");
+	/* EVENT_IDX here; the macvtap test below uses the flags path. */
+	vmm_start("test=net-echo event_idx=1 ip=" GUEST_IP "/24", "tap=tap0,mac=52:54:00:ab:cd:01");
 	ping_udp_and_stop(GUEST_IP);
 	cr_assert_not_null(strstr(read_output(), "mac=52:54:00:ab:cd:01"), "guest did not get the MAC");
+	const char *f = strstr(read_output(), "features=0x");
+	cr_assert(f && (strtoull(f + 11, NULL, 16) >> 29 & 1), "EVENT_IDX not negotiated: %s", read_output());
 }
 
 /* Two vCPUs: one queue pair per vCPU, one TAP queue each (IFF_MULTI_QUEUE).
- * The guest drives pair 0 only; the other TAP queue must be detached so the
- * kernel steers nothing to a queue nobody reads. */
+ * The guest negotiates CTRL_VQ + MQ and switches to two pairs with
+ * VQ_PAIRS_SET; 24 UDP flows must then arrive on both RX queues (the second
+ * TAP queue is attached only now: with one active pair it stays detached). */
 Test(net, multiqueue_tap_one_pair_per_vcpu)
 {
 	char *kernel;
@@ -266,14 +287,19 @@ Test(net, multiqueue_tap_one_pair_per_vcpu)
 		dup2(fd, 1);
 		dup2(fd, 2);
 		execlp("ip", "ip", "netns", "exec", env.ns, harness_vmm_bin(), "run", "-v", "--cpus", "2",
-		       "--kernel", kernel, "--cmdline", "test=net-echo", "--net", "tap=tap0",
+		       "--kernel", kernel, "--cmdline", "test=net-echo event_idx=1 mq=1", "--net", "tap=tap0",
 		       "--console", "stdio", (char *)NULL);
 		_exit(127);
 	}
 	free(kernel);
 	env.vmm = pid;
-	ping_udp_and_stop(GUEST_IP);
-	cr_assert_not_null(strstr(read_output(), "2 queue pairs"), "%s", read_output());
+	ping_udp_and_stop_flows(GUEST_IP, true);
+	char *out = read_output();
+	cr_assert_not_null(strstr(out, "2 queue pairs"), "%s", out);
+	cr_assert_not_null(strstr(out, "pairs=2"), "guest did not switch to 2 pairs: %s", out);
+	const char *q0 = strstr(out, "rxq0="), *q1 = strstr(out, "rxq1=");
+	cr_assert(q0 && q1, "%s", out);
+	cr_assert(atol(q0 + 5) > 0 && atol(q1 + 5) > 0, "frames did not use both RX queues: %s", out);
 }
 
 Test(net, macvtap_on_veth)
@@ -321,7 +347,7 @@ Test(net, tx_flood_reaches_the_tap)
 	cr_assert(f && fgets(buf, sizeof(buf), f));
 	before = atol(buf);
 	pclose(f);
-	vmm_start("test=net-tx-flood count=3000 size=64", "tap=tap0");
+	vmm_start("test=net-tx-flood event_idx=1 count=3000 size=64", "tap=tap0");
 	cr_assert_eq(vmm_wait(harness_timeout_ms(NET_BOOT_TIMEOUT_MS)), 0, "%s", read_output());
 	cr_assert_not_null(strstr(read_output(), "PASS net-tx-flood sent=3000"), "%s", read_output());
 	f = popen(path, "r");

@@ -1204,3 +1204,26 @@ Test(boot_bzimage, header_longer_than_known_is_clamped)
 	free(k.buf);
 	mem_destroy(&fx.mem);
 }
+
+/* Memory sizes at the edges of the MMIO gap. */
+Test(boot_pvh, memmap_at_gap_boundaries)
+{
+	struct fixture fx;
+	struct boot_entry e;
+	struct timg k = build_pvh_kernel(true, 4);
+	const uint64_t sizes[] = { LAYOUT_MMIO_GAP_START, LAYOUT_MMIO_GAP_START + 4096, 2 * MiB };
+
+	for (int i = 0; i < 3; i++) {
+		fx_init(&fx, sizes[i]);
+		cr_assert_eq(fx_load(&fx, &k, NULL, 0, NULL, &e), 0, "%s", fx.err);
+		const struct hvm_start_info *si = gpa(&fx, LAYOUT_BOOT_INFO, sizeof(*si));
+		uint64_t low = sizes[i] < LAYOUT_MMIO_GAP_START ? sizes[i] : LAYOUT_MMIO_GAP_START;
+		struct mm want[] = {
+			{ 0, 0x9fc00, 1 }, { 0x9fc00, 0x60400, 2 }, { 0x100000, low - 0x100000, 1 },
+			{ LAYOUT_HIGH_RAM_START, 4096, 1 },
+		};
+		check_pvh_memmap(&fx, si, want, sizes[i] > LAYOUT_MMIO_GAP_START ? 4 : 3);
+		mem_destroy(&fx.mem);
+	}
+	free(k.buf);
+}

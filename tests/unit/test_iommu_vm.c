@@ -122,6 +122,12 @@ Test(iommu_vm, info_save_load_reset)
 	cr_assert_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(eps, 0), "id")->valuedouble, bdf);
 	cr_assert_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(eps, 0), "domain")->valuedouble, 3);
 	cJSON_Delete(obj);
+	obj = cJSON_CreateObject();
+	v->dev.ops->counters(&v->dev, obj);
+	cr_assert_eq(cJSON_GetObjectItem(obj, "map_ops")->valuedouble, 1);
+	cr_assert_not_null(cJSON_GetObjectItem(obj, "translation_cache_hits"));
+	cr_assert_not_null(cJSON_GetObjectItem(obj, "fault_events_dropped"));
+	cJSON_Delete(obj);
 
 	n = state_add_node(state_tree_root(t), "iommu0", 1);
 	cr_assert_eq(v->dev.ops->save(&v->dev, n), 0);
@@ -136,4 +142,142 @@ Test(iommu_vm, info_save_load_reset)
 	cr_assert_eq(v->dev.ops->load(&v->dev, &dn), 0, "%s", state_error(rt));
 	state_tree_free(rt);
 	cr_assert_eq(iommu_nr_mappings(&v->viommu.io), 1);
+}
+
+/* A second VM-like fixture for restore targets. */
+struct target {
+	struct vm *vm;
+	struct pci_bus bus;
+};
+
+static void target_init(struct target *t)
+{
+	t->vm = calloc(1, sizeof(*t->vm));
+	cr_assert_not_null(t->vm);
+	cr_assert_eq(mem_init(&t->vm->mem, 4u << 20), 0);
+	cr_assert_eq(evl_init(&t->vm->loop), 0);
+	cr_assert_eq(bus_init(&t->vm->mmio, "mmio"), 0);
+	cr_assert_eq(bus_init(&t->vm->pio, "pio"), 0);
+	cr_assert_eq(pci_bus_init(&t->bus, &t->vm->mmio, &t->vm->pio, LAYOUT_PCI_ECAM, &mock_irq, NULL), 0);
+}
+
+static void target_fini(struct target *t)
+{
+	for (struct device *d = t->vm->devices, *next; d; d = next) {
+		next = d->next;
+		d->ops->destroy(d);
+	}
+	pci_bus_destroy(&t->bus);
+	bus_destroy(&t->vm->mmio);
+	bus_destroy(&t->vm->pio);
+	evl_destroy(&t->vm->loop);
+	mem_destroy(&t->vm->mem);
+	free(t->vm);
+}
+
+/* Bring the IOMMU's transport into a driver-initialized state. */
+static void drive(struct viommu_vm *v)
+{
+	struct pci_device *d = &v->vp.pci;
+	struct virtio_device *vd = &v->viommu.vdev;
+	struct virtqueue *q = &vd->vqs[0];
+	uint32_t lo = 0xfee00000, data = 0x4041;
+	uint64_t f = (1ULL << VIRTIO_F_VERSION_1) | (1ULL << VIRTIO_IOMMU_F_MAP_UNMAP);
+
+	pci_bus_config_write(&pbus, d->slot, 0, PCI_COMMAND, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER, 2);
+	pci_bus_config_write(&pbus, d->slot, 0, d->msix.cap_off + 2, 0x8000, 2);   /* MSI-X enable */
+	pci_msix_mmio_write(d, d->msix.bar, d->msix.table_off + 16, &lo, 4);       /* vector 1 */
+	pci_msix_mmio_write(d, d->msix.bar, d->msix.table_off + 24, &data, 4);
+	pthread_mutex_lock(&vd->lock);
+	virtio_device_set_status(vd, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER);
+	virtio_device_set_guest_features(vd, 0, (uint32_t)f);
+	virtio_device_set_guest_features(vd, 1, (uint32_t)(f >> 32));
+	virtio_device_set_status(vd, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
+				     VIRTIO_CONFIG_S_FEATURES_OK);
+	q->st.size = 16;
+	q->st.desc_addr = 0x10000;
+	q->st.avail_addr = 0x11000;
+	q->st.used_addr = 0x12000;
+	q->st.msix_vector = 1;
+	cr_assert_eq(virtq_enable(q), 0);
+	q->st.last_avail_idx = 7;
+	q->st.used_idx = 7;
+	virtio_device_set_status(vd, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
+				     VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK);
+	pthread_mutex_unlock(&vd->lock);
+}
+
+static struct state_tree *save_reopen(struct viommu_vm *v, struct state_node *out)
+{
+	struct state_tree *t = state_tree_new(), *rt;
+	struct state_node *n, root;
+	char err[256];
+	void *blob;
+	size_t len;
+
+	n = state_add_node(state_tree_root(t), "iommu0", 1);
+	cr_assert_eq(v->dev.ops->save(&v->dev, n), 0, "%s", state_error(t));
+	cr_assert_eq(state_tree_finish(t, &blob, &len), 0, "%s", state_error(t));
+	state_tree_free(t);
+	cr_assert_eq(state_tree_open(&rt, blob, len, err, sizeof(err)), 0, "%s", err);
+	free(blob);
+	cr_assert_eq(state_root(rt, &root), 0);
+	cr_assert_eq(state_child(&root, "iommu0", out), 0);
+	return rt;
+}
+
+Test(iommu_vm, transport_state_round_trip)
+{
+	struct viommu_vm *v, *w;
+	struct target tgt;
+	struct state_node n;
+	struct state_tree *t;
+
+	cr_assert_eq(viommu_vm_create(vm, &pbus, &v), 0);
+	drive(v);
+	t = save_reopen(v, &n);
+	target_init(&tgt);
+	cr_assert_eq(viommu_vm_create(tgt.vm, &tgt.bus, &w), 0);
+	cr_assert_eq(w->dev.ops->load(&w->dev, &n), 0, "%s", state_error(t));
+	state_tree_free(t);
+
+	struct virtio_device *a = &v->viommu.vdev, *b = &w->viommu.vdev;
+	cr_assert_eq(b->st.status, a->st.status);
+	cr_assert(b->st.status & VIRTIO_CONFIG_S_DRIVER_OK);
+	cr_assert_eq(b->st.guest_features, a->st.guest_features);
+	cr_assert(b->vqs[0].st.enabled);
+	cr_assert_not_null(b->vqs[0].desc, "rings mapped again");
+	cr_assert_eq(b->vqs[0].st.size, 16);
+	cr_assert_eq(b->vqs[0].st.desc_addr, 0x10000);
+	cr_assert_eq(b->vqs[0].st.last_avail_idx, 7);
+	cr_assert_eq(b->vqs[0].st.used_idx, 7);
+	cr_assert_eq(b->vqs[0].st.msix_vector, 1);
+	cr_assert_not(b->vqs[1].st.enabled);
+	cr_assert_eq(pci_cfg_get16(&w->vp.pci, PCI_COMMAND) & 0x6, 0x6);
+	cr_assert(w->vp.pci.msix.enabled);
+	cr_assert_eq(w->vp.pci.msix.vec[1].addr_lo, 0xfee00000);
+	cr_assert_eq(w->vp.pci.msix.vec[1].data, 0x4041);
+	cr_assert_eq(pci_bar_address(&w->vp.pci, VIRTIO_PCI_BAR), pci_bar_address(&v->vp.pci, VIRTIO_PCI_BAR));
+	target_fini(&tgt);
+}
+
+Test(iommu_vm, transport_state_hostile_queue_rejected_before_applying)
+{
+	struct viommu_vm *v, *w;
+	struct target tgt;
+	struct state_node n;
+	struct state_tree *t;
+
+	cr_assert_eq(viommu_vm_create(vm, &pbus, &v), 0);
+	drive(v);
+	v->viommu.vdev.vqs[0].st.size = 12;          /* not a power of two */
+	t = save_reopen(v, &n);
+	target_init(&tgt);
+	cr_assert_eq(viommu_vm_create(tgt.vm, &tgt.bus, &w), 0);
+	cr_assert_neq(w->dev.ops->load(&w->dev, &n), 0);
+	cr_assert(strstr(state_error(t), "queue@0"), "%s", state_error(t));
+	cr_assert_eq(w->viommu.vdev.st.status, 0, "nothing applied");
+	cr_assert_eq(pci_cfg_get16(&w->vp.pci, PCI_COMMAND) & 0x6, 0);
+	state_tree_free(t);
+	target_fini(&tgt);
 }
