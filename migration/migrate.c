@@ -377,17 +377,24 @@ static int precopy(struct mig_source *m)
 
 /* ------------------------------------------------------------ stop and copy */
 
+static uint64_t us_since(uint64_t t0)
+{
+	return (now_ns() - t0) / 1000;
+}
+
 static int pause_vm(struct mig_source *m)
 {
+	uint64_t t0 = now_ns();
 	int ret = vm_pause(m->vm);
 
 	if (ret)
 		return fail(m, ret, ret == -ESHUTDOWN ? "the VM shut down during migration"
 						      : "cannot pause the VM: %s", strerror_safe(-ret));
 	m->paused_by_us = true;
-	m->pause_ns = now_ns();
+	m->pause_ns = t0;
 	pthread_mutex_lock(&m->lock);
 	m->prog.paused = true;
+	m->prog.stop_vcpus_us = us_since(t0);
 	pthread_mutex_unlock(&m->lock);
 	return 0;
 }
@@ -398,6 +405,7 @@ static int send_state(struct mig_source *m)
 	void *blob = NULL;
 	size_t len = 0;
 	char err[512] = "";
+	uint64_t t0 = now_ns();
 	int ret = snapshot_build_tree(m->vm, m->config_json, strlen(m->config_json), &t, err, sizeof(err));
 
 	if (ret)
@@ -413,6 +421,9 @@ static int send_state(struct mig_source *m)
 	free(blob);
 	if (ret)
 		return fail_stream(m, main_stream(m), ret, "sending the device state");
+	pthread_mutex_lock(&m->lock);
+	m->prog.state_save_us = us_since(t0);
+	pthread_mutex_unlock(&m->lock);
 	return 0;
 }
 
@@ -434,12 +445,16 @@ static int commit(struct mig_source *m)
 	}
 	m->committed = true;
 	pthread_mutex_unlock(&m->lock);
+	uint64_t t0 = now_ns();
 	ret = mig_send(main_stream(m), MIG_DONE, NULL, 0);
 	if (ret)
 		return fail_stream(m, main_stream(m), ret, "sending DONE");
 	ret = mig_recv(main_stream(m), &f, MIG_TYPE_BIT(MIG_ACK));
 	if (ret)
 		return fail_stream(m, main_stream(m), ret, "waiting for the destination's final ACK");
+	pthread_mutex_lock(&m->lock);
+	m->prog.dest_ack_us = us_since(t0);
+	pthread_mutex_unlock(&m->lock);
 	return 0;
 }
 
@@ -452,10 +467,15 @@ static int migrate_precopy(struct mig_source *m)
 	if (!ret)
 		ret = dirty_sync(&m->dirty) ? fail(m, -EIO, "reading the dirty log failed") : 0;
 	if (!ret) {
+		uint64_t t0 = now_ns();
+
 		pthread_mutex_lock(&m->lock);
 		m->prog.pass++;
 		pthread_mutex_unlock(&m->lock);
 		ret = send_pass(m, false);
+		pthread_mutex_lock(&m->lock);
+		m->prog.last_pass_us = us_since(t0);
+		pthread_mutex_unlock(&m->lock);
 	}
 	if (!ret)
 		ret = send_state(m);
