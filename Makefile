@@ -10,7 +10,7 @@ CC      ?= gcc
 BUILD   ?= build
 CFLAGS_COMMON = -std=gnu11 -g -Wall -Wextra -Werror -Wno-unused-parameter -D_GNU_SOURCE -I. -pthread -MMD -MP
 CFLAGS  ?= -O2
-LIBS    = -lfdt -luring -lcjson -lmicrohttpd -lseccomp -lpthread
+LIBS    = -Wl,--as-needed -lfdt -luring -lcjson -lseccomp -lpthread -ldl
 SAN_FLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 LIB_DIRS = vmm devices vfio migration api

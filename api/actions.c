@@ -36,6 +36,14 @@ static const struct api_action_desc actions[API_NR_ACTIONS] = {
 			     "hot-add a virtio-net device (not supported yet: 409)" },
 	[API_VM_REMOVE_DEVICE] = { API_VM_REMOVE_DEVICE, "vm.remove-device", "PUT", API_BODY_REQUIRED,
 				   VM_EXISTS, false, "hot-remove a device (not supported yet: 409)" },
+	/* migration/snapshot.h: {"destination": DIR}; the VM is left paused. */
+	[API_VM_SNAPSHOT] = { API_VM_SNAPSHOT, "vm.snapshot", "PUT", API_BODY_REQUIRED,
+			      P(CREATED) | P(RUNNING) | P(PAUSED), false,
+			      "pause the VM and write DIR/{state.dtb,config.json,memory}" },
+	/* {"source": DIR, "memory": "lazy"|"copy", "taps": [NAME|null, ...]} */
+	[API_VM_RESTORE] = { API_VM_RESTORE, "vm.restore", "PUT", API_BODY_REQUIRED,
+			     P(NONE) | P(SHUTDOWN), true,
+			     "recreate a snapshotted VM, paused (vm.resume runs it)" },
 	[API_VM_SEND_MIGRATION] = { API_VM_SEND_MIGRATION, "vm.send-migration", "PUT", API_BODY_REQUIRED,
 				    P(RUNNING), false,
 				    "live-migrate (or live-update with \"local\") the VM; progress in vm.info" },
@@ -98,13 +106,13 @@ static const char *refusal(const struct api_action_desc *a, enum api_phase phase
 int api_action_check(const struct api_action_desc *a, enum api_phase phase, bool owns_vm,
 		     char *err, size_t errlen)
 {
-	if ((unsigned)phase >= API_NR_PHASES || !(a->phases & API_PHASE_BIT(phase))) {
-		snprintf(err, errlen, "%s: not allowed now: %s", a->name, refusal(a, phase));
-		return -EBUSY;
-	}
 	if (a->needs_owner && !owns_vm && phase != API_PHASE_NONE) {
 		snprintf(err, errlen, "%s: the VM belongs to 'vmm run'; this process cannot replace it",
 			 a->name);
+		return -EBUSY;
+	}
+	if ((unsigned)phase >= API_NR_PHASES || !(a->phases & API_PHASE_BIT(phase))) {
+		snprintf(err, errlen, "%s: not allowed now: %s", a->name, refusal(a, phase));
 		return -EBUSY;
 	}
 	return 0;

@@ -9,6 +9,7 @@
 
 #include "api/actions.h"
 #include "api/api.h"
+#include "api/mhd.h"
 
 struct MHD_Daemon;
 
@@ -25,6 +26,7 @@ struct api_vmctl {
 };
 
 struct api_server {
+	struct api_mhd mhd_lib;      /* libmicrohttpd, dlopen()ed */
 	struct MHD_Daemon *mhd;
 	int listen_fd;
 	char *sock_path;

@@ -22,6 +22,7 @@
 
 #include "api/config_json.h"
 #include "api/server_internal.h"
+#include "migration/snapshot.h"
 #include "vmm/cli.h"
 #include "vmm/log.h"
 #include "vmm/vm.h"
@@ -129,6 +130,7 @@ static int vmctl_boot(struct api_vmctl *ctl, struct api_result *r)
 			api_result_error(r, 500, "vm.boot: cannot start a thread: %s", strerror_safe(err));
 			return -err;
 		}
+		pthread_setname_np(ctl->watcher, "vmm-api-watch");
 		ctl->watcher_started = true;
 	}
 	if (ret)
@@ -421,6 +423,132 @@ static void act_remove_device(struct api_vmctl *ctl, const cJSON *body, struct a
 			 "device model yet");
 }
 
+/* --- vm.snapshot / vm.restore (migration/snapshot.h) ----------------------- */
+
+/* The body: only @allowed fields; a string field @want is required. */
+static const char *body_string(const cJSON *body, const char *action, const char *want,
+			       const char *const *allowed, struct api_result *r)
+{
+	const cJSON *m;
+
+	cJSON_ArrayForEach(m, body) {
+		bool ok = false;
+
+		for (const char *const *a = allowed; *a; a++)
+			ok |= !strcmp(m->string, *a);
+		if (!ok) {
+			api_result_error(r, 400, "%s: %.64s: unknown field", action, m->string);
+			return NULL;
+		}
+	}
+	m = cJSON_GetObjectItemCaseSensitive(body, want);
+	if (!cJSON_IsString(m) || !m->valuestring[0]) {
+		api_result_error(r, 400, "%s: %s: required (a directory path)", action, want);
+		return NULL;
+	}
+	return m->valuestring;
+}
+
+static void act_snapshot(struct api_vmctl *ctl, const cJSON *body, struct api_result *r)
+{
+	static const char *const allowed[] = { "destination", NULL };
+	struct snapshot_stats st;
+	const char *dir = body_string(body, "vm.snapshot", "destination", allowed, r);
+	char err[512] = "";
+	int ret;
+
+	if (!dir)
+		return;
+	if (vmctl_phase(ctl) == API_PHASE_RUNNING) {
+		ret = evl_call(&ctl->vm->loop, vmctl_pause_fn, ctl->vm);
+		if (ret) {
+			api_result_error(r, ret == -EBUSY || ret == -ESHUTDOWN ? 409 : 500,
+					 "vm.snapshot: cannot pause the VM: %s", strerror_safe(-ret));
+			return;
+		}
+	}
+	ret = snapshot_save(ctl->vm, dir, &st, err, sizeof(err));
+	if (ret) {
+		api_result_error(r, ret == -EOPNOTSUPP ? 409 : 500, "vm.snapshot: %s", err);
+		return;
+	}
+	r->json = state_reply(ctl);
+	if (r->json) {
+		cJSON_AddStringToObject(r->json, "destination", dir);
+		cJSON_AddNumberToObject(r->json, "snapshot_ms", st.total_ns / 1e6);
+		cJSON_AddNumberToObject(r->json, "memory_bytes_written", (double)st.memory_bytes_written);
+	}
+}
+
+static int restore_opts_from_json(const cJSON *body, struct snapshot_restore_opts *o,
+				  struct api_result *r)
+{
+	const cJSON *mem = cJSON_GetObjectItemCaseSensitive(body, "memory");
+	const cJSON *taps = cJSON_GetObjectItemCaseSensitive(body, "taps"), *t;
+	unsigned i = 0;
+
+	memset(o, 0, sizeof(*o));
+	o->memory = SNAPSHOT_MEMORY_LAZY;
+	if (mem) {
+		if (cJSON_IsString(mem) && !strcmp(mem->valuestring, "lazy")) {
+			o->memory = SNAPSHOT_MEMORY_LAZY;
+		} else if (cJSON_IsString(mem) && !strcmp(mem->valuestring, "copy")) {
+			o->memory = SNAPSHOT_MEMORY_COPY;
+		} else {
+			api_result_error(r, 400, "vm.restore: memory: expected \"lazy\" or \"copy\"");
+			return -EINVAL;
+		}
+	}
+	if (taps && !cJSON_IsArray(taps)) {
+		api_result_error(r, 400, "vm.restore: taps: expected an array of TAP names (null keeps one)");
+		return -EINVAL;
+	}
+	cJSON_ArrayForEach(t, taps) {
+		if (i >= CONFIG_MAX_NETS || !(cJSON_IsNull(t) || cJSON_IsString(t)) ||
+		    (cJSON_IsString(t) && (!t->valuestring[0] || strlen(t->valuestring) >= CONFIG_IFNAME_MAX))) {
+			api_result_error(r, 400, "vm.restore: taps[%u]: expected an interface name (1..%d "
+					 "characters) or null", i, CONFIG_IFNAME_MAX - 1);
+			return -EINVAL;
+		}
+		if (cJSON_IsString(t)) {
+			o->has_tap[i] = true;
+			snprintf(o->tap[i], sizeof(o->tap[i]), "%s", t->valuestring);
+		}
+		i++;
+	}
+	return 0;
+}
+
+static void act_restore(struct api_vmctl *ctl, const cJSON *body, struct api_result *r)
+{
+	static const char *const allowed[] = { "source", "memory", "taps", NULL };
+	struct snapshot_restore_opts o;
+	const char *dir = body_string(body, "vm.restore", "source", allowed, r);
+	char err[512] = "";
+	int ret;
+
+	if (!dir || restore_opts_from_json(body, &o, r))
+		return;
+	vmctl_release(ctl, "replaced by vm.restore");
+	ret = snapshot_restore(&ctl->vm, dir, &o, err, sizeof(err));
+	if (ret) {
+		ctl->vm = NULL;
+		/* A bad or missing snapshot is the client's; running out of resources is ours. */
+		api_result_error(r, ret == -ENOMEM ? 500 : 400, "vm.restore: %s", err);
+		return;
+	}
+	/* The vCPU threads exist (parked): the VM needs a reaper like a booted one. */
+	ret = pthread_create(&ctl->watcher, NULL, vmctl_watch, ctl->vm);
+	if (ret) {
+		vm_request_exit(ctl->vm, CLI_EXIT_ERROR, "cannot start the API's VM watcher");
+		vm_wait_exit(ctl->vm);
+		api_result_error(r, 500, "vm.restore: cannot start a thread: %s", strerror_safe(ret));
+		return;
+	}
+	ctl->watcher_started = true;
+	r->json = state_reply(ctl);
+}
+
 static void act_ping(struct api_server *srv, struct api_result *r)
 {
 	cJSON *o = cJSON_CreateObject();
@@ -511,6 +639,12 @@ void api_vmctl_run(struct api_server *srv, const struct api_action_desc *a, cons
 	case API_VM_INFO:
 	case API_VM_COUNTERS:
 		act_report(ctl, a->action == API_VM_COUNTERS, r);
+		break;
+	case API_VM_SNAPSHOT:
+		act_snapshot(ctl, body, r);
+		break;
+	case API_VM_RESTORE:
+		act_restore(ctl, body, r);
 		break;
 	case API_VM_SEND_MIGRATION:
 	case API_VM_RECEIVE_MIGRATION:

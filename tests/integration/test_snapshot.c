@@ -172,8 +172,8 @@ static bool have_kvm(void)
 }
 
 /* Boot @scenario in this process, snapshot after @delay_ms into @dir. */
-static void boot_and_snapshot(const char *scenario, const char *params, unsigned memory_mib, int delay_ms,
-			      const char *dir)
+static void boot_and_snapshot(const char *scenario, const char *params, unsigned cpus, unsigned memory_mib,
+			      int delay_ms, const char *dir)
 {
 	struct vm_config cfg;
 	struct snapshot_stats st;
@@ -185,6 +185,7 @@ static void boot_and_snapshot(const char *scenario, const char *params, unsigned
 	snprintf(cmdline, sizeof(cmdline), "test=%s %s", scenario, params);
 	cfg.cmdline = strdup(cmdline);
 	cfg.memory_mib = memory_mib;
+	cfg.cpus = cpus;
 	snprintf(console, sizeof(console), "file:%s/console-before.log", dir);
 	cr_assert_eq(config_parse_console(&cfg, console, err, sizeof(err)), 0, "%s", err);
 	cr_assert_eq(vm_create(&vm, &cfg, err, sizeof(err)), 0, "%s", err);
@@ -228,7 +229,9 @@ Test(snapshot, memtest_restored_in_new_process_passes, .timeout = 240)
 	srand((unsigned)time(NULL) ^ (unsigned)getpid());
 	make_dir(dir);
 	/* A random moment within the guest's run. */
-	boot_and_snapshot(scenario, "", 64, 150 + rand() % 600, dir);
+	/* memtest: 2 vCPUs, LAPIC timer and IPIs, 2 s of guest time. */
+	boot_and_snapshot(scenario, strcmp(scenario, "memtest") ? "" : "seconds=2", 2, 64,
+			  150 + rand() % 1200, dir);
 	restore_expect_pass(dir, "lazy", scenario);
 	restore_expect_pass(dir, "copy", scenario);
 	rm_rf(dir);
@@ -245,7 +248,7 @@ Test(snapshot, state_show_prints_vcpu_and_device_nodes, .timeout = 60)
 	if (!pick_scenario())
 		cr_skip_test("the test guest has neither memtest nor snapcheck");
 	make_dir(dir);
-	boot_and_snapshot(pick_scenario(), "", 16, 100, dir);
+	boot_and_snapshot(pick_scenario(), "", 1, 16, 100, dir);
 	run_vmm(argv, timeout_ms(10000), r);
 	cr_assert_eq(r->status, 0, "%s", r->err);
 	cr_assert(strstr(r->out, "cpu@0 {"), "%s", r->out);
@@ -409,7 +412,7 @@ Test(snapshot, hostile_snapshots_refused_with_a_message, .timeout = 180)
 	if (!pick_scenario())
 		cr_skip_test("the test guest has neither memtest nor snapcheck");
 	make_dir(dir);
-	boot_and_snapshot(pick_scenario(), "", 16, 100, dir);
+	boot_and_snapshot(pick_scenario(), "", 1, 16, 100, dir);
 	expect_refused(dir, truncate_state, "state: not a valid state tree");
 	expect_refused(dir, flip_header_bit, "state: not a valid state tree");
 	expect_refused(dir, version_bump_vcpu, "state: /vcpus/cpu@0: version 7 not supported");
@@ -418,5 +421,105 @@ Test(snapshot, hostile_snapshots_refused_with_a_message, .timeout = 180)
 	expect_refused(dir, shorten_memory, "memory' has 16773120 bytes, expected 16777216");
 	expect_refused(dir, edit_config, "config.json does not match the state");
 	expect_refused(dir, bad_json, "config.json");
+	rm_rf(dir);
+}
+
+/* --- the same through the REST API: vmm serve + vmm ctl ------------------- */
+
+static pid_t serve_start(const char *sock)
+{
+	const char *bin = env_or("VMM_BIN", "build/vmm");
+	pid_t pid = fork();
+
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		int devnull = open("/dev/null", O_WRONLY);
+
+		dup2(devnull, 1);
+		execl(bin, bin, "serve", "--api-sock", sock, (char *)NULL);
+		_exit(127);
+	}
+	for (int i = 0; i < 400 && access(sock, F_OK) != 0; i++)
+		usleep(10000);
+	cr_assert_eq(access(sock, F_OK), 0, "vmm serve did not create %s", sock);
+	return pid;
+}
+
+static void ctl(const char *sock, const char *verb, const char *data, struct child_result *r)
+{
+	const char *argv[] = { "ctl", "--api-sock", sock, verb, data ? "--data" : NULL, data, NULL };
+
+	run_vmm(argv, timeout_ms(30000), r);
+}
+
+static void serve_stop(const char *sock, pid_t pid)
+{
+	struct child_result *r = malloc(sizeof(*r));
+	int st;
+
+	ctl(sock, "vmm.shutdown", NULL, r);
+	free(r);
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "vmm serve ended with %d", st);
+}
+
+Test(snapshot, api_snapshot_then_restore_in_another_vmm, .timeout = 240)
+{
+	struct child_result *r = malloc(sizeof(*r));
+	char dir[] = "/tmp/vmm-snap-XXXXXX", sock_a[4200], sock_b[4200], body[8600], snap[4200], log[4200];
+	const char *scenario;
+	pid_t a, b;
+
+	if (!have_kvm())
+		cr_skip_test("no /dev/kvm");
+	scenario = pick_scenario();
+	if (!scenario)
+		cr_skip_test("the test guest has neither memtest nor snapcheck");
+	make_dir(dir);
+	snprintf(sock_a, sizeof(sock_a), "%s/a.sock", dir);
+	snprintf(sock_b, sizeof(sock_b), "%s/b.sock", dir);
+	snprintf(snap, sizeof(snap), "%s/snap", dir);
+	snprintf(log, sizeof(log), "%s/console.log", dir);
+
+	a = serve_start(sock_a);
+	snprintf(body, sizeof(body),
+		 "{\"kernel\": \"%s\", \"cmdline\": \"test=%s%s\", \"cpus\": 2, \"memory_mib\": 64, "
+		 "\"console\": \"file:%s\"}", image_path(), scenario,
+		 strcmp(scenario, "memtest") ? "" : " seconds=2", log);
+	ctl(sock_a, "vm.create", body, r);
+	cr_assert_eq(r->status, 0, "%s%s", r->out, r->err);
+	ctl(sock_a, "vm.boot", NULL, r);
+	cr_assert_eq(r->status, 0, "%s%s", r->out, r->err);
+	usleep(400000);
+	snprintf(body, sizeof(body), "{\"destination\": \"%s\"}", snap);
+	ctl(sock_a, "vm.snapshot", body, r);
+	cr_assert_eq(r->status, 0, "%s%s", r->out, r->err);
+	cr_assert(strstr(r->out, "\"state\":\"paused\""), "%s", r->out); /* left paused */
+	serve_stop(sock_a, a);
+
+	b = serve_start(sock_b);
+	/* Bad requests first: refused with a message, the VMM stays up. */
+	ctl(sock_b, "vm.restore", "{\"source\": \"/nonexistent\"}", r);
+	cr_assert_eq(r->status, 1);
+	cr_assert(strstr(r->err, "vm.restore: restore: cannot open"), "%s", r->err);
+	ctl(sock_b, "vm.restore", "{\"source\": \"x\", \"memory\": \"eager\"}", r);
+	cr_assert_eq(r->status, 1);
+	cr_assert(strstr(r->err, "memory: expected"), "%s", r->err);
+	snprintf(body, sizeof(body), "{\"source\": \"%s\", \"memory\": \"lazy\"}", snap);
+	ctl(sock_b, "vm.restore", body, r);
+	cr_assert_eq(r->status, 0, "%s%s", r->out, r->err);
+	cr_assert(strstr(r->out, "\"state\":\"paused\""), "%s", r->out);
+	ctl(sock_b, "vm.resume", NULL, r);
+	cr_assert_eq(r->status, 0, "%s%s", r->out, r->err);
+	for (int i = 0; i < 300; i++) {
+		ctl(sock_b, "vm.info", NULL, r);
+		if (strstr(r->out, "\"state\":\"shutdown\""))
+			break;
+		usleep(100000);
+	}
+	cr_assert(strstr(r->out, "\"exit\":{\"status\":0"), "%s", r->out);
+	cr_assert(file_contains(log, "PASS"), "no PASS after the API restore");
+	serve_stop(sock_b, b);
+	free(r);
 	rm_rf(dir);
 }
