@@ -387,9 +387,14 @@ static int pause_vm(struct mig_source *m)
 	uint64_t t0 = now_ns();
 	int ret = vm_pause(m->vm);
 
-	if (ret)
-		return fail(m, ret, ret == -ESHUTDOWN ? "the VM shut down during migration"
-						      : "cannot pause the VM: %s", strerror_safe(-ret));
+	if (ret) {
+		pthread_mutex_lock(&m->vm->lock);
+		bool exiting = m->vm->exit_requested;
+		pthread_mutex_unlock(&m->vm->lock);
+		if (ret == -ESHUTDOWN || exiting)
+			return fail(m, -ESHUTDOWN, "the VM shut down during migration (%s)", m->vm->exit_reason);
+		return fail(m, ret, "cannot pause the VM: %s", strerror_safe(-ret));
+	}
 	m->paused_by_us = true;
 	m->pause_ns = t0;
 	pthread_mutex_lock(&m->lock);
