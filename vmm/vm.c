@@ -402,8 +402,10 @@ int vm_start_paused(struct vm *vm)
 		pthread_mutex_unlock(&vm->lock);
 		return ret;
 	}
-	while (vm->nr_paused < vm->nr_running_threads && !vm->exit_requested)
-		pthread_cond_wait(&vm->cond, &vm->lock);
+	/* No need to wait for the threads to park: pause_requested was set before
+	 * they existed, and a vCPU thread checks it under vm->lock before every
+	 * KVM_RUN, so none can run guest code until vm_resume(). Not waiting saves
+	 * a scheduling round trip per vCPU on restore. */
 	if (vm->exit_requested) {
 		pthread_mutex_unlock(&vm->lock);
 		return -ESHUTDOWN;

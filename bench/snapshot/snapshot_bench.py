@@ -11,7 +11,7 @@ guest runs for a moment (so it has written memory), then:
         restore = launch of QEMU with -incoming "exec:cat FILE" until
         query-status says running.
 Writes JSON (build/bench/snapshot.json) and prints a table with ratios."""
-import argparse, json, os, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
+import argparse, json, os, re, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
 
 QEMU_ARGS = ["-M", "microvm,x-option-roms=off,rtc=off,isa-serial=on", "-accel", "kvm",
              "-cpu", "host,-arch-capabilities", "-nodefaults", "-no-reboot", "-display", "none",
@@ -64,17 +64,18 @@ def vmm_restore_once(vmm, snap, mode):
     t0 = time.perf_counter()
     p = subprocess.Popen([vmm, "run", "--restore", snap, "--restore-memory", mode, "--console", "none"],
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    inner = None
+    inner = cpu = None
     for line in p.stderr:
-        if b"restore_to_running_us=" in line:
-            inner = int(line.split(b"=")[1]) / 1e3
+        m = re.search(rb"restore_to_running_us=(\d+) restore_cpu_us=(\d+)", line)
+        if m:
+            inner, cpu = int(m.group(1)) / 1e3, int(m.group(2)) / 1e3
             break
     wall = (time.perf_counter() - t0) * 1e3
     p.kill()
     p.wait()
     if inner is None:
         raise RuntimeError(f"vmm restore ({mode}) did not reach running")
-    return inner, wall
+    return inner, wall, cpu
 
 
 class Qmp:
@@ -188,12 +189,15 @@ def main():
             r = {"memory_mib": mib}
             snap, r["vmm"] = vmm_snapshot(vmm, guest, mib, work)
             for mode in ("lazy", "copy"):
-                inner, wall = [], []
+                inner, wall, cpu = [], [], []
                 for _ in range(args.runs):
-                    i, w = vmm_restore_once(vmm, snap, mode)
+                    i, w, c = vmm_restore_once(vmm, snap, mode)
                     inner.append(i)
                     wall.append(w)
+                    cpu.append(c)
                 r["vmm"][f"restore_{mode}_ms"] = med(inner)
+                r["vmm"][f"restore_{mode}_min_ms"] = min(inner)
+                r["vmm"][f"restore_{mode}_cpu_ms"] = med(cpu)
                 r["vmm"][f"restore_{mode}_launch_to_running_ms"] = med(wall)
             shutil.rmtree(snap)
             if qemu:
@@ -213,10 +217,15 @@ def main():
             print(json.dumps(r), flush=True)
     out = {"runs": args.runs, "guest": GUEST_CMDLINE, "results": results,
            "targets": {"lazy_restore_ms_max": 5, "restore_speedup_vs_qemu_at_1GiB_min": 20},
-           "notes": "restore_*_ms: inside vmm, from the start of restore to running vCPUs; "
+           "host_loadavg": os.getloadavg(),
+           "notes": "restore_*_cpu_ms: CPU time the restore used (insensitive to a loaded host); restore_*_ms: inside vmm, from the start of restore to running vCPUs; "
                     "*_launch_to_running_ms: process launch to running, for both vmm and QEMU; "
                     "ratios are QEMU time / vmm time (launch to running)."}
     json.dump(out, open(args.out, "w"), indent=2)
+    for r in results:
+        v = r["vmm"]
+        print(f"{r['memory_mib']:>5}M vmm restore CPU time: lazy {v['restore_lazy_cpu_ms']:.2f} ms, "
+              f"copy {v['restore_copy_cpu_ms']:.2f} ms; best wall lazy {v['restore_lazy_min_ms']:.2f} ms")
     print(f"\n{'RAM':>6} | {'vmm snap':>9} {'lazy':>7} {'lazy*':>7} {'copy':>7} {'copy*':>7} | "
           f"{'qemu snap':>9} {'restore*':>9} | {'x lazy':>7} {'x copy':>7}")
     for r in results:
