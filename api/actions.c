@@ -44,6 +44,15 @@ static const struct api_action_desc actions[API_NR_ACTIONS] = {
 	[API_VM_RESTORE] = { API_VM_RESTORE, "vm.restore", "PUT", API_BODY_REQUIRED,
 			     P(NONE) | P(SHUTDOWN), true,
 			     "recreate a snapshotted VM, paused (vm.resume runs it)" },
+	[API_VM_SEND_MIGRATION] = { API_VM_SEND_MIGRATION, "vm.send-migration", "PUT", API_BODY_REQUIRED,
+				    P(RUNNING), false,
+				    "live-migrate (or live-update with \"local\") the VM; progress in vm.info" },
+	/* Receiving builds the VM, so it needs an empty, API-owned slot. */
+	[API_VM_RECEIVE_MIGRATION] = { API_VM_RECEIVE_MIGRATION, "vm.receive-migration", "PUT",
+				       API_BODY_REQUIRED, P(NONE) | P(SHUTDOWN), true,
+				       "wait for an incoming migration on receiver_url" },
+	[API_VM_MIGRATION_CANCEL] = { API_VM_MIGRATION_CANCEL, "vm.migration-cancel", "PUT", API_BODY_NONE,
+				      VM_EXISTS, false, "stop an outgoing migration; the VM keeps running" },
 };
 
 const struct api_action_desc *api_action_by_name(const char *name)
@@ -97,13 +106,13 @@ static const char *refusal(const struct api_action_desc *a, enum api_phase phase
 int api_action_check(const struct api_action_desc *a, enum api_phase phase, bool owns_vm,
 		     char *err, size_t errlen)
 {
-	if ((unsigned)phase >= API_NR_PHASES || !(a->phases & API_PHASE_BIT(phase))) {
-		snprintf(err, errlen, "%s: not allowed now: %s", a->name, refusal(a, phase));
-		return -EBUSY;
-	}
 	if (a->needs_owner && !owns_vm && phase != API_PHASE_NONE) {
 		snprintf(err, errlen, "%s: the VM belongs to 'vmm run'; this process cannot replace it",
 			 a->name);
+		return -EBUSY;
+	}
+	if ((unsigned)phase >= API_NR_PHASES || !(a->phases & API_PHASE_BIT(phase))) {
+		snprintf(err, errlen, "%s: not allowed now: %s", a->name, refusal(a, phase));
 		return -EBUSY;
 	}
 	return 0;

@@ -99,6 +99,11 @@ static int recv_all(int fd, char **out, size_t *out_len)
 		n = recv(fd, buf + len, cap - len - 1, 0);
 		if (n < 0 && errno == EINTR)
 			continue;
+		/* A server that answered before reading our whole body (413)
+		 * closes with data unread, which resets our side: the reply
+		 * already received stands. */
+		if (n < 0 && errno == ECONNRESET && len)
+			break;
 		if (n < 0) {
 			int ret = -errno;
 

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "api/config_json.h"
+#include "api/mhd.h"
 #include "api/server_internal.h"
 #include "vmm/log.h"
 
@@ -27,6 +28,7 @@
 #define API_CONN_LIMIT         64       /* simultaneous connections */
 #define API_CONN_TIMEOUT_S     10       /* idle/slow clients are dropped */
 #define API_CONN_MEMORY_LIMIT  (32 * 1024)   /* request line + headers per connection */
+#define API_DRAIN_MS           500      /* at stop, wait this long for open connections */
 
 /* Per-request state, from the first access-handler call to completion. */
 struct api_request {
@@ -58,8 +60,8 @@ void api_result_error(struct api_result *r, unsigned status, const char *fmt, ..
 }
 
 /* Queue a JSON reply. @json is consumed. */
-static enum MHD_Result reply_json(struct MHD_Connection *conn, unsigned status, cJSON *json,
-				  const char *allow)
+static enum MHD_Result reply_json(const struct api_mhd *mhd, struct MHD_Connection *conn,
+				  unsigned status, cJSON *json, const char *allow)
 {
 	struct MHD_Response *resp;
 	enum MHD_Result ret;
@@ -70,24 +72,25 @@ static enum MHD_Result reply_json(struct MHD_Connection *conn, unsigned status, 
 		text = strdup("{\"error\": \"out of memory\"}");
 	if (!text)
 		return MHD_NO;
-	resp = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+	resp = mhd->create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
 	if (!resp) {
 		free(text);
 		return MHD_NO;
 	}
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+	mhd->add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
 	if (allow)
-		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
-	ret = MHD_queue_response(conn, status, resp);
-	MHD_destroy_response(resp);
+		mhd->add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
+	ret = mhd->queue_response(conn, status, resp);
+	mhd->destroy_response(resp);
 	return ret;
 }
 
-static enum MHD_Result reply_error(struct MHD_Connection *conn, unsigned status, const char *allow,
-				   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static enum MHD_Result reply_error(const struct api_mhd *mhd, struct MHD_Connection *conn,
+				   unsigned status, const char *allow, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
 
-static enum MHD_Result reply_error(struct MHD_Connection *conn, unsigned status, const char *allow,
-				   const char *fmt, ...)
+static enum MHD_Result reply_error(const struct api_mhd *mhd, struct MHD_Connection *conn,
+				   unsigned status, const char *allow, const char *fmt, ...)
 {
 	char msg[768];
 	cJSON *o = cJSON_CreateObject();
@@ -102,13 +105,13 @@ static enum MHD_Result reply_error(struct MHD_Connection *conn, unsigned status,
 	}
 	if (status >= 500)
 		log_warn("api", "%u: %s", status, msg);
-	return reply_json(conn, status, o, allow);
+	return reply_json(mhd, conn, status, o, allow);
 }
 
 /* The first call for a request: route it and refuse early (before reading a
  * body) what can be refused from the request line and headers. Returns true
  * if a reply was queued. */
-static bool request_route(struct MHD_Connection *conn, const char *url, const char *method,
+static bool request_route(const struct api_mhd *mhd, struct MHD_Connection *conn, const char *url, const char *method,
 			  struct api_request *req, enum MHD_Result *mret)
 {
 	const char *name = NULL, *clen;
@@ -119,21 +122,21 @@ static bool request_route(struct MHD_Connection *conn, const char *url, const ch
 		name = url + strlen(API_PATH_PREFIX);
 	req->action = api_action_by_name(name);
 	if (!req->action) {
-		*mret = reply_error(conn, MHD_HTTP_NOT_FOUND, NULL, "no such endpoint: %.200s", url);
+		*mret = reply_error(mhd, conn, MHD_HTTP_NOT_FOUND, NULL, "no such endpoint: %.200s", url);
 		return true;
 	}
 	if (strcmp(method, req->action->method)) {
-		*mret = reply_error(conn, MHD_HTTP_METHOD_NOT_ALLOWED, req->action->method,
+		*mret = reply_error(mhd, conn, MHD_HTTP_METHOD_NOT_ALLOWED, req->action->method,
 				    "%s: method %.16s not allowed (use %s)", req->action->name, method,
 				    req->action->method);
 		return true;
 	}
-	clen = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+	clen = mhd->lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
 	if (clen) {
 		errno = 0;
 		n = strtoull(clen, &end, 10);
 		if (!errno && *end == '\0' && n > API_MAX_BODY) {
-			*mret = reply_error(conn, MHD_HTTP_CONTENT_TOO_LARGE, NULL,
+			*mret = reply_error(mhd, conn, MHD_HTTP_CONTENT_TOO_LARGE, NULL,
 					    "request body of %llu bytes is larger than the limit of %d",
 					    n, API_MAX_BODY);
 			return true;
@@ -211,24 +214,25 @@ bad:
 static enum MHD_Result request_finish(struct api_server *srv, struct MHD_Connection *conn,
 				      struct api_request *req)
 {
+	const struct api_mhd *mhd = &srv->mhd_lib;
 	struct api_result r = { .status = MHD_HTTP_OK };
 	char err[512];
 	cJSON *body;
 	bool bad;
 
 	if (req->too_large)
-		return reply_error(conn, MHD_HTTP_CONTENT_TOO_LARGE, NULL,
+		return reply_error(mhd, conn, MHD_HTTP_CONTENT_TOO_LARGE, NULL,
 				   "request body is larger than the limit of %d bytes", API_MAX_BODY);
 	body = request_parse_body(req, err, sizeof(err), &bad);
 	if (bad)
-		return reply_error(conn, MHD_HTTP_BAD_REQUEST, NULL, "%s", err);
+		return reply_error(mhd, conn, MHD_HTTP_BAD_REQUEST, NULL, "%s", err);
 	api_vmctl_run(srv, req->action, body, &r);
 	cJSON_Delete(body);
 	if (r.status >= 400)
-		return reply_error(conn, r.status, NULL, "%s", r.err);
+		return reply_error(mhd, conn, r.status, NULL, "%s", r.err);
 	if (req->action->action == API_VMM_SHUTDOWN)
 		req->shutdown_after = true;
-	return reply_json(conn, r.status, r.json ? r.json : cJSON_CreateObject(), NULL);
+	return reply_json(mhd, conn, r.status, r.json ? r.json : cJSON_CreateObject(), NULL);
 }
 
 static enum MHD_Result api_access(void *cls, struct MHD_Connection *conn, const char *url,
@@ -244,7 +248,7 @@ static enum MHD_Result api_access(void *cls, struct MHD_Connection *conn, const 
 		if (!req)
 			return MHD_NO;
 		*con_cls = req;
-		if (request_route(conn, url, method, req, &mret))
+		if (request_route(&srv->mhd_lib, conn, url, method, req, &mret))
 			return mret;
 		return MHD_YES;
 	}
@@ -383,7 +387,11 @@ int api_server_start(struct api_server **out, const char *sock_path, struct vm *
 		ret = srv->listen_fd;
 		goto fail_ctl;
 	}
-	srv->mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, 0, NULL, NULL,
+	/* Listening already: connections queue while the library loads. */
+	ret = api_mhd_load(&srv->mhd_lib);
+	if (ret)
+		goto fail_sock;
+	srv->mhd = srv->mhd_lib.start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, 0, NULL, NULL,
 				    api_access, srv,
 				    MHD_OPTION_LISTEN_SOCKET, srv->listen_fd,
 				    MHD_OPTION_CONNECTION_LIMIT, (unsigned)API_CONN_LIMIT,
@@ -395,12 +403,14 @@ int api_server_start(struct api_server **out, const char *sock_path, struct vm *
 	if (!srv->mhd) {
 		log_err("api", "cannot start the HTTP server on '%s'", sock_path);
 		ret = -EIO;
-		goto fail_sock;
+		goto fail_lib;
 	}
 	log_info("api", "listening on %s", sock_path);
 	*out = srv;
 	return 0;
 
+fail_lib:
+	api_mhd_unload(&srv->mhd_lib);
 fail_sock:
 	close(srv->listen_fd);
 	unlink(sock_path);
@@ -414,12 +424,28 @@ fail:
 	return ret;
 }
 
+/* Let replies in flight (vm.shutdown under `vmm run`, whose VM exit is what
+ * stops us) reach their clients before the connections are closed. */
+static void api_server_drain(struct api_server *srv)
+{
+	const union MHD_DaemonInfo *info;
+
+	for (int i = 0; i < API_DRAIN_MS; i++) {
+		info = srv->mhd_lib.get_daemon_info(srv->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+		if (!info || info->num_connections == 0)
+			return;
+		usleep(1000);
+	}
+}
+
 void api_server_stop(struct api_server *srv)
 {
 	if (!srv)
 		return;
+	api_server_drain(srv);
 	/* MHD closes the listen socket it was given. */
-	MHD_stop_daemon(srv->mhd);
+	srv->mhd_lib.stop_daemon(srv->mhd);
+	api_mhd_unload(&srv->mhd_lib);
 	unlink(srv->sock_path);
 	api_vmctl_destroy(&srv->ctl);
 	close(srv->shutdown_fd);

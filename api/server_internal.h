@@ -9,6 +9,7 @@
 
 #include "api/actions.h"
 #include "api/api.h"
+#include "api/mhd.h"
 
 struct MHD_Daemon;
 
@@ -21,9 +22,11 @@ struct api_vmctl {
 	bool owns_vm;                /* vmm serve: created by vm.create */
 	pthread_t watcher;           /* owned and booted: waits for the VM's exit */
 	bool watcher_started;
+	struct api_migration *mig;   /* api/actions_migration.c; NULL until used */
 };
 
 struct api_server {
+	struct api_mhd mhd_lib;      /* libmicrohttpd, dlopen()ed */
 	struct MHD_Daemon *mhd;
 	int listen_fd;
 	char *sock_path;
@@ -49,5 +52,16 @@ void api_vmctl_run(struct api_server *srv, const struct api_action_desc *a, cons
 		   struct api_result *r);
 
 uint64_t api_now_ns(void);
+
+/* Migration actions (api/actions_migration.c). Called under ctl->lock. */
+void api_migration_action(struct api_vmctl *ctl, const struct api_action_desc *a, const cJSON *body,
+			  struct api_result *r);
+/* Add "migration" (progress of the last outgoing migration) to a vm.info reply. */
+bool api_migration_info(struct api_vmctl *ctl, cJSON *o);
+/* Stop and join any migration thread before the VM goes away (vm.create,
+ * vm.reboot, server stop). */
+void api_migration_release(struct api_vmctl *ctl);
+/* Start the owned-VM watcher (vmctl.c), for a VM that arrived by migration. */
+int api_vmctl_adopt(struct api_vmctl *ctl, struct vm *vm);
 
 #endif

@@ -69,7 +69,7 @@ static void *vmctl_watch(void *arg)
 }
 
 /* Stop and free an owned VM. */
-static void vmctl_release(struct api_vmctl *ctl, const char *why)
+static void vmctl_release_vm(struct api_vmctl *ctl, const char *why)
 {
 	if (!ctl->vm || !ctl->owns_vm)
 		return;
@@ -80,6 +80,12 @@ static void vmctl_release(struct api_vmctl *ctl, const char *why)
 	}
 	vm_destroy(ctl->vm);
 	ctl->vm = NULL;
+}
+
+static void vmctl_release(struct api_vmctl *ctl, const char *why)
+{
+	api_migration_release(ctl);
+	vmctl_release_vm(ctl, why);
 }
 
 void api_vmctl_destroy(struct api_vmctl *ctl)
@@ -124,11 +130,26 @@ static int vmctl_boot(struct api_vmctl *ctl, struct api_result *r)
 			api_result_error(r, 500, "vm.boot: cannot start a thread: %s", strerror_safe(err));
 			return -err;
 		}
+		pthread_setname_np(ctl->watcher, "vmm-api-watch");
 		ctl->watcher_started = true;
 	}
 	if (ret)
 		api_result_error(r, 500, "vm.boot: the VM failed to start: %s", vm->exit_reason);
 	return ret;
+}
+
+int api_vmctl_adopt(struct api_vmctl *ctl, struct vm *vm)
+{
+	int err;
+
+	vmctl_release_vm(ctl, "replaced by an incoming migration");
+	ctl->vm = vm;
+	ctl->owns_vm = true;
+	err = pthread_create(&ctl->watcher, NULL, vmctl_watch, vm);
+	if (err)
+		return -err;
+	ctl->watcher_started = true;
+	return 0;
 }
 
 static cJSON *state_reply(struct api_vmctl *ctl)
@@ -317,6 +338,7 @@ static int vmctl_report_fn(void *arg)
 		ok = ok && add_u64(o, "uptime_ms", (api_now_ns() - vm->start_ns) / 1000000);
 		ok = ok && add_u64(o, "vcpus", vm->nr_vcpus);
 		ok = ok && add_exit(o, vm);
+		ok = ok && api_migration_info(rep->ctl, o);
 	} else {
 		arr = ok ? cJSON_AddArrayToObject(o, "vcpus") : NULL;
 		for (unsigned i = 0; arr && i < vm->nr_vcpus; i++) {
@@ -623,6 +645,11 @@ void api_vmctl_run(struct api_server *srv, const struct api_action_desc *a, cons
 		break;
 	case API_VM_RESTORE:
 		act_restore(ctl, body, r);
+		break;
+	case API_VM_SEND_MIGRATION:
+	case API_VM_RECEIVE_MIGRATION:
+	case API_VM_MIGRATION_CANCEL:
+		api_migration_action(ctl, a, body, r);
 		break;
 	case API_VM_ADD_NET:
 	case API_VM_REMOVE_DEVICE:

@@ -57,7 +57,7 @@
 #define IOMMU_RESV_MEM_T_RESERVED 0
 #define IOMMU_RESV_MEM_T_MSI      1
 
-#define IOMMU_TLB_ENTRIES 8          /* per endpoint, direct-mapped by IOVA page */
+#define IOMMU_TLB_ENTRIES 256        /* per endpoint, direct-mapped by IOVA page: 1 MiB of 4 KiB pages */
 #define IOMMU_MAX_RESV    4
 
 struct iommu_avl {                    /* intrusive AVL node */
@@ -85,9 +85,9 @@ struct iommu_domain {
  * gen equals the IOMMU generation. seq is odd while the entry is written. */
 struct iommu_tlb_entry {
 	_Atomic uint32_t seq;
-	uint64_t gen, start, end, phys;    /* accessed with __atomic relaxed ops */
 	uint32_t flags;
-};
+	uint64_t gen, start, end, phys;    /* accessed with __atomic relaxed ops */
+} __attribute__((aligned(64)));        /* one cache line per entry */
 
 struct iommu_endpoint {
 	struct iommu_avl node;             /* key = endpoint ID */
@@ -111,8 +111,25 @@ struct iommu_params {
 	struct iommu_resv resv[IOMMU_MAX_RESV];
 };
 
+struct iommu_mapping_info;
+/* An observer of translation changes, for back ends that must mirror them
+ * (VFIO: shadow the mappings of a passed-through device's domain into its
+ * container/IOAS). Called with the IOMMU lock held, in order, before the
+ * call that made the change returns (so before the guest's request
+ * completes); a callback must not call back into this IOMMU. When a domain
+ * ceases to exist (last endpoint detached, reset, restore) every mapping of
+ * it is reported as unmapped first. */
+struct iommu_listener {
+	void (*map)(void *opaque, uint32_t domain, const struct iommu_mapping_info *m);
+	void (*unmap)(void *opaque, uint32_t domain, const struct iommu_mapping_info *m);
+	void (*attach)(void *opaque, uint32_t domain, uint32_t ep);
+	void (*detach)(void *opaque, uint32_t domain, uint32_t ep);
+	void *opaque;
+};
+
 struct iommu {
 	struct iommu_params params;
+	const struct iommu_listener *listener;   /* optional, see iommu_set_listener */
 	pthread_mutex_t lock;
 	_Atomic uint64_t gen;              /* bumped on every translation change */
 	_Atomic bool bypass;               /* config.bypass, current value */
@@ -159,12 +176,68 @@ int iommu_map(struct iommu *io, uint32_t domain, uint64_t virt_start, uint64_t v
 	      uint64_t phys, uint32_t flags);
 int iommu_unmap(struct iommu *io, uint32_t domain, uint64_t virt_start, uint64_t virt_end);
 
+/* The out-of-line part of iommu_translate_ep(): argument checks, cache
+ * miss, tree walk under the lock, cache fill, fault record. */
+int iommu_translate_ep_slow(struct iommu *io, struct iommu_endpoint *ep, uint64_t iova,
+			    uint64_t len, uint32_t perm, uint64_t *gpa, struct iommu_fault *fault);
+
+static inline unsigned iommu_tlb_index(uint64_t iova)
+{
+	return (unsigned)(iova >> 12) & (IOMMU_TLB_ENTRIES - 1);
+}
+
+/* Lock-free cache lookup: a hit needs a stable entry (even, unchanged seq),
+ * the current generation, the whole range inside the entry and the
+ * permission. Inline: this is the DMA fast path of every translated device. */
+static inline bool iommu_tlb_lookup(struct iommu *io, struct iommu_endpoint *e, uint64_t iova,
+				    uint64_t len, uint32_t perm, uint64_t *gpa)
+{
+	struct iommu_tlb_entry *t = &e->tlb[iommu_tlb_index(iova)];
+	uint64_t start, end, phys;
+	uint32_t seq;
+
+	seq = atomic_load_explicit(&t->seq, memory_order_acquire);
+	if (seq & 1)
+		return false;
+	/* Early exits on values that may be torn only cause a miss; the
+	 * values used for the result are validated by the second seq read. */
+	if (__atomic_load_n(&t->gen, __ATOMIC_RELAXED) !=
+	    atomic_load_explicit(&io->gen, memory_order_acquire))
+		return false;
+	start = __atomic_load_n(&t->start, __ATOMIC_RELAXED);
+	end = __atomic_load_n(&t->end, __ATOMIC_RELAXED);
+	/* len >= 1 and no wrap are checked by the caller. */
+	if (iova < start || iova - start > end - start || len - 1 > end - iova)
+		return false;
+	if ((__atomic_load_n(&t->flags, __ATOMIC_RELAXED) & perm) != perm)
+		return false;
+	phys = __atomic_load_n(&t->phys, __ATOMIC_RELAXED);
+	atomic_thread_fence(memory_order_acquire);
+	if (atomic_load_explicit(&t->seq, memory_order_relaxed) != seq)
+		return false;
+	*gpa = phys + (iova - start);
+	return true;
+}
+
 /* Translate [iova, iova+len) for endpoint @ep with access @perm (IOMMU_PERM_*).
  * The range may span adjacent mappings only if their physical ranges are
  * contiguous too. 0 and *gpa on success; -EFAULT with *fault filled when the
- * access is not allowed (fault may be NULL); -EINVAL on len 0 or wrap. */
-int iommu_translate_ep(struct iommu *io, struct iommu_endpoint *ep, uint64_t iova, uint64_t len,
-		       uint32_t perm, uint64_t *gpa, struct iommu_fault *fault);
+ * access is not allowed (fault may be NULL); -EINVAL on len 0, wrap or a bad
+ * @perm. Cache hits are counted without a locked instruction (a relaxed
+ * load + store: concurrent translators may lose a count, fine for vm.info). */
+static inline int iommu_translate_ep(struct iommu *io, struct iommu_endpoint *ep, uint64_t iova,
+				     uint64_t len, uint32_t perm, uint64_t *gpa,
+				     struct iommu_fault *fault)
+{
+	if (__builtin_expect(len && iova + len - 1 >= iova && perm && perm <= 3, 1) &&
+	    iommu_tlb_lookup(io, ep, iova, len, perm, gpa)) {
+		atomic_store_explicit(&ep->tlb_hits,
+				      atomic_load_explicit(&ep->tlb_hits, memory_order_relaxed) + 1,
+				      memory_order_relaxed);
+		return 0;
+	}
+	return iommu_translate_ep_slow(io, ep, iova, len, perm, gpa, fault);
+}
 /* By endpoint ID (looks the endpoint up; unknown -> -ENOENT). */
 int iommu_translate(struct iommu *io, uint32_t ep, uint64_t iova, uint64_t len, uint32_t perm,
 		    uint64_t *gpa, struct iommu_fault *fault);
@@ -196,6 +269,17 @@ int iommu_for_each_endpoint(struct iommu *io,
 			    int (*fn)(void *opaque, const struct iommu_endpoint_info *e), void *opaque);
 int iommu_for_each_mapping(struct iommu *io, uint32_t domain,
 			   int (*fn)(void *opaque, const struct iommu_mapping_info *m), void *opaque);
+/* Replace @dst's domains, mappings, attachments and config.bypass with
+ * @src's, leaving @src without domains. Both must have the same endpoint
+ * set (-EINVAL otherwise, nothing changed). Used by restore: build and
+ * validate a scratch iommu, then commit it in one step that cannot fail
+ * halfway. Endpoint handles of @dst stay valid. */
+int iommu_adopt(struct iommu *dst, struct iommu *src);
+
+/* Install (or with NULL remove) the listener; the current state is not
+ * replayed (use the iterators). */
+void iommu_set_listener(struct iommu *io, const struct iommu_listener *l);
+
 /* Mapping counts, for vm.info. */
 uint64_t iommu_nr_mappings(struct iommu *io);
 unsigned iommu_nr_domains(struct iommu *io);

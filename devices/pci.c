@@ -49,6 +49,8 @@ void pci_cfg_set_wmask(struct pci_device *d, uint32_t off, uint32_t len, uint8_t
 
 /* ---- device construction ----------------------------------------------- */
 
+static void pci_update_bars(struct pci_device *d);
+
 void pci_device_init(struct pci_device *d, const char *name, const struct pci_device_ops *ops,
 		     void *opaque)
 {
@@ -86,6 +88,32 @@ void pci_device_destroy(struct pci_device *d)
 		d->msix.vec = NULL;
 	}
 	pthread_mutex_destroy(&d->msix_lock);
+}
+
+void pci_device_reset(struct pci_device *d)
+{
+	struct pci_bus *bus = d->bus;
+
+	if (bus)
+		pthread_mutex_lock(&bus->lock);
+	pci_cfg_set16(d, PCI_COMMAND, 0);
+	d->cfg[PCI_STATUS + 1] &= (uint8_t)~d->w1cmask[PCI_STATUS + 1];
+	if (d->msix.nr) {
+		pci_cfg_set16(d, d->msix.cap_off + PCI_MSIX_FLAGS,
+			      pci_cfg_get16(d, d->msix.cap_off + PCI_MSIX_FLAGS) &
+			      (uint16_t)~(PCI_MSIX_FLAGS_ENABLE | PCI_MSIX_FLAGS_MASKALL));
+		pthread_mutex_lock(&d->msix_lock);
+		d->msix.enabled = d->msix.masked = false;
+		for (unsigned i = 0; i < d->msix.nr; i++) {
+			d->msix.vec[i].ctrl = 1;   /* masked */
+			d->msix.vec[i].pending = false;
+		}
+		pthread_mutex_unlock(&d->msix_lock);
+	}
+	if (bus) {
+		pci_update_bars(d);
+		pthread_mutex_unlock(&bus->lock);
+	}
 }
 
 void pci_config_set_ids(struct pci_device *d, uint16_t vendor, uint16_t device,

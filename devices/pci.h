@@ -166,6 +166,10 @@ void pci_bus_config_write(struct pci_bus *bus, unsigned slot, unsigned fn, uint3
 void pci_device_init(struct pci_device *d, const char *name, const struct pci_device_ops *ops,
 		     void *opaque);
 void pci_device_destroy(struct pci_device *d);   /* frees MSI-X state, closes irqfds */
+/* VM reset (PCI 3.0 §6.2.2, §6.8.2.3): command register cleared (BARs stop
+ * decoding; addresses are kept, as firmware assigned them), MSI-X disabled,
+ * every vector masked, pending bits cleared. Routes stay allocated. */
+void pci_device_reset(struct pci_device *d);
 void pci_config_set_ids(struct pci_device *d, uint16_t vendor, uint16_t device,
 			uint32_t class_code, uint8_t revision);
 void pci_config_set_subsystem(struct pci_device *d, uint16_t svendor, uint16_t sid);

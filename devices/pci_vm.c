@@ -2,8 +2,10 @@
 #include "devices/pci_vm.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 
+#include "migration/state.h"
 #include "vmm/acpi.h"
 #include "vmm/layout.h"
 #include "vmm/vm.h"
@@ -36,28 +38,98 @@ const struct pci_irq_ops pci_vm_irq_ops = {
 	.ioeventfd = pci_vm_ioeventfd,
 };
 
-int pci_vm_create(struct vm *vm, struct pci_bus **out)
+struct pci_vm_bus {
+	struct device dev;
+	struct pci_bus bus;
+	bool attached;
+};
+
+static void pci_vm_bus_destroy(struct device *dev)
 {
-	struct pci_bus *bus = calloc(1, sizeof(*bus));
+	struct pci_vm_bus *b = (struct pci_vm_bus *)dev;
+
+	pci_bus_destroy(&b->bus);
+	if (dev->vm)
+		dev->vm->pci = NULL;
+	free(b);
+}
+
+/* The bus's own state: the latched CONFIG_ADDRESS and the host bridge's
+ * config space. Devices on the bus save their own config spaces. */
+static int pci_vm_bus_save(struct device *dev, struct state_node *node)
+{
+	struct pci_vm_bus *b = (struct pci_vm_bus *)dev;
 	int ret;
 
-	if (!bus)
-		return -ENOMEM;
-	ret = pci_bus_init(bus, &vm->mmio, &vm->pio, LAYOUT_PCI_ECAM, &pci_vm_irq_ops, vm);
-	if (ret) {
-		free(bus);
+	pthread_mutex_lock(&b->bus.lock);
+	ret = state_set_version(node, 1);
+	if (!ret)
+		ret = state_put_u32(node, "cf8", b->bus.cf8);
+	if (!ret)
+		ret = state_put_bytes(node, "host-bridge-config", b->bus.host_bridge.cfg, PCI_CFG_SIZE);
+	pthread_mutex_unlock(&b->bus.lock);
+	return ret;
+}
+
+/* Only the bits a guest may write are taken from the snapshot, so a hostile
+ * file cannot change the bridge's identity or capability layout. */
+static int pci_vm_bus_load(struct device *dev, const struct state_node *node)
+{
+	struct pci_vm_bus *b = (struct pci_vm_bus *)dev;
+	struct pci_device *hb = &b->bus.host_bridge;
+	uint8_t cfg[PCI_CFG_SIZE];
+	uint32_t cf8;
+	int ret;
+
+	ret = state_node_version(node, 1, 1, NULL);
+	if (!ret)
+		ret = state_get_u32(node, "cf8", &cf8);
+	if (!ret)
+		ret = state_get_bytes(node, "host-bridge-config", cfg, sizeof(cfg));
+	if (ret)
 		return ret;
-	}
-	*out = bus;
+	pthread_mutex_lock(&b->bus.lock);
+	b->bus.cf8 = cf8;
+	for (size_t i = 0; i < PCI_CFG_SIZE; i++)
+		hb->cfg[i] = (uint8_t)((hb->cfg[i] & ~hb->wmask[i]) | (cfg[i] & hb->wmask[i]));
+	pthread_mutex_unlock(&b->bus.lock);
 	return 0;
 }
 
-void pci_vm_destroy(struct pci_bus *bus)
+static const struct device_ops pci_vm_bus_ops = {
+	.type = "pci-host",
+	.destroy = pci_vm_bus_destroy,
+	.save = pci_vm_bus_save,
+	.load = pci_vm_bus_load,
+};
+
+int pci_vm_create(struct vm *vm)
 {
-	if (!bus)
+	struct pci_vm_bus *b = calloc(1, sizeof(*b));
+	int ret;
+
+	if (!b)
+		return -ENOMEM;
+	ret = pci_bus_init(&b->bus, &vm->mmio, &vm->pio, LAYOUT_PCI_ECAM, &pci_vm_irq_ops, vm);
+	if (ret) {
+		free(b);
+		return ret;
+	}
+	vm->pci = &b->bus;
+	return 0;
+}
+
+void pci_vm_attach(struct vm *vm)
+{
+	struct pci_vm_bus *b;
+
+	if (!vm->pci)
 		return;
-	pci_bus_destroy(bus);
-	free(bus);
+	b = (struct pci_vm_bus *)((char *)vm->pci - offsetof(struct pci_vm_bus, bus));
+	if (!b->attached) {
+		vm_add_device(vm, &b->dev, &pci_vm_bus_ops, "pci0");
+		b->attached = true;
+	}
 }
 
 void pci_vm_acpi_config(const struct pci_bus *bus, struct acpi_config *acpi)

@@ -10,9 +10,11 @@ struct acpi_config;
 
 extern const struct pci_irq_ops pci_vm_irq_ops;   /* opaque = struct vm * */
 
-/* Allocate and register the root bus of @vm (ECAM at LAYOUT_PCI_ECAM). */
-int pci_vm_create(struct vm *vm, struct pci_bus **out);
-void pci_vm_destroy(struct pci_bus *bus);
+/* Create the root bus of @vm (ECAM at LAYOUT_PCI_ECAM) and set vm->pci.
+ * Call pci_vm_attach() after the last PCI device was created: it adds the
+ * bus to the VM's device list, so it is destroyed after its devices. */
+int pci_vm_create(struct vm *vm);
+void pci_vm_attach(struct vm *vm);
 /* Fill the PCI fields of the ACPI configuration (DSDT PNP0A08 + MCFG). */
 void pci_vm_acpi_config(const struct pci_bus *bus, struct acpi_config *acpi);
 

@@ -509,6 +509,10 @@ static int boot_load_elf(struct guest_mem *mem, const struct boot_input *in, str
 					 "kernel: PVH entry 0x%llx is outside the loaded image 0x%llx - 0x%llx",
 					 (unsigned long long)pvh_entry, (unsigned long long)start,
 					 (unsigned long long)end);
+		if (pvh_entry > UINT32_MAX)
+			return boot_fail(err, errlen, -ENOEXEC,
+					 "kernel: PVH entry 0x%llx is above 4 GiB (32-bit entry)",
+					 (unsigned long long)pvh_entry);
 		out->mode = BOOT_MODE_PVH;
 		out->entry = pvh_entry;
 	} else {
@@ -593,7 +597,7 @@ static int boot_load_bzimage(struct guest_mem *mem, const struct boot_input *in,
 	struct setup_header h;
 	struct boot_params bp;
 	size_t hdr_len, setup_len, pm_len;
-	uint64_t load, need, initrd_top, initrd_max;
+	uint64_t load, run, need, initrd_top, initrd_max;
 	unsigned setup_sects;
 	char size[32];
 	int ret;
@@ -623,22 +627,23 @@ static int boot_load_bzimage(struct guest_mem *mem, const struct boot_input *in,
 	 * has read the memory map (decompression buffer included). */
 	need = h.init_size > pm_len ? h.init_size : pm_len;
 	load = bz_choose_load_addr(mem, &h, need);
-	if (!boot_range_in_ram(mem, load, need)) {
+	/* The decompressor runs the kernel at max(load aligned up to
+	 * kernel_alignment, LOAD_PHYSICAL_ADDR = pref_address) and needs
+	 * init_size bytes there (arch/x86/boot/compressed/head_64.S). */
+	run = load;
+	if (h.pref_address > run && h.pref_address < LAYOUT_MMIO_GAP_START)
+		run = h.pref_address;
+	if (!boot_range_in_ram(mem, load, pm_len) || !boot_range_in_ram(mem, run, need)) {
 		boot_format_size(mem->size, size, sizeof(size));
 		return boot_fail(err, errlen, -ENOMEM,
-				 "kernel: bzImage needs 0x%llx - 0x%llx (init_size) but guest RAM is %s (memory too small)",
-				 (unsigned long long)load, (unsigned long long)(load + need), size);
+				 "kernel: bzImage needs RAM at 0x%llx - 0x%llx (init_size) but guest RAM is %s (memory too small)",
+				 (unsigned long long)run, (unsigned long long)(run + need), size);
 	}
 	out->mode = BOOT_MODE_LINUX64;
 	out->entry = load + BZ_STARTUP_64;
 	out->boot_info_gpa = LAYOUT_BOOT_INFO;
 	out->kernel_start = load;
-	out->kernel_end = load + need;
-	/* A relocatable kernel decompresses at pref_address (LOAD_PHYSICAL_ADDR)
-	 * when loaded lower: keep the initrd clear of that too. */
-	if (h.relocatable_kernel && h.pref_address > load && h.pref_address < LAYOUT_MMIO_GAP_START &&
-	    h.pref_address + need > out->kernel_end)
-		out->kernel_end = h.pref_address + need;
+	out->kernel_end = run + need; /* the initrd must stay clear of all of it */
 
 	ret = boot_write_cmdline(mem, in->cmdline, h.cmdline_size ? h.cmdline_size : 255, err, errlen);
 	if (ret)

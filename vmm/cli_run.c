@@ -13,8 +13,12 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "api/api.h"
 #include "api/config_json.h"
+#include "devices/virtio_net_config.h"
+#include "migration/migrate.h"
 #include "migration/migration.h"
+#include "vfio/vfio_pci.h"
 #include "vmm/cli.h"
 #include "vmm/log.h"
 #include "vmm/vm.h"
@@ -58,6 +62,17 @@ static void run_usage(FILE *f)
 		"  --console KIND       stdio (default), file:PATH, or none\n"
 		"  --config FILE        the VM as JSON (the same document as the API's vm.create);\n"
 		"                       flags given as well override its fields\n"
+		"  --net SPEC           virtio-net device, repeatable:\n"
+		"                       tap=NAME[,mac=MAC][,queues=N][,iommu=on]\n"
+		"                       macvtap=IFNAME[,mac=MAC][,queues=N][,iommu=on]\n"
+		"  --iommu              add a virtio-iommu device (devices with iommu=on sit behind it)\n"
+		"  --vfio SPEC          pass through a host PCI function with kernel VFIO, repeatable:\n"
+		"                       host=0000:03:00.1[,iommu=on]\n"
+		"  --vfio-user SPEC     a device served by a vfio-user server, repeatable:\n"
+		"                       socket=PATH[,iommu=on]\n"
+		"  --api-sock PATH      also serve the REST API on this UNIX socket (see vmm ctl)\n"
+		"  --restore DIR        start from a snapshot directory instead of a kernel\n"
+		"  --incoming URL       wait for a live migration (unix:PATH or tcp:HOST:PORT)\n"
 		"  -v, --verbose        more log output (repeat for debug)\n"
 		"  -h, --help           this help\n\n"
 		"Exit status: the value the guest writes to the debug-exit port (0xf4),\n"
@@ -73,7 +88,8 @@ static int set_string(char **dst, const char *src)
 	return *dst ? 0 : -ENOMEM;
 }
 
-enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEMORY, OPT_CONSOLE, OPT_CONFIG };
+enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEMORY, OPT_CONSOLE, OPT_CONFIG,
+       OPT_NET, OPT_IOMMU, OPT_API_SOCK, OPT_VFIO, OPT_VFIO_USER };
 
 static const struct option run_options[] = {
 	{ "kernel", required_argument, NULL, OPT_KERNEL },
@@ -83,6 +99,11 @@ static const struct option run_options[] = {
 	{ "memory", required_argument, NULL, OPT_MEMORY },
 	{ "console", required_argument, NULL, OPT_CONSOLE },
 	{ "config", required_argument, NULL, OPT_CONFIG },
+	{ "net", required_argument, NULL, OPT_NET },
+	{ "iommu", no_argument, NULL, OPT_IOMMU },
+	{ "api-sock", required_argument, NULL, OPT_API_SOCK },
+	{ "vfio", required_argument, NULL, OPT_VFIO },
+	{ "vfio-user", required_argument, NULL, OPT_VFIO_USER },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
@@ -117,6 +138,22 @@ static int run_apply_option(struct vm_config *cfg, int opt, const char *arg)
 		return 0;
 	case OPT_CONFIG:
 		return 0; /* applied before the other flags, see run_load_config */
+	case OPT_IOMMU:
+		cfg->iommu = true;
+		return 0;
+	case OPT_VFIO:
+	case OPT_VFIO_USER:
+		if (config_parse_vfio(cfg, arg, opt == OPT_VFIO_USER, err, sizeof(err))) {
+			cli_error("%s", err); /* names the flag and the bad field */
+			return -EINVAL;
+		}
+		return 0;
+	case OPT_NET:
+		if (config_parse_net(cfg, arg, err, sizeof(err))) {
+			cli_error("--net %s: %s", arg, err);
+			return -EINVAL;
+		}
+		return 0;
 	case OPT_CONSOLE:
 		if (config_parse_console(cfg, arg, err, sizeof(err))) {
 			cli_error("--%s", err);
@@ -215,8 +252,9 @@ static void run_exit_fast(int status)
 	_exit(0);
 }
 
-static int run_vm(const struct vm_config *cfg)
+static int run_vm(const struct vm_config *cfg, const char *api_sock)
 {
+	struct api_server *api = NULL;
 	char err[512] = "";
 	struct termios saved;
 	bool raw = false;
@@ -233,7 +271,11 @@ static int run_vm(const struct vm_config *cfg)
 		cli_error("cannot start the VM");
 		status = CLI_EXIT_ERROR;
 	} else {
+		if (api_sock && api_server_start(&api, api_sock, vm))
+			vm_request_exit(vm, CLI_EXIT_ERROR, "cannot serve the API on '%s'", api_sock);
 		status = vm_wait_exit(vm);
+		/* Replies to requests that raced with the exit are sent first. */
+		api_server_stop(api);
 		if (status != 0)
 			cli_error("%s", vm->exit_reason);
 		else
@@ -275,7 +317,7 @@ static int run_load_config(struct vm_config *cfg, const char *path)
 		return -EFBIG;
 	}
 	fclose(f);
-	ret = config_from_json(cfg, json, len, err, sizeof(err));
+	ret = config_from_json_unvalidated(cfg, json, len, err, sizeof(err));
 	free(json);
 	if (ret)
 		cli_error("--config %s: %s", path, err);
@@ -285,24 +327,34 @@ static int run_load_config(struct vm_config *cfg, const char *path)
 /* --config is applied first wherever it appears, so flags can override it. */
 static int run_find_config(int argc, char **argv, struct vm_config *cfg)
 {
+	const char *path = NULL;
 	int opt;
 
 	optind = 1;
 	opterr = 0;
-	while ((opt = getopt_long(argc, argv, "+vh", run_options, NULL)) != -1)
-		if (opt == OPT_CONFIG)
-			return run_load_config(cfg, optarg);
-	return 0;
+	while ((opt = getopt_long(argc, argv, "+vh", run_options, NULL)) != -1) {
+		if (opt != OPT_CONFIG)
+			continue;
+		if (path) {
+			cli_error("--config given twice ('%s' and '%s'): give one file", path, optarg);
+			return -EINVAL;
+		}
+		path = optarg;
+	}
+	return path ? run_load_config(cfg, path) : 0;
 }
 
 int cli_run(int argc, char **argv)
 {
 	struct vm_config cfg;
+	const char *api_sock = NULL;
 	char err[256];
 	int opt, status, verbosity = 0;
 
 	if (cli_run_wants_restore(argc, argv))
 		return cli_run_restore(argc, argv);
+	if (cli_run_wants_incoming(argc, argv))
+		return cli_run_incoming(argc, argv);
 	config_init(&cfg);
 	if (run_find_config(argc, argv, &cfg)) {
 		config_free(&cfg);
@@ -320,12 +372,13 @@ int cli_run(int argc, char **argv)
 			verbosity++;
 			continue;
 		}
+		if (opt == OPT_API_SOCK) {
+			api_sock = optarg;
+			continue;
+		}
 		if (opt == '?' || opt == ':') {
-			if (optopt)
-				cli_error("run: option needs a value or is unknown: -%c", optopt);
-			else
-				cli_error("run: unknown option or missing value: '%s' (see 'vmm run --help')",
-					  argv[optind - 1]);
+			cli_error("run: unknown option or missing value: '%s' (see 'vmm run --help')",
+				  argv[optind - 1]);
 			config_free(&cfg);
 			return CLI_EXIT_USAGE;
 		}
@@ -345,7 +398,7 @@ int cli_run(int argc, char **argv)
 		config_free(&cfg);
 		return CLI_EXIT_USAGE;
 	}
-	status = run_vm(&cfg);
+	status = run_vm(&cfg, api_sock);
 	config_free(&cfg);
 	return status;
 }

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "migration/migrate.h"
 #include "migration/migration.h"
 #include "vmm/cli.h"
 
@@ -16,6 +17,7 @@ static const struct verb verbs[] = {
 	{ "run", cli_run, "create and boot a VM from flags or a JSON config" },
 	{ "serve", cli_serve, "start a VMM with no VM and serve the REST API" },
 	{ "ctl", cli_ctl, "send one request to a VMM's API socket" },
+	{ "migrate", cli_migrate, "live-migrate a VMM's VM to another vmm (see migrate --help)" },
 	{ "state", cli_state, "show a snapshot's state tree (state show DIR)" },
 };
 

@@ -21,6 +21,8 @@
 #include "vmm/eventloop.h"
 #include "vmm/mem.h"
 
+struct pci_bus;
+
 enum vm_state { VM_STATE_CREATED, VM_STATE_RUNNING, VM_STATE_PAUSED, VM_STATE_SHUTDOWN };
 
 const char *vm_state_name(enum vm_state s);
@@ -49,6 +51,7 @@ struct vm {
 	unsigned nr_vcpus;
 	struct vcpu *vcpus;
 	struct device *devices;            /* singly linked, in creation order */
+	struct pci_bus *pci;               /* PCI root bus (devices/pci_vm.c) */
 	struct boot_entry boot;
 	struct kvm_cpuid2 *cpuid;          /* per-VM template; per-vCPU APIC ids patched in */
 

@@ -7,6 +7,10 @@
 #include <unistd.h>
 
 #include "devices/legacy.h"
+#include "devices/pci_vm.h"
+#include "devices/virtio_iommu_vm.h"
+#include "devices/virtio_net.h"
+#include "vfio/vfio_pci.h"
 #include "vmm/acpi.h"
 #include "vmm/layout.h"
 #include "vmm/log.h"
@@ -39,6 +43,27 @@ static int vm_create_console(struct vm *vm, char *err, size_t errlen)
 	return uart_create(vm, PORT_COM1, IRQ_COM1, out_fd, owns, in_fd, NULL);
 }
 
+/* The PCI root bus (always: guests enumerate it even when empty) and the
+ * devices on it. The bus joins the device list last, so it outlives them. */
+static int vm_create_pci_devices(struct vm *vm, char *err, size_t errlen)
+{
+	int ret = pci_vm_create(vm);
+
+	if (ret) {
+		snprintf(err, errlen, "creating the PCI bus failed: %s", strerror_safe(-ret));
+		return ret;
+	}
+	ret = viommu_vm_setup(vm, err, errlen);
+	for (unsigned i = 0; i < vm->cfg.nr_nets && !ret; i++)
+		ret = virtio_net_create(vm, &vm->cfg.nets[i], i, err, errlen);
+	for (unsigned i = 0; i < vm->cfg.nr_devices && !ret; i++)
+		ret = vfio_pci_create(vm, &vm->cfg.devices[i], i, err, errlen);
+	if (!ret)
+		ret = viommu_vm_attach_endpoints(vm, err, errlen);
+	pci_vm_attach(vm);
+	return ret;
+}
+
 int vm_create_devices(struct vm *vm, char *err, size_t errlen)
 {
 	int ret;
@@ -58,10 +83,12 @@ int vm_create_devices(struct vm *vm, char *err, size_t errlen)
 		snprintf(err, errlen, "creating platform devices failed: %s", strerror_safe(-ret));
 		return ret;
 	}
-	return 0;
+	return vm_create_pci_devices(vm, err, errlen);
 }
 
 void vm_describe_acpi(struct vm *vm, struct acpi_config *acpi)
 {
 	acpi->nr_cpus = vm->nr_vcpus;
+	pci_vm_acpi_config(vm->pci, acpi);
+	viommu_vm_describe_acpi(vm, acpi);
 }

@@ -19,11 +19,12 @@ typedef void (*int_handler_t)(struct int_frame *f);
  * vector without a handler is reported and FAILs too. */
 #define VEC_FIRST_FREE 0x20
 
-void idt_init(void);        /* BSP: exception gates + lidt */
+void idt_init(void);        /* BSP: lidt of the static table */
 void idt_load(void);        /* APs: lidt only */
-/* Install @fn for @vector (any CPU sees it). Returns 0, or -1 for a bad vector. */
+/* Install @fn for @vector (any CPU sees it; NULL removes it). Returns 0. */
 int idt_set_handler(u8 vector, int_handler_t fn);
-/* A free vector (>= 0x30) not used yet, or 0 if none is left. */
+/* A vector nobody else got from here (0x80-0xfe; built-in scenarios use
+ * fixed vectors in 0x40-0x5f), or 0 when none is left. */
 u8 idt_alloc_vector(void);
 
 #endif

@@ -1,9 +1,14 @@
-/* Interrupt entry stubs: one 16-byte stub per vector at isr_stubs + 16*v,
+/* Interrupt entry stubs: one 16-byte stub per vector at ISR_BASE + 16*v,
  * each pushing a dummy error code where the CPU does not (SDM vol. 3 §6.13)
  * and the vector, then a common path that saves registers and calls
- * interrupt_dispatch(struct int_frame *). */
-	.text
-	.balign 16
+ * interrupt_dispatch(struct int_frame *).
+ *
+ * The stubs sit at a fixed address (link.ld puts .text.isr first, at 1 MiB)
+ * so the assembler can build the whole IDT as static data: booting costs one
+ * lidt instead of a loop over the gates. */
+#include "layout_guest.h"
+
+	.section .text.isr, "ax"
 	.globl isr_stubs
 isr_stubs:
 	.set vec, 0
@@ -53,5 +58,21 @@ isr_common:
 	pop %rax
 	add $16, %rsp
 	iretq
+
+/* 64-bit interrupt gates (SDM vol. 3 §6.14.1): present, DPL 0, type 0xE. */
+	.section .data.idt, "aw"
+	.balign 16
+	.globl idt_table
+idt_table:
+	.set vec, 0
+	.rept 256
+	.word (ISR_BASE + vec * 16) & 0xffff
+	.word GDT_CODE64
+	.byte 0, 0x8e
+	.word ((ISR_BASE + vec * 16) >> 16) & 0xffff
+	.long 0
+	.long 0
+	.set vec, vec + 1
+	.endr
 
 	.section .note.GNU-stack, "", @progbits

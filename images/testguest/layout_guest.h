@@ -12,6 +12,9 @@
  * command line (0x20000): the SIPI target must sit below 1 MiB. */
 #define TRAMPOLINE_ADDR  0x10000
 
+/* Interrupt stubs: 16 bytes per vector from here (first thing in the image). */
+#define ISR_BASE         0x100000
+
 #define BSP_STACK_SIZE   16384
 #define AP_STACK_SIZE    8192
 #define MAX_CPUS         64

@@ -22,8 +22,15 @@ struct param {
 	const char *value;
 };
 
-/* Boot-time facts, written once by the BSP before anything else runs. */
+#define MEMMAP_MAX 64
+
+/* Boot-time facts, written once by the BSP before anything else runs. They
+ * are copies: the VMM's boot area in low RAM is free for the guest to reuse
+ * (the AP trampoline goes there). */
 static const struct hvm_start_info *boot_info;
+static struct hvm_start_info boot_info_copy;
+static struct hvm_memmap_entry memmap_copy[MEMMAP_MAX];
+static u32 memmap_count;
 static char cmdline_orig[CMDLINE_MAX];
 static char cmdline_split[CMDLINE_MAX];
 static struct param params[MAX_PARAMS];
@@ -51,9 +58,14 @@ void serial_write(const char *s, size_t len)
 	while (i < len) {
 		while (!(inb(GUEST_PORT_COM1 + UART_LSR) & UART_LSR_THRE))
 			cpu_relax();
-		for (unsigned n = 0; n < uart_burst && i < len; n++, i++) {
-			outb(GUEST_PORT_COM1 + UART_THR, (u8)s[i]);
-		}
+		size_t n = len - i < uart_burst ? len - i : uart_burst;
+		const char *p = s + i;
+
+		/* One string instruction per burst: a VMM sees a single port-I/O
+		 * exit carrying n bytes instead of n exits. */
+		__asm__ volatile("rep outsb" : "+S"(p), "+c"(n) : "d"((u16)(GUEST_PORT_COM1 + UART_THR))
+				 : "memory");
+		i = (size_t)(p - s);
 	}
 }
 
@@ -235,12 +247,20 @@ const struct hvm_start_info *start_info(void)
 
 const struct hvm_memmap_entry *memmap(u32 *count)
 {
-	if (!boot_info || boot_info->version < 1 || !boot_info->memmap_paddr) {
-		*count = 0;
-		return NULL;
+	*count = memmap_count;
+	return memmap_count ? memmap_copy : NULL;
+}
+
+static void boot_info_save(const struct hvm_start_info *si)
+{
+	boot_info_copy = *si;
+	boot_info = &boot_info_copy;
+	/* memmap_paddr and memmap_entries exist from version 1 on. */
+	if (si->version >= 1 && si->memmap_paddr) {
+		memmap_count = si->memmap_entries < MEMMAP_MAX ? si->memmap_entries : MEMMAP_MAX;
+		memcpy(memmap_copy, (const void *)si->memmap_paddr,
+		       memmap_count * sizeof(memmap_copy[0]));
 	}
-	*count = boot_info->memmap_entries;
-	return (const struct hvm_memmap_entry *)boot_info->memmap_paddr;
 }
 
 u64 ram_top(void)
@@ -276,7 +296,7 @@ void guest_main(u64 start_info_gpa)
 		guest_printf("FAIL boot: bad hvm_start_info at 0x%lx\n", (unsigned long)start_info_gpa);
 		guest_exit(2);
 	}
-	boot_info = si;
+	boot_info_save(si);
 	cmdline_parse((const char *)si->cmdline_paddr);
 	idt_init();
 

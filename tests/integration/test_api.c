@@ -28,6 +28,7 @@
 
 #include "api/actions.h"
 #include "api/api.h"
+#include "tests/integration/harness.h"
 
 struct apit_srv {
 	pid_t pid;
@@ -43,18 +44,17 @@ static bool apit_asan(void)
 	return getenv("VMM_ASAN") != NULL;
 }
 
+/* The shared harness (harness.h) runs a vmm to completion; `vmm serve`
+ * keeps running, so these tests spawn it themselves and take only the
+ * environment conventions from the harness. */
 static const char *apit_vmm(void)
 {
-	const char *v = getenv("VMM_BIN");
-
-	return v ? v : "build/vmm";
+	return harness_vmm_bin();
 }
 
 static void apit_testguest(char *buf, size_t len)
 {
-	const char *d = getenv("VMM_IMAGES");
-
-	snprintf(buf, len, "%s/testguest.elf", d ? d : "build/images");
+	snprintf(buf, len, "%s/testguest.elf", harness_images_dir());
 }
 
 static uint64_t apit_now_ms(void)
@@ -67,7 +67,7 @@ static uint64_t apit_now_ms(void)
 
 static void apit_need_kvm(void)
 {
-	if (access("/dev/kvm", R_OK | W_OK))
+	if (!harness_have_kvm())
 		cr_skip_test("no /dev/kvm");
 }
 
@@ -276,6 +276,39 @@ static void apit_halt_config(const struct apit_srv *s, char *buf, size_t len)
 		 s->halt_elf);
 }
 
+/* The test guest's idle scenario (halts with a 100 Hz timer, runs until
+ * stopped), printing to the file console; false if the image is missing. */
+static bool apit_idle_config(const struct apit_srv *s, char *buf, size_t len)
+{
+	char elf[256];
+
+	apit_testguest(elf, sizeof(elf));
+	if (access(elf, R_OK))
+		return false;
+	snprintf(buf, len, "{\"kernel\": \"%s\", \"cmdline\": \"test=idle\", \"memory_mib\": 32,"
+		 " \"console\": \"file:%s\"}", elf, s->console);
+	return true;
+}
+
+static void apit_wait_console(const struct apit_srv *s, const char *text, int ms)
+{
+	uint64_t deadline = apit_now_ms() + (uint64_t)ms;
+	char buf[4096];
+
+	for (;;) {
+		FILE *f = fopen(s->console, "r");
+		size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+
+		if (f)
+			fclose(f);
+		buf[n] = 0;
+		if (strstr(buf, text))
+			return;
+		cr_assert(apit_now_ms() < deadline, "console never showed '%s': %s", text, buf);
+		usleep(10000);
+	}
+}
+
 /* Run a command, capture stdout into @out; returns the exit status. */
 static int apit_run(char *const argv[], char *out, size_t outlen)
 {
@@ -441,18 +474,17 @@ Test(api, testguest_hello_and_running, .timeout = 180)
 	cr_assert_eq(apit_req(&s, "vm.reboot", NULL, out, sizeof(out)), 200, "%s", out);
 	apit_wait_state(&s, "shutdown", 60000);
 
-	/* A guest that keeps running: many slow LAPIC timer ticks. */
-	snprintf(cfg, sizeof(cfg), "{\"kernel\": \"%s\", \"cmdline\": \"test=irq ticks=100000 period_us=100000\","
-		 " \"console\": \"none\"}", elf);
+	/* A guest that keeps running: the idle scenario halts with its timer on. */
+	cr_assert(apit_idle_config(&s, cfg, sizeof(cfg)));
 	cr_assert_eq(apit_req(&s, "vm.create", cfg, out, sizeof(out)), 200, "%s", out);
 	cr_assert_eq(apit_req(&s, "vm.boot", NULL, out, sizeof(out)), 200, "%s", out);
-	usleep(300000);
+	apit_wait_console(&s, "idle: running", 60000);
 	cr_assert_str_eq(apit_state(&s, out, sizeof(out)), "running");
 	cr_assert_eq(apit_req(&s, "vm.pause", NULL, out, sizeof(out)), 200, "%s", out);
 	cr_assert_eq(apit_req(&s, "vm.resume", NULL, out, sizeof(out)), 200, "%s", out);
+	cr_assert_str_eq(apit_state(&s, out, sizeof(out)), "running");
 	apit_shutdown_and_check(&s);
 	apit_cleanup(&s);
-	/* The hello run printed through the file console. */
 }
 
 /* --- the table of bad requests ----------------------------------------------- */
@@ -553,6 +585,11 @@ static const struct apit_case apit_cases[] = {
 	{ K_HTTP, "PUT", "/api/v1/vm.add-net", "{\"tap\": 5}", 400, "add-net wrong type" },
 	{ K_HTTP, "PUT", "/api/v1/vm.add-net", "{\"tap\": \"tap0\"}", 409, "add-net without a VM" },
 	{ K_HTTP, "PUT", "/api/v1/vm.boot", "{\"force\": true}", 400, "boot takes no fields" },
+	{ K_HTTP, "PUT", "/api/v1/vm.snapshot", "{\"destination\": \"/tmp/x\"}", 409, "snapshot without a VM" },
+	{ K_HTTP, "GET", "/api/v1/vm.snapshot", NULL, 405, "snapshot with GET" },
+	{ K_HTTP, "PUT", "/api/v1/vm.restore", "{}", 400, "restore without source" },
+	{ K_HTTP, "PUT", "/api/v1/vm.restore", "{\"source\": \"/nonexistent/snap\"}", 400, "restore from nowhere" },
+	{ K_HTTP, "PUT", "/api/v1/vm.restore", "{\"source\": \"/x\", \"memory\": \"fast\"}", 400, "restore bad memory mode" },
 	{ K_HTTP, "PUT", "/api/v1/vm.boot", "not json", 400, "boot with junk body" },
 	{ K_RAW, NULL, NULL, "GARBAGE\r\n\r\n", 0, "not HTTP (closed without a reply)" },
 	{ K_RAW, NULL, NULL, "GET /api/v1/vmm.ping HTTP/9.9\r\nHost: x\r\n\r\n", 505, "bad HTTP version" },
@@ -581,6 +618,8 @@ static const struct apit_case apit_cases[] = {
 	{ K_HTTP, "PUT", "/api/v1/vm.create", CFG_OK, 409, "create after boot" },
 	{ K_HTTP, "PUT", "/api/v1/vm.add-net", "{\"tap\": \"tap0\"}", 409, "hotplug unsupported" },
 	{ K_HTTP, "PUT", "/api/v1/vm.add-net", "{\"tap\": \"tap0\", \"queues\": 1000}", 400, "add-net out of range" },
+	{ K_HTTP, "PUT", "/api/v1/vm.restore", "{\"source\": \"/x\"}", 409, "restore over a running VM" },
+	{ K_HTTP, "PUT", "/api/v1/vm.snapshot", "{\"dest\": \"/x\"}", 400, "snapshot unknown field" },
 	{ K_STEP, "PUT", "/api/v1/vm.pause", NULL, 200, "pause" },
 	{ K_HTTP, "PUT", "/api/v1/vm.pause", NULL, 409, "pause twice" },
 	{ K_HTTP, "PUT", "/api/v1/vm.boot", NULL, 409, "boot while paused" },
@@ -722,7 +761,10 @@ Test(api, concurrent_conflicting_requests, .timeout = 120)
 	apit_race(&s, "vm.boot", 8, 1);
 	apit_race(&s, "vm.pause", 8, 1);
 	apit_race(&s, "vm.resume", 8, 1);
-	apit_race(&s, "vm.shutdown", 8, 1);
+	/* Reboot is allowed in every state it leaves behind: all succeed, one by one. */
+	apit_race(&s, "vm.reboot", 8, 8);
+	apit_race(&s, "vm.pause", 8, 1);
+	apit_race(&s, "vm.shutdown", 8, 1);     /* from paused */
 	apit_shutdown_and_check(&s);
 	apit_cleanup(&s);
 }
@@ -790,11 +832,17 @@ Test(api, load_8_clients_x_500, .timeout = 300)
 	long rss0, rss1;
 	uint64_t t0;
 
+	bool idle;
+
 	apit_need_kvm();
 	apit_start(&s);
-	apit_halt_config(&s, cfg, sizeof(cfg));
+	idle = apit_idle_config(&s, cfg, sizeof(cfg));
+	if (!idle)
+		apit_halt_config(&s, cfg, sizeof(cfg));
 	cr_assert_eq(apit_req(&s, "vm.create", cfg, NULL, 0), 200);
 	cr_assert_eq(apit_req(&s, "vm.boot", NULL, NULL, 0), 200);
+	if (idle)
+		apit_wait_console(&s, "idle: running", 60000);
 	/* Warm up (allocator arenas, MHD pools), then measure. */
 	apit_load_round(&s, 8, 50);
 	rss0 = apit_rss_kib(s.pid);
@@ -874,6 +922,132 @@ Test(api, sigterm_stops_server_and_vm, .timeout = 60)
 	cr_assert_eq(rc, 0, "exit %d", rc);
 	s.pid = 0;
 	cr_assert_neq(access(s.sock, F_OK), 0);
+	apit_cleanup(&s);
+}
+
+/* A VM with a virtio-net device on a TAP: vm.info and vm.counters show the
+ * device's own summary and counters (the device's info/counters hooks). */
+Test(api, net_device_info_and_counters, .timeout = 60)
+{
+	struct apit_srv s;
+	char cfg[768], out[8192], tap[16], cmd[128];
+	const cJSON *dev, *net = NULL;
+	cJSON *j;
+
+	apit_need_kvm();
+	snprintf(tap, sizeof(tap), "apit%d", (int)(getpid() % 100000));
+	snprintf(cmd, sizeof(cmd), "ip tuntap add dev %s mode tap 2>/dev/null", tap);
+	if (system(cmd) != 0)
+		cr_skip_test("cannot create a TAP device (need root and /dev/net/tun)");
+	apit_start(&s);
+	cr_assert(apit_idle_config(&s, out, sizeof(out)));
+	/* The idle config, plus a NIC. */
+	snprintf(cfg, sizeof(cfg), "%.*s, \"nets\": [{\"tap\": \"%s\", \"mac\": \"52:54:00:12:34:56\"}]}",
+		 (int)strlen(out) - 1, out, tap);
+	cr_assert_eq(apit_req(&s, "vm.create", cfg, out, sizeof(out)), 200, "%s: %s", cfg, out);
+	cr_assert_eq(apit_req(&s, "vm.boot", NULL, out, sizeof(out)), 200, "%s", out);
+	j = apit_info(&s, "vm.info");
+	cJSON_ArrayForEach(dev, cJSON_GetObjectItemCaseSensitive(j, "devices"))
+		if (!strcmp(cJSON_GetObjectItemCaseSensitive(dev, "name")->valuestring, "net0"))
+			net = dev;
+	cr_assert_not_null(net, "no net0 in vm.info");
+	cr_assert_str_eq(cJSON_GetObjectItemCaseSensitive(net, "type")->valuestring, "virtio-net");
+	cr_assert(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(net, "mac")));
+	cr_assert_str_eq(cJSON_GetObjectItemCaseSensitive(net, "mac")->valuestring, "52:54:00:12:34:56");
+	cJSON_Delete(j);
+	j = apit_info(&s, "vm.counters");
+	net = NULL;
+	cJSON_ArrayForEach(dev, cJSON_GetObjectItemCaseSensitive(j, "devices"))
+		if (!strcmp(cJSON_GetObjectItemCaseSensitive(dev, "name")->valuestring, "net0"))
+			net = dev;
+	cr_assert_not_null(net, "no net0 in vm.counters");
+	cr_assert(cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(net, "rx_frames")));
+	cr_assert(cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(net, "tx_bytes")));
+	cJSON_Delete(j);
+	apit_shutdown_and_check(&s);
+	apit_cleanup(&s);
+	snprintf(cmd, sizeof(cmd), "ip link del %s 2>/dev/null", tap);
+	cr_assert_eq(system(cmd), 0);
+}
+
+/* Random requests (seeded): any method, path, header and body bytes. The VMM
+ * answers each with a status or closes the connection, and stays up. */
+Test(api, random_requests_do_not_hurt, .timeout = 120)
+{
+	static const char *const methods[] = { "GET", "PUT", "POST", "HEAD", "OPTIONS", "PATCH", "\x01" };
+	static const char *const paths[] = { "/api/v1/vm.create", "/api/v1/vm.boot", "/api/v1/vm.info",
+					     "/api/v1/vmm.ping", "/api/v1/vm.add-net", "/%00", "/api/v1/../x",
+					     "/api/v1/vm.remove-device" };
+	static const char *const bodies[] = { "{\"kernel\": \"/k\", \"cpus\": 2}", "{\"tap\": \"t0\"}",
+					      "{\"id\": \"net0\"}", "[[[[[[[[", "{\"a\":{\"b\":[1,2,{}]}}", "" };
+	struct apit_srv s;
+	unsigned seed = 12345, nr = apit_asan() ? 150 : 300;
+	char req[2048], body[600];
+
+	apit_start(&s);
+	for (unsigned i = 0; i < nr; i++) {
+		size_t blen;
+		int n;
+
+		snprintf(body, sizeof(body), "%s", bodies[rand_r(&seed) % 6]);
+		blen = strlen(body);
+		/* Flip, truncate or splice random bytes into the body. */
+		for (unsigned k = rand_r(&seed) % 4; k && blen; k--)
+			body[rand_r(&seed) % blen] = (char)(rand_r(&seed) & 0xff);
+		if (blen && rand_r(&seed) % 3 == 0)
+			blen = rand_r(&seed) % blen;
+		n = snprintf(req, sizeof(req), "%s %s HTTP/1.%d\r\nHost: x\r\nConnection: close\r\n"
+			     "Content-Length: %zu\r\n\r\n", methods[rand_r(&seed) % 7],
+			     paths[rand_r(&seed) % 8], rand_r(&seed) % 2, blen);
+		memcpy(req + n, body, blen);
+		/* Sometimes lie about the length or cut the request short. */
+		size_t len = (size_t)n + blen;
+		if (rand_r(&seed) % 5 == 0)
+			len = rand_r(&seed) % len;
+		unsigned st = apit_raw(&s, req, len, 30);
+		cr_assert(st == 0 || (st >= 200 && st < 600), "request %u: status %u", i, st);
+	}
+	cr_assert_eq(apit_http(&s, "GET", "/api/v1/vmm.ping", NULL), 200);
+	apit_shutdown_and_check(&s);
+	apit_cleanup(&s);
+}
+
+/* `vmm run --config FILE --api-sock PATH`: the same JSON model as vm.create;
+ * the API drives the VM but cannot replace it; vm.shutdown ends the process. */
+Test(api, run_with_api_sock, .timeout = 60)
+{
+	struct apit_srv s;
+	char cfg[512], path[192], out[4096];
+	FILE *f;
+	int rc;
+
+	apit_need_kvm();
+	apit_start(&s);       /* only for its directory and guest; stop it at once */
+	apit_shutdown_and_check(&s);
+	apit_halt_config(&s, cfg, sizeof(cfg));
+	snprintf(path, sizeof(path), "%s/cfg.json", s.dir);
+	f = fopen(path, "w");
+	cr_assert_not_null(f);
+	fputs(cfg, f);
+	fclose(f);
+	char *argv[] = { (char *)apit_vmm(), "run", "--config", path, "--api-sock", s.sock, NULL };
+	s.pid = apit_spawn(argv, s.log);
+	for (int i = 0; i < 4000 && !apit_can_connect(s.sock); i++)
+		usleep(5000);
+	cr_assert_str_eq(apit_state(&s, out, sizeof(out)), "running");
+	cr_assert_eq(apit_req(&s, "vm.pause", NULL, out, sizeof(out)), 200, "%s", out);
+	cr_assert_eq(apit_req(&s, "vm.resume", NULL, out, sizeof(out)), 200, "%s", out);
+	cr_assert_eq(apit_req(&s, "vm.reboot", NULL, out, sizeof(out)), 409, "%s", out);
+	cr_assert(strstr(out, "vmm run"), "%s", out);
+	cr_assert_eq(apit_req(&s, "vm.create", cfg, out, sizeof(out)), 409, "%s", out);
+	cr_assert_eq(apit_req(&s, "vm.shutdown", NULL, out, sizeof(out)), 200, "%s", out);
+	cr_assert(strstr(out, "\"shutdown\""), "%s", out);
+	rc = apit_wait(s.pid, apit_asan() ? 30000 : 10000);
+	if (rc != 0)
+		apit_dump_log(&s);
+	cr_assert_eq(rc, 0, "vmm run exited with %d", rc);
+	s.pid = 0;
+	cr_assert_neq(access(s.sock, F_OK), 0, "socket file left behind");
 	apit_cleanup(&s);
 }
 

@@ -2,6 +2,7 @@
  * check the guest's verdict line and the vmm's exit status (the status the
  * guest wrote to the debug-exit port). */
 #include <criterion/criterion.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,6 +87,19 @@ Test(boot, smp_all_vcpus_check_in, .timeout = 60)
 	require_kvm();
 	boot("test=smp cpus=2", extra, &r);
 	cr_expect(strstr(r.out, "smp: 2 CPUs checked in"), "stdout:\n%s", r.out);
+	assert_passed(&r, "smp");
+	harness_result_free(&r);
+}
+
+/* Without cpus= the guest must learn the count from the VMM's MADT. */
+Test(boot, smp_count_from_madt, .timeout = 60)
+{
+	struct run_result r;
+	const char *extra[] = { "--cpus", "2", NULL };
+
+	require_kvm();
+	boot("test=smp", extra, &r);
+	cr_expect(strstr(r.out, "smp: 2 CPUs checked in (expected from MADT)"), "stdout:\n%s", r.out);
 	assert_passed(&r, "smp");
 	harness_result_free(&r);
 }
@@ -187,5 +201,42 @@ Test(boot, missing_kernel_is_an_error, .timeout = 60)
 	cr_assert_eq(r.term_signal, 0);
 	cr_assert(strstr(r.err, "/nonexistent/vmm-test/kernel.elf"), "stderr should name the file:\n%s",
 		  r.err);
+	harness_result_free(&r);
+}
+
+/* The runtime reports exceptions with vector, error code and RIP, then fails. */
+Test(boot, exception_is_reported, .timeout = 60)
+{
+	struct run_result r;
+
+	require_kvm();
+	boot("test=fault kind=pf", NULL, &r);
+	assert_failed(&r, "FAIL fault: exception 14 (#PF page fault)");
+	cr_expect(strstr(r.out, "cr2=0x4000000000"), "stdout:\n%s", r.out);
+	cr_expect(strstr(r.out, "rip=0x"), "stdout:\n%s", r.out);
+	harness_result_free(&r);
+}
+
+/* The harness kills a guest that outlives its timeout and keeps its output. */
+Test(boot, harness_kills_on_timeout, .timeout = 60)
+{
+	struct run_result r;
+
+	require_kvm();
+	cr_assert_eq(harness_run_guest("test=idle", NULL, 1500, &r), 0);
+	cr_assert(r.timed_out, "an idle guest must hit the timeout");
+	cr_assert_eq(r.exit_status, -1);
+	cr_assert_eq(r.term_signal, SIGKILL);
+	cr_expect(strstr(r.out, "idle: running"), "stdout:\n%s", r.out);
+	harness_result_free(&r);
+}
+
+Test(boot, idle_for_a_while_passes, .timeout = 60)
+{
+	struct run_result r;
+
+	require_kvm();
+	boot("test=idle seconds=1", NULL, &r);
+	assert_passed(&r, "idle");
 	harness_result_free(&r);
 }

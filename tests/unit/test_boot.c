@@ -689,19 +689,58 @@ Test(boot_bzimage, non_relocatable_loads_at_1m_and_initrd_respects_addr_max)
 	mem_destroy(&fx.mem);
 }
 
-Test(boot_bzimage, pref_address_beyond_ram_falls_back_to_1m)
+Test(boot_bzimage, bad_pref_address_falls_back_to_1m)
 {
 	struct fixture fx;
 	struct boot_entry e;
 	struct bz_opts o = bz_default();
+	static uint8_t initrd[4096];
 
-	o.pref_address = 0x1000000;
-	o.init_size = 0x100000;
+	o.pref_address = 0x80000; /* below 1 MiB: would clobber boot data */
 	struct timg k = build_bz(&o);
 
-	fx_init(&fx, 16 * MiB); /* pref 16 MiB is at the very end of RAM */
+	fx_init(&fx, 64 * MiB);
+	cr_assert_eq(fx_load(&fx, &k, initrd, sizeof(initrd), NULL, &e), 0, "%s", fx.err);
+	cr_assert_eq(e.kernel_start, LAYOUT_KERNEL_START);
+	cr_assert_eq(e.kernel_end, LAYOUT_KERNEL_START + o.init_size);
+	free(k.buf);
+
+	o = bz_default();
+	o.pref_address = 0x1100000; /* not a multiple of kernel_alignment (2 MiB) */
+	k = build_bz(&o);
 	cr_assert_eq(fx_load(&fx, &k, NULL, 0, NULL, &e), 0, "%s", fx.err);
 	cr_assert_eq(e.kernel_start, LAYOUT_KERNEL_START);
+	/* It still decompresses at pref_address: that range is the kernel's. */
+	cr_assert_eq(e.kernel_end, 0x1100000 + o.init_size);
+	free(k.buf);
+	mem_destroy(&fx.mem);
+}
+
+/* A kernel loaded low still runs at pref_address (LOAD_PHYSICAL_ADDR):
+ * the initrd goes above pref_address + init_size, and RAM must reach it. */
+Test(boot_bzimage, init_size_at_pref_address_bounds_initrd_and_ram)
+{
+	struct fixture fx;
+	struct boot_entry e;
+	struct bz_opts o = bz_default();
+	uint8_t *initrd = calloc(1, 8 * MiB);
+
+	o.relocatable = 0;
+	struct timg k = build_bz(&o);
+	fx_init(&fx, 32 * MiB);
+	/* 16 MiB + 8 MiB init_size leaves 8 MiB: an 8 MiB initrd just fits. */
+	cr_assert_eq(fx_load(&fx, &k, initrd, 8 * MiB, NULL, &e), 0, "%s", fx.err);
+	cr_assert_eq(e.kernel_end, 24 * MiB);
+	cr_assert_eq(e.initrd_gpa, 24 * MiB);
+	cr_assert_eq(fx_load(&fx, &k, initrd, 8 * MiB + 1, NULL, &e), -ENOMEM);
+	cr_assert_not_null(strstr(fx.err, "initrd: does not fit below 0x2000000"), "%s", fx.err);
+	mem_destroy(&fx.mem);
+
+	fx_init(&fx, 20 * MiB);
+	cr_assert_eq(fx_load(&fx, &k, NULL, 0, NULL, &e), -ENOMEM);
+	cr_assert_not_null(strstr(fx.err, "needs RAM at 0x1000000 - 0x1800000 (init_size) but guest RAM is 20 MiB (memory too small)"),
+			   "%s", fx.err);
+	free(initrd);
 	free(k.buf);
 	mem_destroy(&fx.mem);
 }
@@ -872,6 +911,23 @@ Test(boot_hostile, elf_bad_segments)
 	*entry = 0x100040;
 	struct boot_entry e;
 	cr_assert_eq(fx_load(&fx, &k, NULL, 0, NULL, &e), 0, "%s", fx.err);
+	free(k.buf);
+	mem_destroy(&fx.mem);
+}
+
+Test(boot_hostile, pvh_entry_above_4g)
+{
+	struct fixture fx;
+	static uint8_t note[64];
+	size_t nlen = build_pvh_note(note, LAYOUT_HIGH_RAM_START + 0x40, 8);
+	struct tseg segs[] = {
+		{ PT_LOAD, LAYOUT_HIGH_RAM_START, LAYOUT_HIGH_RAM_START, text, sizeof(text), sizeof(text) },
+		{ PT_NOTE, 0, 0, note, nlen, 0 },
+	};
+	struct timg k = build_elf(true, 0, segs, 2);
+
+	fx_init(&fx, 4 * GiB);
+	expect_fail(&fx, &k, "PVH entry 0x100000040 is above 4 GiB");
 	free(k.buf);
 	mem_destroy(&fx.mem);
 }
@@ -1064,4 +1120,110 @@ Test(boot_hostile, random_byte_flips)
 	free(k.buf);
 	free(b.buf);
 	mem_destroy(&fx.mem);
+}
+
+/* Notes with names of every padding length before the Xen note, plus
+ * several PT_LOAD segments (text, data with .bss, an empty one) and a
+ * second PT_NOTE without the Xen note. */
+Test(boot_pvh, note_padding_and_multiple_segments)
+{
+	struct fixture fx;
+	struct boot_entry e;
+	static uint8_t notes[256], other[32], data[100];
+	size_t off = 0;
+	uint32_t entry = 0x200010;
+
+	for (uint32_t namesz = 0; namesz <= 8; namesz++) {
+		uint32_t hdr[3] = { namesz, 3, 7 };
+
+		memcpy(notes + off, hdr, 12);
+		off += 12;
+		memset(notes + off, 'N', namesz);
+		off += (namesz + 3) & ~3u;
+		memset(notes + off, 0xee, 3);
+		off += 4;
+	}
+	/* "Xen" with a misleading type first, then the real one. */
+	uint32_t wrong[3] = { 4, 4, XEN_ELFNOTE_PHYS32_ENTRY + 1 };
+	memcpy(notes + off, wrong, 12);
+	memcpy(notes + off + 12, "Xen", 4);
+	memset(notes + off + 16, 0x99, 4);
+	off += 20;
+	uint32_t xen[3] = { 4, 4, XEN_ELFNOTE_PHYS32_ENTRY };
+	memcpy(notes + off, xen, 12);
+	memcpy(notes + off + 12, "Xen", 4);
+	memcpy(notes + off + 16, &entry, 4);
+	off += 20;
+	uint32_t gnu[3] = { 4, 16, 3 };
+	memcpy(other, gnu, 12);
+	memcpy(other + 12, "GNU", 4);
+
+	memset(data, 0x42, sizeof(data));
+	struct tseg segs[] = {
+		{ PT_NOTE, 0, 0, other, 32, 0 },
+		{ PT_LOAD, 0x200000, 0x200000, text, sizeof(text), sizeof(text) },
+		{ PT_LOAD, 0x300000, 0x300000, NULL, 0, 0 },
+		{ PT_LOAD, 0x400000, 0x400000, data, sizeof(data), 0x3000 },
+		{ PT_NOTE, 0, 0, notes, off, 0 },
+	};
+	struct timg k = build_elf(true, 0, segs, 5);
+
+	fx_init(&fx, 16 * MiB);
+	cr_assert_eq(fx_load(&fx, &k, NULL, 0, NULL, &e), 0, "%s", fx.err);
+	cr_assert_eq(e.mode, BOOT_MODE_PVH);
+	cr_assert_eq(e.entry, 0x200010);
+	cr_assert_eq(e.kernel_start, 0x200000);
+	cr_assert_eq(e.kernel_end, 0x403000);
+	cr_assert_eq(memcmp(gpa(&fx, 0x200000, sizeof(text)), text, sizeof(text)), 0);
+	cr_assert_eq(memcmp(gpa(&fx, 0x400000, sizeof(data)), data, sizeof(data)), 0);
+	cr_assert_eq(*(uint8_t *)gpa(&fx, 0x400000 + sizeof(data), 1), 0);
+	free(k.buf);
+	mem_destroy(&fx.mem);
+}
+
+/* A newer kernel's header may extend past our struct setup_header: the copy
+ * is clamped to what we know, and the loader's fields still land. */
+Test(boot_bzimage, header_longer_than_known_is_clamped)
+{
+	struct fixture fx;
+	struct boot_entry e;
+	struct bz_opts o = bz_default();
+	struct timg k = build_bz(&o);
+
+	k.buf[0x201] = 0xff; /* header claims to end at 0x301 */
+	memset(k.buf + 0x1f1 + sizeof(struct setup_header), 0x77, 0x301 - 0x1f1 - sizeof(struct setup_header));
+	fx_init(&fx, 64 * MiB);
+	cr_assert_eq(fx_load(&fx, &k, NULL, 0, "x", &e), 0, "%s", fx.err);
+	const uint8_t *bp = gpa(&fx, LAYOUT_BOOT_INFO, 4096);
+	const struct boot_params *p = (const struct boot_params *)bp;
+	cr_assert_eq(p->hdr.type_of_loader, 0xff);
+	cr_assert_eq(p->hdr.kernel_info_offset, 0x4321);
+	/* Nothing past the known header was copied into the zero page. */
+	for (size_t i = 0x1f1 + sizeof(struct setup_header); i < 0x290; i++)
+		cr_assert_eq(bp[i], 0, "byte 0x%zx", i);
+	free(k.buf);
+	mem_destroy(&fx.mem);
+}
+
+/* Memory sizes at the edges of the MMIO gap. */
+Test(boot_pvh, memmap_at_gap_boundaries)
+{
+	struct fixture fx;
+	struct boot_entry e;
+	struct timg k = build_pvh_kernel(true, 4);
+	const uint64_t sizes[] = { LAYOUT_MMIO_GAP_START, LAYOUT_MMIO_GAP_START + 4096, 2 * MiB };
+
+	for (int i = 0; i < 3; i++) {
+		fx_init(&fx, sizes[i]);
+		cr_assert_eq(fx_load(&fx, &k, NULL, 0, NULL, &e), 0, "%s", fx.err);
+		const struct hvm_start_info *si = gpa(&fx, LAYOUT_BOOT_INFO, sizeof(*si));
+		uint64_t low = sizes[i] < LAYOUT_MMIO_GAP_START ? sizes[i] : LAYOUT_MMIO_GAP_START;
+		struct mm want[] = {
+			{ 0, 0x9fc00, 1 }, { 0x9fc00, 0x60400, 2 }, { 0x100000, low - 0x100000, 1 },
+			{ LAYOUT_HIGH_RAM_START, 4096, 1 },
+		};
+		check_pvh_memmap(&fx, si, want, sizes[i] > LAYOUT_MMIO_GAP_START ? 4 : 3);
+		mem_destroy(&fx.mem);
+	}
+	free(k.buf);
 }

@@ -3,6 +3,9 @@
  * sequences checked against a naive reference model. */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -425,5 +428,226 @@ Test(iommu_map, bench_helper_runs)
 	ns = iommu_bench_translate(io, 8, 0x100000, 16, 64, 10000);
 	cr_assert_geq(ns, 0);
 	cr_assert_eq(iommu_bench_translate(io, 8, 0x200000, 16, 64, 10), -EFAULT);
+	free_iommu(io);
+}
+
+/* Concurrency: a translator thread hammers one IOVA (mostly cache hits) while
+ * this thread maps and unmaps it. Any translation that STARTS after
+ * iommu_unmap() returned must fail: the phase counter is read before each
+ * translation: odd means "unmap has returned", and it becomes even before
+ * the next MAP starts. */
+struct race {
+	struct iommu *io;
+	struct iommu_endpoint *ep;
+	_Atomic unsigned phase;
+	_Atomic bool stop;
+	_Atomic unsigned long violations, hits_after_map, tries;
+};
+
+static void *race_translator(void *arg)
+{
+	struct race *r = arg;
+	uint64_t gpa;
+
+	while (!atomic_load(&r->stop)) {
+		unsigned phase = atomic_load(&r->phase);
+		int ret = iommu_translate_ep(r->io, r->ep, 0x40000000 + 0x10, 64, IOMMU_PERM_READ,
+					     &gpa, NULL);
+
+		atomic_fetch_add(&r->tries, 1);
+		/* Odd and unchanged: unmapped before we started, no MAP began since. */
+		if ((phase & 1) && phase == atomic_load(&r->phase)) {
+			if (ret == 0)
+				atomic_fetch_add(&r->violations, 1);
+		} else if (ret == 0) {
+			/* Whatever it saw must be the real mapping, never a torn entry. */
+			atomic_fetch_add(&r->hits_after_map, 1);
+			if (gpa != 0x800010)
+				atomic_fetch_add(&r->violations, 1);
+		}
+	}
+	return NULL;
+}
+
+Test(iommu_map, unmap_wins_against_concurrent_translation)
+{
+	struct iommu *io = new_iommu(1);
+	struct race r = { .io = io };
+	pthread_t t;
+
+	r.ep = iommu_endpoint_find(io, 8);
+	cr_assert_eq(iommu_attach(io, 1, 8, 0), 0);
+	atomic_store(&r.phase, 1);
+	cr_assert_eq(pthread_create(&t, NULL, race_translator, &r), 0);
+	while (!atomic_load(&r.tries))
+		sched_yield();                      /* the translator runs */
+	/* At least 20000 rounds, and until the translator did 100000 tries
+	 * (on a loaded machine it may get little CPU), but at most 2 s. */
+	struct timespec t0, now;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (unsigned i = 0;; i++) {
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (i >= 20000 && (atomic_load(&r.tries) >= 100000 || now.tv_sec - t0.tv_sec >= 2))
+			break;
+		atomic_fetch_add(&r.phase, 1);          /* even: a mapping may exist from now on */
+		cr_assert_eq(iommu_map(io, 1, 0x40000000, 0x40000fff, 0x800000, IOMMU_MAP_F_READ), 0);
+		for (volatile int spin = 0; spin < 200; spin++)
+			;
+		cr_assert_eq(iommu_unmap(io, 1, 0x40000000, 0x40000fff), 0);
+		atomic_fetch_add(&r.phase, 1);          /* odd: unmap has returned */
+	}
+	atomic_store(&r.stop, true);
+	pthread_join(t, NULL);
+	cr_assert_eq(atomic_load(&r.violations), 0, "%lu translations used a removed mapping",
+		     atomic_load(&r.violations));
+	cr_log_info("%lu translations, %lu while mapped", atomic_load(&r.tries),
+		    atomic_load(&r.hits_after_map));
+	cr_assert_gt(atomic_load(&r.tries), 1000);
+	free_iommu(io);
+}
+
+/* ---- listener: a mirror kept only from notifications must equal the state ---- */
+
+struct mirror {
+	struct { uint32_t dom; struct iommu_mapping_info m; } maps[8192];
+	unsigned n;
+	int64_t ep_dom[64];                        /* -1: detached */
+	unsigned errors;
+};
+
+static void mir_map(void *o, uint32_t dom, const struct iommu_mapping_info *m)
+{
+	struct mirror *x = o;
+
+	x->maps[x->n].dom = dom;
+	x->maps[x->n++].m = *m;
+}
+
+static void mir_unmap(void *o, uint32_t dom, const struct iommu_mapping_info *m)
+{
+	struct mirror *x = o;
+
+	for (unsigned i = 0; i < x->n; i++)
+		if (x->maps[i].dom == dom && x->maps[i].m.virt_start == m->virt_start &&
+		    x->maps[i].m.virt_end == m->virt_end) {
+			x->maps[i] = x->maps[--x->n];
+			return;
+		}
+	x->errors++;                                /* unmap of something never mapped */
+}
+
+static void mir_attach(void *o, uint32_t dom, uint32_t ep)
+{
+	struct mirror *x = o;
+
+	if (x->ep_dom[ep] != -1)
+		x->errors++;                        /* attach without a detach first */
+	x->ep_dom[ep] = dom;
+}
+
+static void mir_detach(void *o, uint32_t dom, uint32_t ep)
+{
+	struct mirror *x = o;
+
+	if (x->ep_dom[ep] != (int64_t)dom)
+		x->errors++;
+	x->ep_dom[ep] = -1;
+}
+
+struct mirror_check {
+	struct mirror *x;
+	uint32_t dom;
+	unsigned seen;
+};
+
+static int check_mapping(void *o, const struct iommu_mapping_info *m)
+{
+	struct mirror_check *c = o;
+
+	for (unsigned i = 0; i < c->x->n; i++)
+		if (c->x->maps[i].dom == c->dom && c->x->maps[i].m.virt_start == m->virt_start &&
+		    c->x->maps[i].m.virt_end == m->virt_end && c->x->maps[i].m.phys == m->phys &&
+		    c->x->maps[i].m.flags == m->flags) {
+			c->seen++;
+			return 0;
+		}
+	return -1;
+}
+
+static int check_endpoint(void *o, const struct iommu_endpoint_info *e)
+{
+	struct mirror *x = o;
+
+	if (x->ep_dom[e->id] != (e->attached ? (int64_t)e->domain : -1))
+		return -1;
+	return 0;
+}
+
+static void assert_mirror(struct iommu *io, struct mirror *x)
+{
+	unsigned total = 0;
+
+	cr_assert_eq(x->errors, 0, "inconsistent notifications");
+	cr_assert_eq(iommu_for_each_endpoint(io, check_endpoint, x), 0, "endpoint mirror differs");
+	for (uint32_t dom = 1; dom <= 3; dom++) {
+		struct mirror_check c = { .x = x, .dom = dom };
+
+		if (iommu_for_each_mapping(io, dom, check_mapping, &c) == -1)
+			cr_assert_fail("domain %u: a mapping is missing from the mirror", dom);
+		total += c.seen;
+	}
+	cr_assert_eq(total, x->n, "mirror has %u mappings, the IOMMU %u", x->n, total);
+	cr_assert_eq(iommu_nr_mappings(io), x->n);
+}
+
+static const struct iommu_listener mirror_ops = {
+	.map = mir_map, .unmap = mir_unmap, .attach = mir_attach, .detach = mir_detach,
+};
+
+Test(iommu_map, listener_mirror_follows_every_change)
+{
+	struct iommu *io = new_iommu(3);           /* endpoints 8, 9, 10 */
+	struct mirror *x = calloc(1, sizeof(*x));
+	struct iommu_listener l = mirror_ops;
+	uint64_t st = 77;
+
+	cr_assert_not_null(x);
+	for (int i = 0; i < 64; i++)
+		x->ep_dom[i] = -1;
+	l.opaque = x;
+	iommu_set_listener(io, &l);
+	for (unsigned i = 0; i < 20000; i++) {
+		unsigned op = rnd(&st) % 100;
+		uint32_t ep = 8 + rnd(&st) % 3, dom = 1 + rnd(&st) % 3;
+		uint64_t s = (rnd(&st) % 128) * PG, e = s + (1 + rnd(&st) % 6) * PG - 1;
+
+		if (op < 10)
+			iommu_attach(io, dom, ep, 0);
+		else if (op < 15)
+			iommu_detach(io, dom, ep);
+		else if (op < 60)
+			iommu_map(io, dom, s, e, s, IOMMU_MAP_F_READ);
+		else if (op < 99)
+			iommu_unmap(io, dom, s, e);
+		else
+			iommu_reset(io);
+		if (i % 1000 == 0)
+			assert_mirror(io, x);
+	}
+	assert_mirror(io, x);
+
+	/* Restore-style replacement: the old state goes, the new one comes. */
+	struct iommu *src = new_iommu(3);
+	cr_assert_eq(iommu_attach(src, 2, 9, 0), 0);
+	cr_assert_eq(iommu_map(src, 2, 0x100000, 0x1fffff, 0x4000000, 3), 0);
+	cr_assert_eq(iommu_adopt(io, src), 0);
+	assert_mirror(io, x);
+	cr_assert_eq(x->n, 1);
+	cr_assert_eq(x->ep_dom[9], 2);
+	free_iommu(src);
+	iommu_reset(io);
+	assert_mirror(io, x);
+	cr_assert_eq(x->n, 0);
+	free(x);
 	free_iommu(io);
 }

@@ -343,3 +343,26 @@ Test(pci, msix_init_rejects_bad_layout)
 	cr_assert_eq(pci_msix_init(&dev, 0, 2, 0, 0x100), -EINVAL);
 	cr_assert_eq(pci_msix_init(&dev, 4, 1, 0, 0x100), -EINVAL);         /* no such BAR */
 }
+
+Test(pci, reset_disables_decoding_and_msix)
+{
+	uint16_t cap;
+	uint64_t bar0, v = 0;
+
+	cr_assert_eq(pci_msix_init(&dev, 2, 2, 0x4000, 0x6000), 0);
+	cr_assert_eq(pci_bus_add_device(&pbus, &dev, -1), 0);
+	cap = pci_cap_find(&dev, PCI_CAP_ID_MSIX);
+	ecam_write(dev.slot, PCI_COMMAND, PCI_COMMAND_MEMORY, 2);
+	ecam_write(dev.slot, cap + PCI_MSIX_FLAGS, PCI_MSIX_FLAGS_ENABLE, 2);
+	msix_entry_write(pci_bar_address(&dev, 2) + 0x4000, 0, 3, 0);   /* unmask 0 */
+	cr_assert(!pci_msix_vector_masked(&dev, 0));
+	bar0 = pci_bar_address(&dev, 0);
+
+	pci_device_reset(&dev);
+	cr_assert_eq(ecam_read(dev.slot, PCI_COMMAND, 2), 0);
+	cr_assert_eq(ecam_read(dev.slot, cap + PCI_MSIX_FLAGS, 2) & PCI_MSIX_FLAGS_ENABLE, 0);
+	cr_assert(pci_msix_vector_masked(&dev, 0));
+	cr_assert_eq(pci_bar_address(&dev, 0), bar0, "BAR addresses survive a reset");
+	bus_read(&mmio, bar0, &v, 4);
+	cr_assert_eq(v, 0xffffffffu, "BAR still decoding after reset");
+}

@@ -1,0 +1,595 @@
+/* The source side of live migration and live update. See migrate.h. */
+#include "migration/migrate.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "api/config_json.h"
+#include "migration/dirty.h"
+#include "migration/migrate_lane.h"
+#include "migration/snapshot.h"
+#include "migration/state.h"
+#include "migration/stream.h"
+#include "migration/transport.h"
+#include "vmm/log.h"
+#include "vmm/vm.h"
+
+#define MIG_DEFAULT_ACK_TIMEOUT_MS 30000
+#define MIG_CONNECT_RETRIES 100
+#define MIG_PEER_REASON_WAIT_MS 500
+/* How often (in 64-page bitmap words) a pass looks for a destination's ERROR. */
+#define MIG_PEER_CHECK_WORDS 16
+#define MIG_CONNECT_RETRY_US 20000
+/* Fixed cost of the stop-and-copy phase besides pages (state tree, acks). */
+#define MIG_STOP_OVERHEAD_US 2000
+
+struct mig_source {
+	struct vm *vm;
+	struct mig_params p;
+	struct mig_url url;
+	pthread_t thread;
+	atomic_bool cancel;
+	atomic_bool done;
+
+	pthread_mutex_t lock;        /* guards prog, committed, lanes_open */
+	struct mig_progress prog;
+	bool committed;              /* DONE sent: cancel is no longer possible */
+	bool lanes_open;
+
+	unsigned nr_lanes;
+	struct mig_lane lanes[MIG_MAX_LANES];
+	struct mig_dirty dirty;
+	bool paused_by_us;
+	uint64_t pause_ns;
+	char *config_json;
+	uint64_t start_ns;
+};
+
+const char *mig_status_name(enum mig_status s)
+{
+	switch (s) {
+	case MIG_STATUS_NONE:      return "none";
+	case MIG_STATUS_ACTIVE:    return "active";
+	case MIG_STATUS_COMPLETED: return "completed";
+	case MIG_STATUS_FAILED:    return "failed";
+	case MIG_STATUS_CANCELLED: return "cancelled";
+	}
+	return "unknown";
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static struct mig_stream *main_stream(struct mig_source *m)
+{
+	return &m->lanes[0].s;
+}
+
+static uint64_t lanes_bytes_sent(struct mig_source *m)
+{
+	uint64_t n = 0;
+
+	for (unsigned i = 0; i < m->nr_lanes; i++)
+		n += m->lanes[i].s.bytes_sent;
+	return n;
+}
+
+static void progress_update(struct mig_source *m)
+{
+	uint64_t pages = 0, zero = 0;
+
+	for (unsigned i = 0; i < m->nr_lanes; i++) {
+		pages += m->lanes[i].pages;
+		zero += m->lanes[i].zero_pages;
+	}
+	pthread_mutex_lock(&m->lock);
+	m->prog.bytes_sent = lanes_bytes_sent(m);
+	m->prog.pages_sent = pages;
+	m->prog.zero_pages = zero;
+	m->prog.total_us = (now_ns() - m->start_ns) / 1000;
+	pthread_mutex_unlock(&m->lock);
+}
+
+/* First failure wins; the message is what the API/CLI user reads. */
+static int fail(struct mig_source *m, int ret, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(struct mig_source *m, int ret, const char *fmt, ...)
+{
+	va_list ap;
+
+	pthread_mutex_lock(&m->lock);
+	if (!m->prog.message[0]) {
+		va_start(ap, fmt);
+		vsnprintf(m->prog.message, sizeof(m->prog.message), fmt, ap);
+		va_end(ap);
+	}
+	pthread_mutex_unlock(&m->lock);
+	return ret ? ret : -EIO;
+}
+
+/* A destination that gives up sends ERROR and closes: when our send fails
+ * first, its reason may still be waiting on the main connection. */
+static bool peer_reason(struct mig_source *m)
+{
+	struct mig_stream *s = &m->lanes[0].s;
+	struct mig_frame f;
+	int saved = s->recv_timeout_ms;
+
+	if (s->fd < 0)
+		return false;
+	s->recv_timeout_ms = MIG_PEER_REASON_WAIT_MS;
+	int ret = mig_recv(s, &f, 0);
+	s->recv_timeout_ms = saved;
+	return ret == -ECONNABORTED;
+}
+
+static int fail_stream(struct mig_source *m, struct mig_stream *s, int ret, const char *what)
+{
+	if (atomic_load(&m->cancel))
+		return fail(m, -ECANCELED, "cancelled");
+	if ((ret == -EPIPE || ret == -ECONNRESET) && peer_reason(m))
+		return fail(m, ret, "%s", m->lanes[0].s.err);
+	return fail(m, ret, "%s: %s", what, s->err[0] ? s->err : strerror_safe(-ret));
+}
+
+/* ------------------------------------------------------------ handshake */
+
+static int connect_lanes(struct mig_source *m)
+{
+	struct mig_hello h = { .version = MIG_VERSION, .page_size = MIG_PAGE_SIZE, .lanes = m->nr_lanes,
+			       .mem_size = m->vm->mem.size, .features = m->p.local ? MIG_FEAT_LOCAL : 0 };
+	uint8_t hello[MIG_HELLO_SIZE];
+	struct mig_frame f;
+	char err[256] = "";
+	int ret;
+
+	if (getrandom(&h.session, sizeof(h.session), 0) != sizeof(h.session))
+		h.session = (uint32_t)now_ns();
+	for (unsigned i = 0; i < m->nr_lanes; i++) {
+		int fd = mig_connect(&m->url, err, sizeof(err));
+
+		/* A destination started just now may not listen yet: retry briefly. */
+		for (unsigned t = 0; i == 0 && (fd == -ECONNREFUSED || fd == -ENOENT) && t < MIG_CONNECT_RETRIES &&
+				     !atomic_load(&m->cancel); t++) {
+			usleep(MIG_CONNECT_RETRY_US);
+			fd = mig_connect(&m->url, err, sizeof(err));
+		}
+
+		if (fd < 0)
+			return fail(m, fd, "%s", err);
+		ret = lane_init(&m->lanes[i], fd);
+		if (ret) /* lane_init closed fd */
+			return fail(m, ret, "out of memory for the send buffers");
+		m->lanes[i].s.recv_timeout_ms = m->p.ack_timeout_ms;
+		pthread_mutex_lock(&m->lock);
+		m->lanes_open = true;
+		pthread_mutex_unlock(&m->lock);
+		h.lane_index = i;
+		mig_hello_encode(&h, hello);
+		ret = mig_send(&m->lanes[i].s, MIG_HELLO, hello, sizeof(hello));
+		if (ret)
+			return fail_stream(m, &m->lanes[i].s, ret, "sending HELLO");
+		if (i == 0) {
+			/* The destination checks the HELLO before more connections come. */
+			ret = mig_recv(main_stream(m), &f, MIG_TYPE_BIT(MIG_ACK));
+			if (ret)
+				return fail_stream(m, main_stream(m), ret, "destination refused");
+		}
+	}
+	return 0;
+}
+
+static int send_config(struct mig_source *m)
+{
+	struct mig_frame f;
+	int ret = mig_send(main_stream(m), MIG_CONFIG, m->config_json, strlen(m->config_json));
+
+	if (ret)
+		return fail_stream(m, main_stream(m), ret, "sending the config");
+	/* ACK: the destination has built the VM (KVM VM, devices, vCPUs). */
+	ret = mig_recv(main_stream(m), &f, MIG_TYPE_BIT(MIG_ACK));
+	if (ret)
+		return fail_stream(m, main_stream(m), ret, "destination could not build the VM");
+	return 0;
+}
+
+/* A destination that gives up mid-stream says why on the main connection. */
+static int check_peer(struct mig_source *m)
+{
+	struct pollfd p = { .fd = main_stream(m)->fd, .events = POLLIN };
+	struct mig_frame f;
+	int ret;
+
+	if (atomic_load(&m->cancel))
+		return fail(m, -ECANCELED, "cancelled");
+	if (poll(&p, 1, 0) <= 0)
+		return 0;
+	ret = mig_recv(main_stream(m), &f, 0);
+	return fail_stream(m, main_stream(m), ret ? ret : -EPROTO, "destination");
+}
+
+/* ------------------------------------------------------------ memory */
+
+/* Send every page set in the dirty bitmap (clearing it as we go). On the
+ * first pass the destination's RAM is all zero, so zero pages are skipped;
+ * later a page that became zero must be sent as such. */
+static int send_pass(struct mig_source *m, bool first)
+{
+	struct mig_dirty *d = &m->dirty;
+	const uint8_t *base = m->vm->mem.base;
+	int ret;
+
+	for (uint64_t w = 0; w < d->nr_words; w++) {
+		uint64_t bits = d->bitmap[w];
+		struct mig_lane *l = &m->lanes[w % m->nr_lanes];
+
+		if (!bits)
+			continue;
+		d->bitmap[w] = 0;
+		while (bits) {
+			uint64_t p = w * 64 + (uint64_t)__builtin_ctzll(bits);
+
+			bits &= bits - 1;
+			ret = lane_copy_page(l, p * MIG_PAGE_SIZE, base + p * MIG_PAGE_SIZE, first);
+			if (ret)
+				return fail_stream(m, &l->s, ret, "sending memory");
+		}
+		if (w % MIG_PEER_CHECK_WORDS == MIG_PEER_CHECK_WORDS - 1) {
+			ret = check_peer(m);
+			if (ret)
+				return ret;
+			if (w % 4096 == 4095)
+				progress_update(m);
+		}
+	}
+	for (unsigned i = 0; i < m->nr_lanes; i++) {
+		ret = lane_flush(&m->lanes[i]);
+		if (ret)
+			return fail_stream(m, &m->lanes[i].s, ret, "sending memory");
+	}
+	progress_update(m);
+	return check_peer(m);
+}
+
+/* Pre-copy: pass after pass until what is left fits the downtime limit. */
+static int precopy(struct mig_source *m)
+{
+	uint64_t limit_us = (uint64_t)m->p.downtime_ms * 1000;
+	int ret;
+
+	ret = dirty_start(&m->dirty, m->vm);
+	if (ret)
+		return fail(m, ret, "cannot start dirty-page tracking: %s", strerror_safe(-ret));
+	for (unsigned pass = 0;; pass++) {
+		uint64_t t0 = now_ns(), b0 = lanes_bytes_sent(m);
+
+		pthread_mutex_lock(&m->lock);
+		m->prog.pass = pass;
+		pthread_mutex_unlock(&m->lock);
+		ret = send_pass(m, pass == 0);
+		if (ret)
+			return ret;
+		ret = dirty_sync(&m->dirty);
+		if (ret)
+			return fail(m, ret, "reading the dirty log failed: %s", strerror_safe(-ret));
+
+		uint64_t dt = now_ns() - t0 + 1, bytes = lanes_bytes_sent(m) - b0;
+		uint64_t dirty = dirty_count(&m->dirty);
+		uint64_t remaining = dirty * MIG_PAGE_SIZE;
+		/* Bandwidth from this pass; tiny passes say little, so keep the best seen. */
+		uint64_t bw = bytes * 1000000000ULL / dt;
+		pthread_mutex_lock(&m->lock);
+		if (bytes >= (1u << 20) || !m->prog.bandwidth_bps)
+			m->prog.bandwidth_bps = bw > m->prog.bandwidth_bps ? bw : m->prog.bandwidth_bps;
+		bw = m->prog.bandwidth_bps ? m->prog.bandwidth_bps : 1;
+		m->prog.dirty_rate_pps = dirty * 1000000000ULL / dt;
+		m->prog.remaining_bytes = remaining;
+		m->prog.expected_downtime_us = remaining * 1000000ULL / bw + MIG_STOP_OVERHEAD_US;
+		uint64_t expected = m->prog.expected_downtime_us;
+		pthread_mutex_unlock(&m->lock);
+		log_info("migrate", "pass %u: %llu bytes in %llu us, %llu pages dirty, expected downtime %llu us",
+			 pass, (unsigned long long)bytes, (unsigned long long)(dt / 1000),
+			 (unsigned long long)dirty, (unsigned long long)expected);
+		if (expected <= limit_us || pass + 1 >= m->p.max_passes)
+			return 0;
+	}
+}
+
+/* ------------------------------------------------------------ stop and copy */
+
+static int pause_vm(struct mig_source *m)
+{
+	int ret = vm_pause(m->vm);
+
+	if (ret)
+		return fail(m, ret, ret == -ESHUTDOWN ? "the VM shut down during migration"
+						      : "cannot pause the VM: %s", strerror_safe(-ret));
+	m->paused_by_us = true;
+	m->pause_ns = now_ns();
+	pthread_mutex_lock(&m->lock);
+	m->prog.paused = true;
+	pthread_mutex_unlock(&m->lock);
+	return 0;
+}
+
+static int send_state(struct mig_source *m)
+{
+	struct state_tree *t = NULL;
+	void *blob = NULL;
+	size_t len = 0;
+	char err[512] = "";
+	int ret = snapshot_build_tree(m->vm, m->config_json, strlen(m->config_json), &t, err, sizeof(err));
+
+	if (ret)
+		return fail(m, ret, "saving the device state failed: %s", err);
+	ret = state_tree_finish(t, &blob, &len);
+	state_tree_free(t);
+	if (ret)
+		return fail(m, ret, "serializing the device state failed: %s", strerror_safe(-ret));
+	pthread_mutex_lock(&m->lock);
+	m->prog.state_bytes = len;
+	pthread_mutex_unlock(&m->lock);
+	ret = mig_send(main_stream(m), MIG_STATE, blob, len);
+	free(blob);
+	if (ret)
+		return fail_stream(m, main_stream(m), ret, "sending the device state");
+	return 0;
+}
+
+/* DONE, then the ACK that hands the VM over. Cancel is refused from here on. */
+static int commit(struct mig_source *m)
+{
+	struct mig_frame f;
+	int ret;
+
+	for (unsigned i = 1; i < m->nr_lanes; i++) {
+		ret = mig_send(&m->lanes[i].s, MIG_LANE_END, NULL, 0);
+		if (ret)
+			return fail_stream(m, &m->lanes[i].s, ret, "ending a connection");
+	}
+	pthread_mutex_lock(&m->lock);
+	if (atomic_load(&m->cancel)) {
+		pthread_mutex_unlock(&m->lock);
+		return fail(m, -ECANCELED, "cancelled");
+	}
+	m->committed = true;
+	pthread_mutex_unlock(&m->lock);
+	ret = mig_send(main_stream(m), MIG_DONE, NULL, 0);
+	if (ret)
+		return fail_stream(m, main_stream(m), ret, "sending DONE");
+	ret = mig_recv(main_stream(m), &f, MIG_TYPE_BIT(MIG_ACK));
+	if (ret)
+		return fail_stream(m, main_stream(m), ret, "waiting for the destination's final ACK");
+	return 0;
+}
+
+static int migrate_precopy(struct mig_source *m)
+{
+	int ret = precopy(m);
+
+	if (!ret)
+		ret = pause_vm(m);
+	if (!ret)
+		ret = dirty_sync(&m->dirty) ? fail(m, -EIO, "reading the dirty log failed") : 0;
+	if (!ret) {
+		pthread_mutex_lock(&m->lock);
+		m->prog.pass++;
+		pthread_mutex_unlock(&m->lock);
+		ret = send_pass(m, false);
+	}
+	if (!ret)
+		ret = send_state(m);
+	if (!ret)
+		ret = commit(m);
+	return ret;
+}
+
+/* Live update: the destination maps our memfd; nothing but state is copied. */
+static int migrate_local(struct mig_source *m)
+{
+	uint8_t size[8];
+	int ret;
+
+	mig_put_u64(size, m->vm->mem.size);
+	ret = mig_send_fd(main_stream(m), MIG_MEMFD, size, sizeof(size), m->vm->mem.fd);
+	if (ret)
+		return fail_stream(m, main_stream(m), ret, "handing over the memory fd");
+	ret = send_config(m);
+	if (!ret)
+		ret = pause_vm(m);
+	if (!ret)
+		ret = send_state(m);
+	if (!ret)
+		ret = commit(m);
+	return ret;
+}
+
+static void close_lanes(struct mig_source *m)
+{
+	pthread_mutex_lock(&m->lock);
+	m->lanes_open = false;
+	pthread_mutex_unlock(&m->lock);
+	for (unsigned i = 0; i < m->nr_lanes; i++)
+		if (m->lanes[i].buf[0] || m->lanes[i].s.fd > 0)
+			lane_destroy(&m->lanes[i]);
+}
+
+static void *mig_source_thread(void *arg)
+{
+	struct mig_source *m = arg;
+	int ret;
+
+	ret = connect_lanes(m);
+	if (!ret && !m->p.local)
+		ret = send_config(m);
+	if (!ret) {
+		if (m->p.local) {
+			ret = migrate_local(m);
+		} else {
+			ret = migrate_precopy(m);
+		}
+	}
+	progress_update(m);
+	pthread_mutex_lock(&m->lock);
+	if (m->paused_by_us)
+		m->prog.downtime_us = (now_ns() - m->pause_ns) / 1000;
+	m->prog.paused = false;
+	pthread_mutex_unlock(&m->lock);
+	dirty_stop(&m->dirty);
+	if (ret == 0) {
+		/* The destination owns the VM now: stop ours for good. */
+		vm_request_exit(m->vm, 0, "migrated to %s", m->p.url);
+	} else if (m->paused_by_us) {
+		if (vm_resume(m->vm))
+			fail(m, -EIO, "cannot resume the VM after a failed migration");
+	}
+	close_lanes(m);
+	pthread_mutex_lock(&m->lock);
+	if (ret == 0) {
+		m->prog.status = MIG_STATUS_COMPLETED;
+		snprintf(m->prog.message, sizeof(m->prog.message), "migrated to %s", m->p.url);
+	} else {
+		m->prog.status = ret == -ECANCELED ? MIG_STATUS_CANCELLED : MIG_STATUS_FAILED;
+	}
+	m->prog.total_us = (now_ns() - m->start_ns) / 1000;
+	pthread_mutex_unlock(&m->lock);
+	if (ret)
+		log_err("migrate", "migration to %s %s, the VM keeps running here: %s", m->p.url,
+			ret == -ECANCELED ? "cancelled" : "failed", m->prog.message);
+	else
+		log_info("migrate", "migrated to %s in %llu us (downtime %llu us)", m->p.url,
+			 (unsigned long long)m->prog.total_us, (unsigned long long)m->prog.downtime_us);
+	atomic_store(&m->done, true);
+	return NULL;
+}
+
+/* ------------------------------------------------------------ public */
+
+int mig_source_start(struct mig_source **out, struct vm *vm, const struct mig_params *p,
+		     char *err, size_t errlen)
+{
+	struct mig_source *m;
+	cJSON *cfg;
+	int ret;
+
+	*out = NULL;
+	m = calloc(1, sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	m->vm = vm;
+	m->p = *p;
+	m->p.url[sizeof(m->p.url) - 1] = '\0';
+	if (!m->p.downtime_ms)
+		m->p.downtime_ms = MIG_DEFAULT_DOWNTIME_MS;
+	if (!m->p.max_passes)
+		m->p.max_passes = MIG_DEFAULT_MAX_PASSES;
+	if (!m->p.ack_timeout_ms)
+		m->p.ack_timeout_ms = MIG_DEFAULT_ACK_TIMEOUT_MS;
+	m->nr_lanes = m->p.connections ? m->p.connections : 1;
+	pthread_mutex_init(&m->lock, NULL);
+	for (unsigned i = 0; i < MIG_MAX_LANES; i++)
+		m->lanes[i].s.fd = -1;
+	ret = mig_url_parse(m->p.url, &m->url, err, errlen);
+	if (ret)
+		goto fail;
+	if (m->nr_lanes > MIG_MAX_LANES) {
+		snprintf(err, errlen, "connections: %u is more than %u", m->nr_lanes, MIG_MAX_LANES);
+		ret = -EINVAL;
+		goto fail;
+	}
+	if (m->p.local && (m->url.kind != MIG_TRANSPORT_UNIX || m->nr_lanes != 1)) {
+		snprintf(err, errlen, "local (live update) needs a unix: URL and one connection");
+		ret = -EINVAL;
+		goto fail;
+	}
+	if (m->p.local && vm->mem.fd < 0) {
+		snprintf(err, errlen, "local: this VM's RAM is not a memfd (lazily restored?); migrate without local");
+		ret = -EINVAL;
+		goto fail;
+	}
+	if (vm->state != VM_STATE_RUNNING) {
+		snprintf(err, errlen, "the VM is %s; only a running VM can be migrated", vm_state_name(vm->state));
+		ret = -EBUSY;
+		goto fail;
+	}
+	cfg = config_to_json(&vm->cfg);
+	m->config_json = cfg ? cJSON_PrintUnformatted(cfg) : NULL;
+	cJSON_Delete(cfg);
+	if (!m->config_json) {
+		ret = -ENOMEM;
+		goto fail;
+	}
+	m->prog.status = MIG_STATUS_ACTIVE;
+	m->start_ns = now_ns();
+	ret = -pthread_create(&m->thread, NULL, mig_source_thread, m);
+	if (ret) {
+		snprintf(err, errlen, "cannot start the migration thread: %s", strerror_safe(-ret));
+		goto fail;
+	}
+	*out = m;
+	return 0;
+fail:
+	free(m->config_json);
+	pthread_mutex_destroy(&m->lock);
+	free(m);
+	return ret;
+}
+
+int mig_source_cancel(struct mig_source *m)
+{
+	int ret = 0;
+
+	pthread_mutex_lock(&m->lock);
+	if (m->committed && !atomic_load(&m->done)) {
+		ret = -EBUSY;
+	} else if (!atomic_load(&m->done)) {
+		atomic_store(&m->cancel, true);
+		/* Wake a send or receive blocked on a slow or silent peer. */
+		if (m->lanes_open)
+			for (unsigned i = 0; i < m->nr_lanes; i++)
+				if (m->lanes[i].s.fd >= 0)
+					shutdown(m->lanes[i].s.fd, SHUT_RDWR);
+	}
+	pthread_mutex_unlock(&m->lock);
+	return ret;
+}
+
+void mig_source_progress(struct mig_source *m, struct mig_progress *out)
+{
+	pthread_mutex_lock(&m->lock);
+	*out = m->prog;
+	pthread_mutex_unlock(&m->lock);
+}
+
+bool mig_source_done(struct mig_source *m)
+{
+	return atomic_load(&m->done);
+}
+
+int mig_source_free(struct mig_source *m)
+{
+	int ret;
+
+	if (!m)
+		return 0;
+	pthread_join(m->thread, NULL);
+	ret = m->prog.status == MIG_STATUS_COMPLETED ? 0 : -EIO;
+	free(m->config_json);
+	pthread_mutex_destroy(&m->lock);
+	free(m);
+	return ret;
+}

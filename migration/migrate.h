@@ -1,0 +1,107 @@
+/* Live migration and live update of a running VM (stream format: stream.h).
+ *
+ * Source: mig_source_start() runs the migration on its own thread while the
+ * VM keeps running: pre-copy passes driven by the dirty log until the rest
+ * fits the downtime limit (or the pass limit is hit), then pause, last pass,
+ * state tree, DONE. The source owns the VM until the destination's final ACK:
+ * any failure before it (destination gone, garbage, cancel, timeout) stops
+ * dirty logging and resumes the VM, and the reason is kept in the progress.
+ * After the ACK the source VM is told to exit (status 0, "migrated to URL").
+ *
+ * Live update (params.local): the RAM memfd goes over SCM_RIGHTS and the
+ * destination maps the same pages; only the state tree is copied, during a
+ * pause that does not grow with RAM size.
+ *
+ * Destination: mig_incoming() listens, receives, and returns a running VM
+ * only after it has acked the complete stream; on any incomplete or bad
+ * stream it tells the source why and returns an error without ever running
+ * the guest. */
+#ifndef MIGRATION_MIGRATE_H
+#define MIGRATION_MIGRATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct vm;
+
+#define MIG_DEFAULT_DOWNTIME_MS 50
+#define MIG_DEFAULT_MAX_PASSES 30
+#define MIG_URL_MAX 300
+
+struct mig_params {
+	char url[MIG_URL_MAX];
+	unsigned downtime_ms;        /* 0: default */
+	unsigned connections;        /* 0/1: one; up to MIG_MAX_LANES (TCP or UNIX) */
+	unsigned max_passes;         /* 0: default */
+	bool local;                  /* live update: hand over the memfd instead of copying */
+	int ack_timeout_ms;          /* how long the source waits for each ACK (0: 30 s) */
+};
+
+enum mig_status { MIG_STATUS_NONE, MIG_STATUS_ACTIVE, MIG_STATUS_COMPLETED, MIG_STATUS_FAILED,
+		  MIG_STATUS_CANCELLED };
+
+const char *mig_status_name(enum mig_status s);
+
+struct mig_progress {
+	enum mig_status status;
+	bool paused;                 /* in the stop-and-copy phase */
+	unsigned pass;               /* 0-based pass being sent */
+	uint64_t bytes_sent;         /* all lanes, headers included */
+	uint64_t pages_sent, zero_pages;
+	uint64_t dirty_rate_pps;     /* pages dirtied per second during the last pass */
+	uint64_t remaining_bytes;    /* dirty pages left after the last pass, in bytes */
+	uint64_t bandwidth_bps;      /* measured on the last pass, bytes/s */
+	uint64_t expected_downtime_us;
+	uint64_t total_us;           /* so far, or in all when done */
+	uint64_t downtime_us;        /* measured pause (pause -> destination's ACK) */
+	uint64_t state_bytes;
+	char message[512];           /* why it failed, or where it went */
+};
+
+struct mig_source;
+
+/* Start migrating a RUNNING @vm. Fails at once (-EBUSY/-EINVAL, @err) if the
+ * VM is not running or the URL is bad; later failures land in the progress. */
+int mig_source_start(struct mig_source **out, struct vm *vm, const struct mig_params *p,
+		     char *err, size_t errlen);
+/* Ask the migration to stop; the VM keeps (or resumes) running. -EBUSY once
+ * the final state has been sent (the destination may already own the VM). */
+int mig_source_cancel(struct mig_source *ms);
+void mig_source_progress(struct mig_source *ms, struct mig_progress *out);
+/* Whether the migration thread has finished (progress is final). */
+bool mig_source_done(struct mig_source *ms);
+/* Join the thread and free; returns 0 if it completed. NULL is fine. */
+int mig_source_free(struct mig_source *ms);
+
+/* Destination. */
+struct mig_incoming_opts {
+	int accept_timeout_ms;       /* < 0 or 0: wait forever for the source */
+	int frame_timeout_ms;        /* a source silent this long is given up on (0: 30 s) */
+	/* Host-side override (the host differs after a move). */
+	bool has_console;
+	int console;                 /* enum console_kind */
+	const char *console_path;
+	/* Back guest RAM with an unlinked file in this directory instead of a memfd
+	 * (e.g. a tmpfs or hugetlbfs mount); running out of space there fails the
+	 * migration cleanly. */
+	const char *memory_dir;
+	/* When readable, stop waiting for a source (-ECANCELED); -1 or 0: none. */
+	int cancel_fd;
+};
+
+struct mig_incoming_stats {
+	uint64_t total_us, pages, zero_pages, bytes_received, state_bytes;
+	bool local;
+};
+
+/* Listen on @url, receive one VM, ack it and return it RUNNING in *@out. */
+int mig_incoming(const char *url, const struct mig_incoming_opts *o, struct vm **out,
+		 struct mig_incoming_stats *stats, char *err, size_t errlen);
+
+/* CLI (migration/migrate_cli.c): `vmm run --incoming URL ...` and `vmm migrate`. */
+bool cli_run_wants_incoming(int argc, char **argv);
+int cli_run_incoming(int argc, char **argv);
+int cli_migrate(int argc, char **argv);
+
+#endif

@@ -1,0 +1,516 @@
+/* The destination side of live migration and live update. See migrate.h.
+ *
+ * Nothing of the guest runs until the whole stream has arrived, the state has
+ * been applied, and our ACK is on its way; every failure before that tells
+ * the source why (an ERROR frame) and destroys what was built. */
+#include "migration/migrate.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "api/config_json.h"
+#include "migration/snapshot.h"
+#include "migration/stream.h"
+#include "migration/transport.h"
+#include "vmm/log.h"
+#include "vmm/vm.h"
+
+#define MIG_DEFAULT_FRAME_TIMEOUT_MS 30000
+#define MIG_DRAIN_MS 2000
+
+struct in_lane {
+	struct mig_stream s;
+	struct mig_incoming *in;
+	pthread_t thread;
+	bool thread_started;
+	bool ended;                  /* LANE_END seen */
+	int ret;
+	uint64_t pages, zero_pages;
+};
+
+struct mig_incoming {
+	const struct mig_incoming_opts *o;
+	struct mig_hello hello;
+	unsigned nr_lanes;
+	struct in_lane lanes[MIG_MAX_LANES];
+	struct guest_mem mem;        /* until the VM takes it */
+	struct vm *vm;
+	char *config;
+	size_t config_len;
+	void *state;
+	size_t state_len;
+	char err[MIG_ERROR_MAX];
+};
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* ------------------------------------------------------------ pages */
+
+/* Apply one PAGES frame. Page data goes in with pwrite() on the RAM file, not
+ * through the mapping: a full tmpfs/hugetlbfs then fails with ENOSPC here
+ * instead of killing us with SIGBUS. */
+static int apply_pages(struct mig_incoming *in, struct in_lane *l, const uint8_t *p, size_t len)
+{
+	const struct guest_mem *mem = in->vm ? &in->vm->mem : &in->mem;
+	size_t pos = 8;
+	uint32_t count;
+
+	if (len < 8)
+		return snprintf(l->s.err, sizeof(l->s.err), "PAGES frame of %zu bytes", len), -EPROTO;
+	count = mig_get_u32(p);
+	if (count == 0 || count > MIG_PAGES_PER_FRAME || mig_get_u32(p + 4))
+		return snprintf(l->s.err, sizeof(l->s.err), "PAGES frame: bad count %u or reserved field",
+				count), -EPROTO;
+	for (uint32_t i = 0; i < count; i++) {
+		uint64_t e, off;
+
+		if (len - pos < 8)
+			return snprintf(l->s.err, sizeof(l->s.err), "PAGES frame: entry %u truncated", i), -EPROTO;
+		e = mig_get_u64(p + pos);
+		pos += 8;
+		off = e & ~(uint64_t)(MIG_PAGE_SIZE - 1);
+		if ((e & (MIG_PAGE_SIZE - 1) & ~MIG_PAGE_ZERO) || off >= mem->size)
+			return snprintf(l->s.err, sizeof(l->s.err),
+					"PAGES frame: entry %u (0x%llx) is outside RAM or has unknown flags", i,
+					(unsigned long long)e), -EPROTO;
+		if (e & MIG_PAGE_ZERO) {
+			/* Punching a hole zeroes without allocating (a full RAM file stays fine). */
+			if (mem->fd < 0 || fallocate(mem->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+						     (off_t)off, MIG_PAGE_SIZE) < 0)
+				memset(mem->base + off, 0, MIG_PAGE_SIZE);
+			l->zero_pages++;
+			continue;
+		}
+		if (len - pos < MIG_PAGE_SIZE)
+			return snprintf(l->s.err, sizeof(l->s.err), "PAGES frame: data of entry %u truncated", i),
+			       -EPROTO;
+		if (mem->fd >= 0) {
+			ssize_t w = pwrite(mem->fd, p + pos, MIG_PAGE_SIZE, (off_t)off);
+
+			if (w != (ssize_t)MIG_PAGE_SIZE) {
+				int ret = w < 0 ? -errno : -ENOSPC;
+				snprintf(l->s.err, sizeof(l->s.err), "storing guest RAM failed: %s",
+					 strerror_safe(-ret));
+				return ret;
+			}
+		} else {
+			memcpy(mem->base + off, p + pos, MIG_PAGE_SIZE);
+		}
+		pos += MIG_PAGE_SIZE;
+		l->pages++;
+	}
+	if (pos != len)
+		return snprintf(l->s.err, sizeof(l->s.err), "PAGES frame: %zu trailing bytes", len - pos), -EPROTO;
+	return 0;
+}
+
+/* Extra connections carry only pages, until LANE_END. */
+static void *lane_thread(void *arg)
+{
+	struct in_lane *l = arg;
+	struct mig_frame f;
+
+	for (;;) {
+		l->ret = mig_recv(&l->s, &f, MIG_TYPE_BIT(MIG_PAGES) | MIG_TYPE_BIT(MIG_LANE_END));
+		if (l->ret)
+			break;
+		if (f.type == MIG_LANE_END) {
+			l->ended = true;
+			break;
+		}
+		l->ret = apply_pages(l->in, l, f.data, f.len);
+		if (l->ret)
+			break;
+	}
+	return NULL;
+}
+
+/* ------------------------------------------------------------ setup */
+
+static int refuse(struct mig_incoming *in, int ret, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int refuse(struct mig_incoming *in, int ret, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!in->err[0]) {
+		va_start(ap, fmt);
+		vsnprintf(in->err, sizeof(in->err), fmt, ap);
+		va_end(ap);
+	}
+	return ret ? ret : -EPROTO;
+}
+
+static int accept_lanes(struct mig_incoming *in, int lfd)
+{
+	const struct mig_incoming_opts *o = in->o;
+	int timeout = o->frame_timeout_ms;
+	struct mig_frame f;
+	char err[256] = "";
+	int ret, fd;
+
+	fd = mig_accept(lfd, o->accept_timeout_ms > 0 ? o->accept_timeout_ms : -1, o->cancel_fd, err,
+			sizeof(err));
+	if (fd < 0)
+		return refuse(in, fd, "%s", err);
+	mig_stream_init(&in->lanes[0].s, fd);
+	in->lanes[0].s.recv_timeout_ms = timeout;
+	in->nr_lanes = 1;
+	ret = mig_recv(&in->lanes[0].s, &f, MIG_TYPE_BIT(MIG_HELLO));
+	if (!ret)
+		ret = mig_hello_decode(f.data, f.len, &in->hello, in->lanes[0].s.err, sizeof(in->lanes[0].s.err));
+	if (!ret && in->hello.lane_index != 0) {
+		snprintf(in->lanes[0].s.err, sizeof(in->lanes[0].s.err), "first connection claims lane %u",
+			 in->hello.lane_index);
+		ret = -EPROTO;
+	}
+	if (ret)
+		return refuse(in, ret, "HELLO: %s", in->lanes[0].s.err);
+	ret = mig_send(&in->lanes[0].s, MIG_ACK, NULL, 0);
+	if (ret)
+		return refuse(in, ret, "%s", in->lanes[0].s.err);
+	for (unsigned i = 1; i < in->hello.lanes; i++) {
+		struct mig_hello h;
+		struct in_lane *l = &in->lanes[i];
+
+		fd = mig_accept(lfd, timeout, o->cancel_fd, err, sizeof(err));
+		if (fd < 0)
+			return refuse(in, fd, "connection %u: %s", i, err);
+		mig_stream_init(&l->s, fd);
+		l->s.recv_timeout_ms = timeout;
+		l->in = in;
+		in->nr_lanes++;
+		ret = mig_recv(&l->s, &f, MIG_TYPE_BIT(MIG_HELLO));
+		if (!ret)
+			ret = mig_hello_decode(f.data, f.len, &h, l->s.err, sizeof(l->s.err));
+		if (ret)
+			return refuse(in, ret, "connection %u: HELLO: %s", i, l->s.err);
+		if (h.session != in->hello.session || h.lane_index != i || h.lanes != in->hello.lanes)
+			return refuse(in, -EPROTO, "connection %u: belongs to another session or lane (%u)", i,
+				      h.lane_index);
+	}
+	return 0;
+}
+
+static int memory_from_fd(struct mig_incoming *in, int fd)
+{
+	struct stat st;
+	void *base;
+
+	if (fstat(fd, &st) < 0 || (uint64_t)st.st_size < in->hello.mem_size) {
+		close(fd);
+		return refuse(in, -EINVAL, "the memory fd is smaller than the %llu bytes of RAM announced",
+			      (unsigned long long)in->hello.mem_size);
+	}
+	base = mmap(NULL, in->hello.mem_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
+	if (base == MAP_FAILED) {
+		int ret = -errno;
+		close(fd);
+		return refuse(in, ret, "cannot map the memory fd: %s", strerror_safe(-ret));
+	}
+	madvise(base, in->hello.mem_size, MADV_DONTDUMP);
+	if (mem_init_from_mapping(&in->mem, fd, base, in->hello.mem_size)) {
+		munmap(base, in->hello.mem_size);
+		close(fd);
+		in->mem.fd = -1;
+		return refuse(in, -ENOMEM, "out of memory");
+	}
+	return 0;
+}
+
+/* Fresh RAM: a memfd, or an unlinked file in opts.memory_dir. */
+static int memory_fresh(struct mig_incoming *in)
+{
+	const char *dir = in->o->memory_dir;
+	int fd, ret;
+
+	if (!dir) {
+		ret = mem_init(&in->mem, in->hello.mem_size);
+		return ret ? refuse(in, ret, "cannot allocate %llu MiB of guest RAM: %s",
+				    (unsigned long long)(in->hello.mem_size >> 20), strerror_safe(-ret))
+			   : 0;
+	}
+	fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return refuse(in, -errno, "memory_dir %s: %s", dir, strerror_safe(errno));
+	if (ftruncate(fd, (off_t)in->hello.mem_size) < 0) {
+		ret = -errno;
+		close(fd);
+		return refuse(in, ret, "memory_dir %s: %s", dir, strerror_safe(-ret));
+	}
+	return memory_from_fd(in, fd);
+}
+
+static int build_vm(struct mig_incoming *in)
+{
+	struct vm_config cfg;
+	struct mig_frame f;
+	char err[512] = "";
+	int ret;
+
+	if (in->hello.features & MIG_FEAT_LOCAL) {
+		ret = mig_recv(&in->lanes[0].s, &f, MIG_TYPE_BIT(MIG_MEMFD));
+		if (ret)
+			return refuse(in, ret, "%s", in->lanes[0].s.err);
+		if (f.len != 8 || mig_get_u64(f.data) != in->hello.mem_size) {
+			close(f.fd);
+			return refuse(in, -EPROTO, "MEMFD frame does not match the announced RAM size");
+		}
+		ret = memory_from_fd(in, f.fd);
+		if (ret)
+			return ret;
+	}
+	ret = mig_recv(&in->lanes[0].s, &f, MIG_TYPE_BIT(MIG_CONFIG));
+	if (ret)
+		return refuse(in, ret, "%s", in->lanes[0].s.err);
+	in->config = malloc(f.len + 1);
+	if (!in->config)
+		return refuse(in, -ENOMEM, "out of memory");
+	memcpy(in->config, f.data, f.len);
+	in->config[f.len] = '\0';
+	in->config_len = f.len;
+	config_init(&cfg);
+	ret = config_from_json(&cfg, in->config, in->config_len, err, sizeof(err));
+	if (ret) {
+		config_free(&cfg);
+		return refuse(in, ret, "config: %s", err);
+	}
+	if ((cfg.memory_mib << 20) != in->hello.mem_size) {
+		config_free(&cfg);
+		return refuse(in, -EPROTO, "config says %llu MiB of RAM, HELLO said %llu bytes",
+			      (unsigned long long)cfg.memory_mib, (unsigned long long)in->hello.mem_size);
+	}
+	if (in->o->has_console) {
+		cfg.console = (enum console_kind)in->o->console;
+		free(cfg.console_path);
+		cfg.console_path = in->o->console_path ? strdup(in->o->console_path) : NULL;
+	}
+	if (!(in->hello.features & MIG_FEAT_LOCAL)) {
+		ret = memory_fresh(in);
+		if (ret) {
+			config_free(&cfg);
+			return ret;
+		}
+	}
+	ret = vm_create_bare(&in->vm, &cfg, &in->mem, err, sizeof(err));
+	config_free(&cfg);
+	if (ret) {
+		mem_destroy(&in->mem);
+		return refuse(in, ret, "cannot build the VM here: %s", err);
+	}
+	ret = mig_send(&in->lanes[0].s, MIG_ACK, NULL, 0);
+	return ret ? refuse(in, ret, "%s", in->lanes[0].s.err) : 0;
+}
+
+/* ------------------------------------------------------------ stream */
+
+static int start_lane_threads(struct mig_incoming *in)
+{
+	for (unsigned i = 1; i < in->nr_lanes; i++) {
+		int ret = -pthread_create(&in->lanes[i].thread, NULL, lane_thread, &in->lanes[i]);
+
+		if (ret)
+			return refuse(in, ret, "cannot start a receive thread");
+		in->lanes[i].thread_started = true;
+	}
+	return 0;
+}
+
+static int join_lanes(struct mig_incoming *in)
+{
+	int ret = 0;
+
+	for (unsigned i = 1; i < in->nr_lanes; i++) {
+		struct in_lane *l = &in->lanes[i];
+
+		if (!l->thread_started)
+			continue;
+		pthread_join(l->thread, NULL);
+		l->thread_started = false;
+		if (!ret && (l->ret || !l->ended))
+			ret = refuse(in, l->ret ? l->ret : -EPROTO, "connection %u: %s", i,
+				     l->s.err[0] ? l->s.err : "ended without LANE_END");
+	}
+	return ret;
+}
+
+/* Main connection: pages and the state until DONE. */
+static int receive_stream(struct mig_incoming *in)
+{
+	struct in_lane *l = &in->lanes[0];
+	struct mig_frame f;
+	int ret;
+
+	for (;;) {
+		ret = mig_recv(&l->s, &f, MIG_TYPE_BIT(MIG_PAGES) | MIG_TYPE_BIT(MIG_STATE) | MIG_TYPE_BIT(MIG_DONE));
+		if (ret)
+			return refuse(in, ret, "incomplete stream: %s", l->s.err);
+		switch (f.type) {
+		case MIG_PAGES:
+			if (in->hello.features & MIG_FEAT_LOCAL)
+				return refuse(in, -EPROTO, "PAGES frame in a live update (memory is shared)");
+			ret = apply_pages(in, l, f.data, f.len);
+			if (ret)
+				return refuse(in, ret, "%s", l->s.err);
+			break;
+		case MIG_STATE:
+			if (in->state)
+				return refuse(in, -EPROTO, "a second STATE frame");
+			in->state = malloc(f.len ? f.len : 1);
+			if (!in->state)
+				return refuse(in, -ENOMEM, "out of memory for the state");
+			memcpy(in->state, f.data, f.len);
+			in->state_len = f.len;
+			break;
+		case MIG_DONE:
+			if (!in->state)
+				return refuse(in, -EPROTO, "DONE before the device state");
+			return 0;
+		}
+	}
+}
+
+static int finish(struct mig_incoming *in)
+{
+	char err[512] = "";
+	int ret = join_lanes(in);
+
+	if (ret)
+		return ret;
+	ret = snapshot_apply_tree(in->vm, in->state, in->state_len, in->config, in->config_len, err,
+				  sizeof(err));
+	if (ret)
+		return refuse(in, ret, "%s", err);
+	ret = vm_start_paused(in->vm);
+	if (ret)
+		return refuse(in, ret, "cannot start the vCPU threads: %s", strerror_safe(-ret));
+	/* The ACK hands the VM over: the source stops for good when it reads it. */
+	ret = mig_send(&in->lanes[0].s, MIG_ACK, NULL, 0);
+	if (ret)
+		return refuse(in, ret, "the source is gone before the hand-over: %s", in->lanes[0].s.err);
+	ret = vm_resume(in->vm);
+	if (ret)
+		return refuse(in, ret, "cannot resume the VM");
+	return 0;
+}
+
+/* Closing with unread data would reset the connection and could destroy our
+ * ERROR frame before the source reads it: stop writing, and swallow what the
+ * source still sends until it hangs up (bounded). */
+static void drain_until_source_closes(struct mig_incoming *in)
+{
+	char buf[65536];
+	int fd = in->lanes[0].s.fd;
+	uint64_t end = now_ns() + MIG_DRAIN_MS * 1000000ULL;
+
+	for (unsigned i = 1; i < in->nr_lanes; i++)
+		if (in->lanes[i].s.fd >= 0)
+			shutdown(in->lanes[i].s.fd, SHUT_RDWR);
+	shutdown(fd, SHUT_WR);
+	while (now_ns() < end) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+
+		if (poll(&p, 1, 50) < 0 && errno != EINTR)
+			break;
+		if (p.revents && read(fd, buf, sizeof(buf)) <= 0)
+			break;
+	}
+}
+
+static void incoming_cleanup(struct mig_incoming *in, bool ok)
+{
+	for (unsigned i = 1; i < in->nr_lanes; i++)
+		if (in->lanes[i].s.fd >= 0)
+			shutdown(in->lanes[i].s.fd, SHUT_RDWR); /* wake lane threads */
+	join_lanes(in);
+	for (unsigned i = 0; i < in->nr_lanes; i++)
+		mig_stream_close(&in->lanes[i].s);
+	if (!ok) {
+		vm_destroy(in->vm); /* never ran a guest instruction */
+		in->vm = NULL;
+	}
+	mem_destroy(&in->mem);
+	free(in->config);
+	free(in->state);
+}
+
+int mig_incoming(const char *url, const struct mig_incoming_opts *opts, struct vm **out,
+		 struct mig_incoming_stats *stats, char *err, size_t errlen)
+{
+	static const struct mig_incoming_opts defaults;
+	struct mig_incoming_opts o = opts ? *opts : defaults;
+	struct mig_incoming *in;
+	struct mig_url u;
+	uint64_t t0;
+	int lfd, ret;
+
+	*out = NULL;
+	if (!o.frame_timeout_ms)
+		o.frame_timeout_ms = MIG_DEFAULT_FRAME_TIMEOUT_MS;
+	ret = mig_url_parse(url, &u, err, errlen);
+	if (ret)
+		return ret;
+	lfd = mig_listen(&u, err, errlen);
+	if (lfd < 0)
+		return lfd;
+	in = calloc(1, sizeof(*in));
+	if (!in) {
+		close(lfd);
+		return -ENOMEM;
+	}
+	in->o = &o;
+	in->mem.fd = -1;
+	for (unsigned i = 0; i < MIG_MAX_LANES; i++)
+		in->lanes[i].s.fd = -1;
+	ret = accept_lanes(in, lfd);
+	t0 = now_ns();
+	if (!ret)
+		ret = build_vm(in);
+	if (!ret)
+		ret = start_lane_threads(in);
+	if (!ret)
+		ret = receive_stream(in);
+	if (!ret)
+		ret = finish(in);
+	close(lfd);
+	if (u.kind == MIG_TRANSPORT_UNIX)
+		unlink(u.path);
+	if (ret && in->lanes[0].s.fd >= 0) {
+		mig_send_error(&in->lanes[0].s, "destination: %s", in->err);
+		drain_until_source_closes(in);
+	}
+	if (stats) {
+		memset(stats, 0, sizeof(*stats));
+		stats->total_us = (now_ns() - t0) / 1000;
+		for (unsigned i = 0; i < in->nr_lanes; i++) {
+			stats->pages += in->lanes[i].pages;
+			stats->zero_pages += in->lanes[i].zero_pages;
+			stats->bytes_received += in->lanes[i].s.bytes_received;
+		}
+		stats->state_bytes = in->state_len;
+		stats->local = in->hello.features & MIG_FEAT_LOCAL;
+	}
+	if (ret)
+		snprintf(err, errlen, "incoming migration: %s", in->err[0] ? in->err : strerror_safe(-ret));
+	incoming_cleanup(in, ret == 0);
+	if (!ret)
+		*out = in->vm;
+	free(in);
+	return ret;
+}

@@ -1,0 +1,341 @@
+/* Live migration end to end: the memtest guest (2 vCPUs, every page checked
+ * pass after pass, counter/timer/IPI continuity) moves between vmm
+ * processes over UNIX and TCP sockets, and is live-updated; then the failure
+ * cases: each must leave the source running with nothing lost. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <sys/stat.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "migration/stream.h"
+#include "test_migrate_util.h"
+
+#define MEM_MIB 64
+
+static void need_kvm(void)
+{
+	if (!harness_have_kvm())
+		cr_skip_test("/dev/kvm is not available");
+}
+
+static void url_for(struct mt_env *e, unsigned i, bool tcp, char *url, size_t len)
+{
+	if (tcp)
+		snprintf(url, len, "tcp:127.0.0.1:%u", e->port_base + i);
+	else
+		snprintf(url, len, "unix:%s/mig%u.sock", e->dir, i);
+}
+
+/* The guest's PASS line, from whichever process ran it last. */
+static void expect_pass(struct mt_proc *last, const char *what)
+{
+	char *out = mt_out(last), *err = mt_err(last);
+
+	cr_assert(strstr(out, "PASS memtest"), "%s: no PASS; stdout:\n%s\nstderr:\n%s", what, out, err);
+	free(out);
+	free(err);
+}
+
+static void migrate_chain(unsigned hops, bool alternate_tcp, bool local, const char *extra)
+{
+	struct mt_env e;
+	struct mt_proc procs[12];
+	char sock[12][128], url[160], body[400], st[32], msg[512], cl[96];
+
+	need_kvm();
+	mt_env_init(&e);
+	for (unsigned i = 0; i <= hops; i++) {
+		char n[16];
+
+		snprintf(n, sizeof(n), "api%u.sock", i);
+		mt_path(&e, sock[i], sizeof(sock[i]), n);
+	}
+	snprintf(cl, sizeof(cl), "test=memtest seconds=%u cpus=2", mt_seconds(hops > 2 ? 10 : 4));
+	mt_start_source(&e, &procs[0], sock[0], cl, 2, MEM_MIB);
+	usleep(300000); /* let memtest fill its pages */
+	for (unsigned i = 0; i < hops; i++) {
+		bool tcp = alternate_tcp && (i % 2 == 1);
+
+		url_for(&e, i + 1, tcp, url, sizeof(url));
+		const char *argv[] = { "run", "--incoming", url, "--api-sock", sock[i + 1], NULL };
+		mt_spawn(&e, &procs[i + 1], argv);
+		snprintf(body, sizeof(body), "{\"destination_url\":\"%s\"%s%s}", url, local ? ",\"local\":true" : "",
+			 extra ? extra : "");
+		cr_assert_eq(mt_send_migration(sock[i], body), 200, "hop %u", i);
+		mt_wait_migration(sock[i], st, sizeof(st), msg, sizeof(msg), harness_timeout_ms(20000));
+		cr_assert_str_eq(st, "completed", "hop %u (%s): %s", i, url, msg);
+		if (i > 0) {
+			/* An incoming-run process exits 0 once its VM has moved on. */
+			cr_assert_eq(mt_wait(&procs[i], harness_timeout_ms(10000)), 0, "hop %u: source exit", i);
+		}
+		cr_assert(mt_api_up(sock[i + 1], harness_timeout_ms(5000)), "hop %u: destination API", i);
+	}
+	cr_assert_eq(mt_wait(&procs[hops], harness_timeout_ms(40000)), 0, "last process");
+	expect_pass(&procs[hops], "migrated memtest");
+	mt_api(sock[0], "PUT", "vmm.shutdown", NULL, NULL);
+	mt_wait(&procs[0], 5000);
+	mt_env_cleanup(&e);
+}
+
+Test(migrate, memtest_back_and_forth_10_times_unix_and_tcp, .timeout = 180)
+{
+	migrate_chain(10, true, false, NULL);
+}
+
+Test(migrate, memtest_two_connections_tcp, .timeout = 90)
+{
+	migrate_chain(2, true, false, ",\"connections\":2");
+}
+
+Test(migrate, memtest_live_update_local, .timeout = 90)
+{
+	migrate_chain(2, false, true, NULL);
+}
+
+/* ---------------------------------------------------------------- failures */
+
+/* Source running memtest; returns after the VM is up. downtime_ms=1 with
+ * max_passes=10000 keeps the migration iterating (never converges) so a
+ * failure can be injected mid-stream. */
+static const char *const never_converge = ",\"downtime_ms\":1,\"max_passes\":10000";
+
+static void source_survives(struct mt_env *e, struct mt_proc *src, const char *sock, const char *st,
+			    const char *msg, const char *want_status, const char *want_msg)
+{
+	cr_assert_str_eq(st, want_status, "message: %s", msg);
+	if (want_msg)
+		cr_assert(strstr(msg, want_msg), "want '%s' in '%s'", want_msg, msg);
+	/* The guest keeps running at the source and finishes its checks. */
+	cr_assert(mt_wait_state(sock, "shutdown", harness_timeout_ms(30000)), "the source VM did not finish");
+	cJSON *info;
+	cr_assert_eq(mt_api(sock, "GET", "vm.info", NULL, &info), 200);
+	cJSON *ex = cJSON_GetObjectItemCaseSensitive(info, "exit");
+	cJSON *status = cJSON_GetObjectItemCaseSensitive(ex, "status");
+	cr_assert(cJSON_IsNumber(status) && status->valueint == 0, "guest exit status");
+	cJSON_Delete(info);
+	expect_pass(src, "source after a failed migration");
+	mt_api(sock, "PUT", "vmm.shutdown", NULL, NULL);
+	mt_wait(src, 5000);
+}
+
+static void start_failure_source(struct mt_env *e, struct mt_proc *src, char *sock, size_t len)
+{
+	char cl[96];
+
+	need_kvm();
+	mt_env_init(e);
+	mt_path(e, sock, len, "src.sock");
+	snprintf(cl, sizeof(cl), "test=memtest seconds=%u cpus=2", mt_seconds(4));
+	mt_start_source(e, src, sock, cl, 2, MEM_MIB);
+	usleep(200000);
+}
+
+Test(migrate_fail, kill_destination_mid_stream, .timeout = 90)
+{
+	struct mt_env e;
+	struct mt_proc src, dst;
+	char sock[128], url[160], body[300], st[32], msg[512];
+
+	start_failure_source(&e, &src, sock, sizeof(sock));
+	url_for(&e, 1, false, url, sizeof(url));
+	const char *argv[] = { "run", "--incoming", url, NULL };
+	mt_spawn(&e, &dst, argv);
+	snprintf(body, sizeof(body), "{\"destination_url\":\"%s\"%s}", url, never_converge);
+	cr_assert_eq(mt_send_migration(sock, body), 200);
+	cr_assert(mt_wait_bytes(sock, 16 << 20, harness_timeout_ms(10000)), "migration did not get going");
+	mt_kill(&dst, SIGKILL);
+	mt_wait(&dst, 5000);
+	mt_wait_migration(sock, st, sizeof(st), msg, sizeof(msg), harness_timeout_ms(10000));
+	source_survives(&e, &src, sock, st, msg, "failed", NULL);
+	mt_env_cleanup(&e);
+}
+
+Test(migrate_fail, cancel_keeps_source_and_destination_never_runs, .timeout = 90)
+{
+	struct mt_env e;
+	struct mt_proc src, dst;
+	char sock[128], url[160], body[300], st[32], msg[512];
+
+	start_failure_source(&e, &src, sock, sizeof(sock));
+	url_for(&e, 1, true, url, sizeof(url));
+	const char *argv[] = { "run", "--incoming", url, NULL };
+	mt_spawn(&e, &dst, argv);
+	snprintf(body, sizeof(body), "{\"destination_url\":\"%s\"%s}", url, never_converge);
+	cr_assert_eq(mt_send_migration(sock, body), 200);
+	cr_assert(mt_wait_bytes(sock, 8 << 20, harness_timeout_ms(10000)));
+	cJSON *r;
+	cr_assert_eq(mt_api(sock, "PUT", "vm.migration-cancel", NULL, &r), 200);
+	cJSON_Delete(r);
+	mt_wait_migration(sock, st, sizeof(st), msg, sizeof(msg), harness_timeout_ms(10000));
+	/* The destination got an incomplete stream: it exits, the guest never ran there. */
+	int dst_status = mt_wait(&dst, harness_timeout_ms(10000));
+	char *dout = mt_out(&dst), *derr = mt_err(&dst);
+	cr_assert_eq(dst_status, 125, "destination exit status; stderr:\n%s", derr);
+	cr_assert_eq(dout[0], '\0', "the guest printed at the destination:\n%s", dout);
+	cr_assert(strstr(derr, "incomplete stream"), "%s", derr);
+	free(dout);
+	free(derr);
+	cr_assert_eq(mt_api(sock, "PUT", "vm.migration-cancel", NULL, NULL), 409, "nothing left to cancel");
+	source_survives(&e, &src, sock, st, msg, "cancelled", "cancelled");
+	mt_env_cleanup(&e);
+}
+
+/* A fake destination: accept, then answer with @reply (or just close). */
+static void fake_destination(const char *path, const void *reply, size_t len, int *lfd_out)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int lfd = socket(AF_UNIX, SOCK_STREAM, 0);
+
+	memcpy(sa.sun_path, path, strnlen(path, sizeof(sa.sun_path) - 1));
+	cr_assert_eq(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	cr_assert_eq(listen(lfd, 4), 0);
+	*lfd_out = lfd;
+	(void)reply;
+	(void)len;
+}
+
+static void run_fake_destination(const char *how, const char *want_msg)
+{
+	struct mt_env e;
+	struct mt_proc src;
+	char sock[128], path[128], body[300], st[32], msg[512];
+	int lfd, c;
+
+	start_failure_source(&e, &src, sock, sizeof(sock));
+	mt_path(&e, path, sizeof(path), "fake.sock");
+	fake_destination(path, NULL, 0, &lfd);
+	snprintf(body, sizeof(body), "{\"destination_url\":\"unix:%s\"}", path);
+	cr_assert_eq(mt_send_migration(sock, body), 200);
+	c = accept(lfd, NULL, NULL);
+	cr_assert_geq(c, 0);
+	if (!strcmp(how, "garbage")) {
+		static const char junk[] = "HTTP/1.1 200 OK\r\n\r\nthis is not a migration stream at all";
+		cr_assert_eq(write(c, junk, sizeof(junk)), (ssize_t)sizeof(junk));
+	} else if (!strcmp(how, "bitflip")) {
+		/* A valid-looking ACK with one bit flipped in its checksum. */
+		uint8_t f[MIG_HDR_SIZE];
+		mig_frame_header(f, MIG_ACK, NULL, 0);
+		f[12] ^= 0x10;
+		cr_assert_eq(write(c, f, sizeof(f)), (ssize_t)sizeof(f));
+	} else if (!strcmp(how, "refuse")) {
+		struct mig_stream s;
+		mig_stream_init(&s, dup(c));
+		mig_send_error(&s, "no room for this VM here");
+		mig_stream_close(&s);
+	}
+	usleep(100000);
+	close(c);
+	close(lfd);
+	mt_wait_migration(sock, st, sizeof(st), msg, sizeof(msg), harness_timeout_ms(10000));
+	source_survives(&e, &src, sock, st, msg, "failed", want_msg);
+	mt_env_cleanup(&e);
+}
+
+Test(migrate_fail, destination_sends_garbage, .timeout = 90)
+{
+	run_fake_destination("garbage", "bad frame magic");
+}
+
+Test(migrate_fail, destination_bit_flip, .timeout = 90)
+{
+	run_fake_destination("bitflip", "checksum mismatch");
+}
+
+Test(migrate_fail, destination_closes_socket, .timeout = 90)
+{
+	run_fake_destination("close", "destination refused");
+}
+
+Test(migrate_fail, destination_refusal_reaches_the_sender, .timeout = 90)
+{
+	run_fake_destination("refuse", "no room for this VM here");
+}
+
+Test(migrate_fail, destination_out_of_space, .timeout = 90)
+{
+	struct mt_env e;
+	struct mt_proc src, dst;
+	char sock[128], url[160], body[300], st[32], msg[512], mnt[128];
+
+	start_failure_source(&e, &src, sock, sizeof(sock));
+	/* Destination RAM on a 4 MiB tmpfs: the 64 MiB guest cannot fit. */
+	mt_path(&e, mnt, sizeof(mnt), "small");
+	cr_assert_eq(mkdir(mnt, 0700), 0);
+	if (mount("tmpfs", mnt, "tmpfs", 0, "size=4m")) {
+		mt_api(sock, "PUT", "vmm.shutdown", NULL, NULL);
+		mt_wait(&src, 5000);
+		mt_env_cleanup(&e);
+		cr_skip_test("cannot mount a tmpfs here (not root?)");
+	}
+	url_for(&e, 1, false, url, sizeof(url));
+	const char *argv[] = { "run", "--incoming", url, "--memory-dir", mnt, NULL };
+	mt_spawn(&e, &dst, argv);
+	snprintf(body, sizeof(body), "{\"destination_url\":\"%s\"}", url);
+	cr_assert_eq(mt_send_migration(sock, body), 200);
+	mt_wait_migration(sock, st, sizeof(st), msg, sizeof(msg), harness_timeout_ms(10000));
+	int dst_status = mt_wait(&dst, harness_timeout_ms(10000));
+	umount2(mnt, MNT_DETACH);
+	char *dout = mt_out(&dst);
+	cr_assert_eq(dst_status, 125);
+	cr_assert_eq(dout[0], '\0', "the guest ran at the destination:\n%s", dout);
+	free(dout);
+	source_survives(&e, &src, sock, st, msg, "failed", "No space left");
+	mt_env_cleanup(&e);
+}
+
+/* A fake source that stops halfway: the destination exits without running the guest. */
+Test(migrate_fail, destination_exits_on_truncated_stream, .timeout = 60)
+{
+	struct mt_env e;
+	struct mt_proc dst;
+	char url[160], path[128];
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct mig_hello h = { .version = MIG_VERSION, .page_size = MIG_PAGE_SIZE, .lanes = 1,
+			       .mem_size = 16 << 20 };
+	uint8_t hello[MIG_HELLO_SIZE];
+	struct mig_stream s;
+	struct mig_frame f;
+	char *kernel = harness_image_path("testguest.elf"), cfg[512];
+	int fd;
+
+	need_kvm();
+	mt_env_init(&e);
+	mt_path(&e, path, sizeof(path), "in.sock");
+	snprintf(url, sizeof(url), "unix:%s", path);
+	const char *argv[] = { "run", "--incoming", url, NULL };
+	mt_spawn(&e, &dst, argv);
+	fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	memcpy(sa.sun_path, path, strnlen(path, sizeof(sa.sun_path) - 1));
+	for (int i = 0; i < 200 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)); i++)
+		usleep(10000);
+	mig_stream_init(&s, fd);
+	s.recv_timeout_ms = 5000;
+	mig_hello_encode(&h, hello);
+	cr_assert_eq(mig_send(&s, MIG_HELLO, hello, sizeof(hello)), 0);
+	cr_assert_eq(mig_recv(&s, &f, MIG_TYPE_BIT(MIG_ACK)), 0, "%s", s.err);
+	snprintf(cfg, sizeof(cfg), "{\"kernel\":\"%s\",\"cpus\":1,\"memory_mib\":16}", kernel);
+	free(kernel);
+	cr_assert_eq(mig_send(&s, MIG_CONFIG, cfg, strlen(cfg)), 0);
+	cr_assert_eq(mig_recv(&s, &f, MIG_TYPE_BIT(MIG_ACK)), 0, "%s", s.err);
+	/* One PAGES frame whose entry points outside RAM: refused with a message. */
+	uint8_t pages[8 + 8 + MIG_PAGE_SIZE] = { 0 };
+	mig_put_u32(pages, 1);
+	mig_put_u64(pages + 8, 1ULL << 40);
+	cr_assert_eq(mig_send(&s, MIG_PAGES, pages, sizeof(pages)), 0);
+	cr_assert_eq(mig_recv(&s, &f, MIG_TYPE_BIT(MIG_ACK)), -ECONNABORTED);
+	cr_assert(strstr(s.err, "outside RAM"), "%s", s.err);
+	mig_stream_close(&s);
+	cr_assert_eq(mt_wait(&dst, harness_timeout_ms(10000)), 125);
+	char *err = mt_err(&dst);
+	cr_assert(strstr(err, "outside RAM"), "%s", err);
+	free(err);
+	mt_env_cleanup(&e);
+}

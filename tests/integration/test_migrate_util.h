@@ -1,0 +1,55 @@
+/* Helpers for the migration integration tests: vmm processes in the
+ * background (output to files), API calls, and a memtest source VM. */
+#ifndef TESTS_INTEGRATION_MIGRATE_UTIL_H
+#define TESTS_INTEGRATION_MIGRATE_UTIL_H
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+struct mt_proc {
+	pid_t pid;
+	char out[160], err[160];
+	int status;          /* exit status once reaped; -1 killed/timeout */
+	bool reaped;
+};
+
+struct mt_env {
+	char dir[64];        /* private temp dir */
+	unsigned port_base;  /* TCP ports for this test */
+	unsigned seq;
+};
+
+void mt_env_init(struct mt_env *e);
+void mt_env_cleanup(struct mt_env *e);
+/* "<dir>/<name>" */
+const char *mt_path(struct mt_env *e, char *buf, size_t len, const char *name);
+
+/* Start $VMM_BIN @argv (NULL-terminated, without argv[0]); stdout/stderr go to files. */
+void mt_spawn(struct mt_env *e, struct mt_proc *p, const char *const argv[]);
+/* Wait up to @timeout_ms; SIGKILL after. Returns the exit status or -1. */
+int mt_wait(struct mt_proc *p, int timeout_ms);
+void mt_kill(struct mt_proc *p, int sig);
+/* The process's stdout / stderr (malloc'd, NUL-terminated). */
+char *mt_out(const struct mt_proc *p);
+char *mt_err(const struct mt_proc *p);
+
+/* One API request; returns the HTTP status (or -1) and the parsed reply in *@reply. */
+int mt_api(const char *sock, const char *method, const char *action, const char *body, cJSON **reply);
+/* Wait until the API socket answers vmm.ping. */
+bool mt_api_up(const char *sock, int timeout_ms);
+/* `vmm serve` + vm.create + vm.boot of the test guest with @cmdline. */
+void mt_start_source(struct mt_env *e, struct mt_proc *p, const char *sock, const char *cmdline,
+		     unsigned cpus, unsigned memory_mib);
+/* PUT vm.send-migration with @body_fmt; returns the HTTP status. */
+int mt_send_migration(const char *sock, const char *body);
+/* Poll vm.info until migration.status is not "active"; copies status and message. */
+void mt_wait_migration(const char *sock, char *status, size_t slen, char *msg, size_t mlen, int timeout_ms);
+/* Poll vm.info until migration.bytes_sent >= @bytes (and status active). */
+bool mt_wait_bytes(const char *sock, double bytes, int timeout_ms);
+/* Poll vm.info until the VM's state is @state. */
+bool mt_wait_state(const char *sock, const char *state, int timeout_ms);
+/* memtest seconds, stretched for sanitizer builds. */
+unsigned mt_seconds(unsigned base);
+
+#endif
