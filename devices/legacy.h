@@ -33,7 +33,7 @@ struct uart {
 	bool input_paused;           /* RX FIFO full: in_fd not polled until the guest reads */
 	int irq_level;               /* last level driven on the line */
 	bool owns_out_fd;
-	uint64_t tx_bytes, rx_bytes;
+	uint64_t tx_bytes, rx_bytes, irq_raised;
 };
 
 /* Create the UART at @base/@irq writing guest output to @out_fd and feeding

@@ -6,6 +6,8 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
+
+#include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -64,6 +66,7 @@ static void uart_update_irq_locked(struct uart *u)
 	level = iir != IIR_NO_INT;
 	if (level != u->irq_level) {
 		u->irq_level = level;
+		u->irq_raised += (uint64_t)level;
 		vm_irq_line(u->dev.vm, u->irq, level);
 	}
 }
@@ -336,8 +339,21 @@ static int uart_load(struct device *dev, const struct state_node *node)
 	return 0;
 }
 
+/* vm.counters: bytes each way and how often the interrupt line was raised. */
+static void uart_counters(struct device *dev, struct cJSON *obj)
+{
+	struct uart *u = (struct uart *)dev;
+
+	pthread_mutex_lock(&u->lock);
+	cJSON_AddNumberToObject(obj, "tx_bytes", (double)u->tx_bytes);
+	cJSON_AddNumberToObject(obj, "rx_bytes", (double)u->rx_bytes);
+	cJSON_AddNumberToObject(obj, "interrupts", (double)u->irq_raised);
+	pthread_mutex_unlock(&u->lock);
+}
+
 static const struct device_ops uart_ops = {
 	.type = "uart",
+	.counters = uart_counters,
 	.reset = uart_reset,
 	.destroy = uart_destroy,
 	.save = uart_save,
