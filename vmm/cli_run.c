@@ -5,6 +5,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <sys/prctl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -214,42 +218,75 @@ static void report_rss(const struct vm *vm)
 		resident * (MEM_PAGE_SIZE / 1024));
 }
 
-/* KVM frees a VM when its last fd closes, and that takes KVM tens of
- * milliseconds (SRCU grace periods, MMU teardown) on the exit path. Once the
- * guest has finished, hand our references to a child that outlives us by a
- * moment: the caller gets our exit status at once, and the child, with no
- * stdio, closes the last references after we are gone. VMM_SYNC_TEARDOWN=1
- * turns this off (the ASan pass sets it so leak checks run at exit).
- * Returns only when teardown is synchronous or forking fails. */
-static void run_exit_fast(int status)
+/* Tearing a VM down costs KVM tens of milliseconds (zapping its MMU when our
+ * address space goes, SRCU grace periods when the VM fd closes), all on the
+ * exit path before our parent sees the status. Once the guest has finished,
+ * a helper process that shares our address space (CLONE_VM) and holds copies
+ * of our fds keeps both alive past our exit; it dies with us (PDEATHSIG) and
+ * pays the teardown off the caller's path. VMM_SYNC_TEARDOWN=1 turns this off
+ * (the ASan pass sets it so leak checks run at exit). Returns only when
+ * teardown is synchronous or the helper cannot be started. */
+#define TEARDOWN_STACK_SIZE (64 * 1024)
+
+struct teardown_arg {
+	pid_t parent;
+	int ready_fd;        /* written once the helper is set up */
+};
+
+static int teardown_helper(void *opaque)
 {
-	int pipefd[2];
-	pid_t pid;
+	const struct teardown_arg *a = opaque;
+	int devnull, ready = a->ready_fd;
 
-	fflush(NULL);
-	if (getenv("VMM_SYNC_TEARDOWN") || pipe(pipefd) < 0)
-		return;
-	pid = fork();
-	if (pid < 0) {
-		close(pipefd[0]);
-		close(pipefd[1]);
-		return;
-	}
-	if (pid > 0)
-		_exit(status); /* our copy of pipefd[1] closes: the child wakes */
-	/* Child: no stdio (nobody waits on our output), wait for the parent to go. */
-	char c;
-	int devnull = open("/dev/null", O_RDWR);
-
-	close(pipefd[1]);
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() != a->parent)
+		_exit(0);            /* the parent is already gone */
+	/* Nobody waits on our output: let go of stdio at once. */
+	devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
 	if (devnull >= 0) {
 		dup2(devnull, STDIN_FILENO);
 		dup2(devnull, STDOUT_FILENO);
 		dup2(devnull, STDERR_FILENO);
 	}
-	while (read(pipefd[0], &c, 1) < 0 && errno == EINTR)
-		;
-	_exit(0);
+	if (write(ready, "", 1) < 0)
+		_exit(0);
+	close(ready);
+	for (;;)
+		pause();
+	return 0;
+}
+
+static void run_exit_fast(int status)
+{
+	struct teardown_arg arg = { .parent = getpid() };
+	int pipefd[2];
+	void *stack;
+	pid_t pid;
+	char c;
+
+	fflush(NULL);
+	if (getenv("VMM_SYNC_TEARDOWN") || pipe2(pipefd, O_CLOEXEC) < 0)
+		return;
+	stack = mmap(NULL, TEARDOWN_STACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (stack == MAP_FAILED)
+		goto fail;
+	arg.ready_fd = pipefd[1];
+	pid = clone(teardown_helper, (char *)stack + TEARDOWN_STACK_SIZE, CLONE_VM | SIGCHLD, &arg);
+	if (pid < 0) {
+		munmap(stack, TEARDOWN_STACK_SIZE);
+		goto fail;
+	}
+	/* Exit only once the helper holds everything and has let go of stdio:
+	 * otherwise it may find us gone and tear down on our exit path anyway. */
+	close(pipefd[1]);
+	if (read(pipefd[0], &c, 1) == 1)
+		_exit(status);
+	/* The helper failed: fall back to a synchronous teardown. */
+	close(pipefd[0]);
+	return;
+fail:
+	close(pipefd[0]);
+	close(pipefd[1]);
 }
 
 static int run_vm(const struct vm_config *cfg, const char *api_sock)
@@ -267,25 +304,40 @@ static int run_vm(const struct vm_config *cfg, const char *api_sock)
 	}
 	if (cfg->console == CONSOLE_STDIO)
 		raw = console_raw(&saved);
-	if (vm_start(vm)) {
-		cli_error("cannot start the VM");
-		status = CLI_EXIT_ERROR;
-	} else {
-		if (api_sock && api_server_start(&api, api_sock, vm))
+	if (api_sock) {
+		if (vm_start(vm)) {
+			cli_error("cannot start the VM");
+			vm_destroy(vm);
+			return CLI_EXIT_ERROR;
+		}
+		if (api_server_start(&api, api_sock, vm))
 			vm_request_exit(vm, CLI_EXIT_ERROR, "cannot serve the API on '%s'", api_sock);
 		status = vm_wait_exit(vm);
 		/* Replies to requests that raced with the exit are sent first. */
 		api_server_stop(api);
-		if (status != 0)
-			cli_error("%s", vm->exit_reason);
-		else
-			log_info("vm", "%s", vm->exit_reason);
-		if (getenv("VMM_REPORT_RSS"))
-			report_rss(vm);
+	} else {
+		/* vCPU 0 runs on this thread: no hand-off at start or at exit. */
+		if (vm_run_on_caller(vm)) {
+			cli_error("cannot start the VM");
+			vm_destroy(vm);
+			return CLI_EXIT_ERROR;
+		}
+		pthread_mutex_lock(&vm->lock);
+		status = vm->exit_status;
+		pthread_mutex_unlock(&vm->lock);
 	}
+	if (status != 0)
+		cli_error("%s", vm->exit_reason);
+	else
+		log_info("vm", "%s", vm->exit_reason);
+	if (getenv("VMM_REPORT_RSS"))
+		report_rss(vm);
 	if (raw)
 		tcsetattr(STDIN_FILENO, TCSANOW, &saved);
+	/* Other vCPU threads and the event loop end with the process. */
 	run_exit_fast(status);
+	if (!api_sock)
+		vm_wait_exit(vm);
 	vm_destroy(vm);
 	return status;
 }

@@ -327,7 +327,8 @@ fail:
 	return ret;
 }
 
-int vm_start(struct vm *vm)
+/* Start the event loop and the vCPU threads from index @first on. */
+static int vm_start_from(struct vm *vm, unsigned first)
 {
 	int ret = 0;
 
@@ -341,7 +342,7 @@ int vm_start(struct vm *vm)
 	if (ret)
 		return ret;
 	pthread_mutex_lock(&vm->lock);
-	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+	for (unsigned i = first; i < vm->nr_vcpus; i++) {
 		ret = -pthread_create(&vm->vcpus[i].thread, NULL, vcpu_thread, &vm->vcpus[i]);
 		if (ret) {
 			vm->exit_requested = true;
@@ -356,6 +357,36 @@ int vm_start(struct vm *vm)
 	pthread_cond_broadcast(&vm->cond);
 	pthread_mutex_unlock(&vm->lock);
 	return ret;
+}
+
+int vm_start(struct vm *vm)
+{
+	return vm_start_from(vm, 0);
+}
+
+int vm_run_on_caller(struct vm *vm)
+{
+	struct vcpu *bsp = &vm->vcpus[0];
+	int ret;
+
+	pthread_mutex_lock(&vm->lock);
+	/* Registered before the others start so kicks and counts see it. */
+	bsp->thread = pthread_self();
+	bsp->thread_started = true;
+	bsp->on_caller = true;
+	vm->nr_running_threads++;
+	pthread_mutex_unlock(&vm->lock);
+	ret = vm_start_from(vm, 1);
+	if (ret) {
+		pthread_mutex_lock(&vm->lock);
+		bsp->thread_started = false;
+		vm->nr_running_threads--;
+		pthread_mutex_unlock(&vm->lock);
+		return ret;
+	}
+	vcpu_thread(bsp);
+	bsp->thread_started = false;
+	return 0;
 }
 
 static void vm_kick_all(struct vm *vm)

@@ -39,6 +39,7 @@ struct vcpu {
 	size_t run_size;
 	pthread_t thread;
 	bool thread_started;
+	bool on_caller;        /* runs on the thread that called vm_run_on_caller (not joined) */
 	struct vcpu_stats stats;
 };
 
@@ -86,6 +87,10 @@ int vm_create_restore(struct vm **out, const struct vm_config *cfg, struct guest
 /* (Re)register RAM with KVM; @flags e.g. KVM_MEM_LOG_DIRTY_PAGES. */
 int vm_set_memslots(struct vm *vm, uint32_t flags);
 int vm_start(struct vm *vm);
+/* Like vm_start, but vCPU 0 runs on the calling thread; returns once it has
+ * stopped (an exit was requested). Saves a thread hand-off at start and at
+ * exit for `vmm run`. The caller still calls vm_wait_exit (or exits). */
+int vm_run_on_caller(struct vm *vm);
 /* Park every vCPU at a clean point (out of KVM_RUN); returns when all are parked. */
 int vm_pause(struct vm *vm);
 /* Like vm_start, but the vCPU threads park before their first KVM_RUN and the
