@@ -248,3 +248,35 @@ Test(state_kvm, hostile_vcpu_node_refused_before_touching_kvm)
 	kvm_close_vm(&a);
 	kvm_close_vm(&b);
 }
+
+/* Guest TSC continuity: the saved IA32_TSC is written back, so the restored
+ * guest's TSC continues from the snapshot instead of jumping by the host time
+ * in between. PVM hosts ignore guest TSC writes (guest TSC = host TSC): skipped. */
+Test(state_kvm, tsc_continues_from_saved_value)
+{
+	struct kvm_vm a, b;
+	const uint64_t x = 1000000000ULL; /* far below any host TSC after boot */
+	char err[STATE_ERR_MAX] = "";
+	size_t len;
+	void *blob;
+	uint64_t t;
+
+	if (!kvm_open_vm(&a))
+		cr_skip_test("no /dev/kvm");
+	msr_set(a.vcpu, 0x10, x);
+	if (msr_get(a.vcpu, 0x10) > x + 1000000000ULL) {
+		kvm_close_vm(&a);
+		cr_skip_test("this host ignores guest TSC writes (PVM); TSC continuity cannot be shown here");
+	}
+	blob = save_tree(&a, &len);
+	usleep(200000);
+	cr_assert(kvm_open_vm(&b));
+	cr_assert_eq(load_tree(&b, blob, len, err, sizeof(err)), 0, "%s", err);
+	t = msr_get(b.vcpu, 0x10);
+	cr_assert_geq(t, x);
+	cr_assert_lt(t, x + 150000000ULL, "TSC jumped to %llu (saved about %llu)", (unsigned long long)t,
+		     (unsigned long long)x);
+	free(blob);
+	kvm_close_vm(&a);
+	kvm_close_vm(&b);
+}
