@@ -175,6 +175,32 @@ static void net_driver_ok(struct virtio_device *vdev)
 		net_kick_self(&vdev->vqs[i]);
 }
 
+void virtio_net_backend_sync(struct virtio_net *net)
+{
+	pthread_mutex_lock(&net->vdev.lock);
+	net->held = true;
+	for (unsigned i = 0; i < net->nr_pairs; i++)
+		net->qp[i].rx_blocked = false;
+	net_apply_active_pairs(net);
+	net_apply_offloads(net, net->vdev.st.status & VIRTIO_CONFIG_S_DRIVER_OK);
+	pthread_mutex_unlock(&net->vdev.lock);
+}
+
+void virtio_net_restore_done(struct virtio_net *net)
+{
+	bool running;
+
+	pthread_mutex_lock(&net->vdev.lock);
+	net->held = false;
+	running = net->vdev.st.status & VIRTIO_CONFIG_S_DRIVER_OK;
+	pthread_mutex_unlock(&net->vdev.lock);
+	if (!running)
+		return;
+	for (unsigned i = 0; i < net->vdev.nr_queues; i++)
+		net_kick_self(&net->vdev.vqs[i]);
+	virtio_net_announce(net);   /* -EOPNOTSUPP without GUEST_ANNOUNCE: fine */
+}
+
 static void net_reset(struct virtio_device *vdev)
 {
 	struct virtio_net *net = to_net(vdev);
@@ -513,6 +539,19 @@ int virtio_net_announce(struct virtio_net *net)
 	return ret;
 }
 
+int virtio_net_restore_done_all(struct vm *vm)
+{
+	int n = 0;
+
+	for (struct device *d = vm->devices; d; d = d->next) {
+		if (d->ops && d->ops->type && !strcmp(d->ops->type, "virtio-net")) {
+			virtio_net_restore_done((struct virtio_net *)((char *)d - offsetof(struct virtio_net, dev)));
+			n++;
+		}
+	}
+	return n;
+}
+
 int virtio_net_announce_all(struct vm *vm)
 {
 	int n = 0;
@@ -641,7 +680,7 @@ static void net_process(struct virtio_net *net, const struct net_work *w)
 	struct virtio_device *vdev = &net->vdev;
 
 	pthread_mutex_lock(&vdev->lock);
-	for (unsigned i = 0; i < net->nr_pairs && !vdev->broken; i++) {
+	for (unsigned i = 0; i < net->nr_pairs && !vdev->broken && !net->held; i++) {
 		struct net_queue_pair *qp = &net->qp[i];
 		bool more = false;
 
@@ -654,7 +693,7 @@ static void net_process(struct virtio_net *net, const struct net_work *w)
 		    (w->tap[i] && virtq_avail_count(qp->rxq)))
 			virtio_net_rx_process(qp);
 	}
-	if (w->queue[ctrl_queue_index(net)] && !vdev->broken)
+	if (w->queue[ctrl_queue_index(net)] && !vdev->broken && !net->held)
 		virtio_net_ctrl_process(net);
 	pthread_mutex_unlock(&vdev->lock);
 }
@@ -802,6 +841,8 @@ static const struct device_ops virtio_net_dev_ops = {
 	.type = "virtio-net",
 	.reset = virtio_net_dev_reset,
 	.destroy = virtio_net_dev_destroy,
+	.save = virtio_net_dev_save,         /* virtio_net_state.c */
+	.load = virtio_net_dev_load,
 	.info = virtio_net_dev_info,
 	.counters = virtio_net_dev_counters,
 };
