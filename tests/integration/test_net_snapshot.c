@@ -3,7 +3,8 @@
  * (and always deletes, killing every vmm it started, also on failure). The
  * guest must keep answering ping and UDP after it moved:
  *   - snapshot through the API (`vmm ctl vm.snapshot`), the source killed,
- *     `vmm run --restore DIR --tap 0=tap1` onto a different TAP;
+ *     restored onto a different TAP with `vmm run --restore DIR --tap 0=tap1`
+ *     or with vm.restore {"taps": ["tap1"]} in a `vmm serve`;
  *   - `vmm migrate` over unix: to `vmm run --incoming` (both attached to one
  *     multi-queue TAP), with a ping running throughout; lost replies counted. */
 #include <criterion/criterion.h>
@@ -316,17 +317,19 @@ static void expect_alive_then_stop(unsigned slot, const char *out)
 
 TestSuite(net_snapshot, .fini = env_cleanup, .timeout = 90);
 
-Test(net_snapshot, restore_on_another_tap_keeps_answering)
+/* Boot net-echo on tap0, snapshot it through the API into @snap, kill it,
+ * and replace tap0 by tap1: the host side differs after a move (another
+ * TAP, another MAC on the host end). */
+static void snapshot_then_move_tap(char *snap, size_t len)
 {
-	char sock[128], out_a[128], out_b[128], snap[128], ctl_out[128], body[256];
+	char sock[128], out_a[128], ctl_out[128], body[256];
 
 	skip_unless_capable();
 	env_create();
 	tap_create("tap0", "");
 	path(sock, sizeof(sock), "a.sock");
 	path(out_a, sizeof(out_a), "a.out");
-	path(out_b, sizeof(out_b), "b.out");
-	path(snap, sizeof(snap), "snap");
+	path(snap, len, "snap");
 	path(ctl_out, sizeof(ctl_out), "ctl.out");
 	boot_source(sock, out_a);
 
@@ -335,23 +338,64 @@ Test(net_snapshot, restore_on_another_tap_keeps_answering)
 			body, ctl_out),
 		     0, "vm.snapshot failed: %s", read_file(ctl_out));
 	proc_kill(0);
-
-	/* The host side differs after a move: another TAP (another MAC). */
 	cr_assert_eq(sh("ip -n %s link del tap0", env.ns), 0);
 	tap_create("tap1", "");
+}
+
+/* The guest's counters came along: 3 pings before the move, at least 6 after. */
+static void expect_icmp_count_carried(const char *out)
+{
+	const char *icmp = strstr(read_file(out), "icmp=");
+
+	cr_assert(icmp && atoi(icmp + 5) >= 9, "icmp count: %s", read_file(out));
+}
+
+Test(net_snapshot, restore_on_another_tap_keeps_answering)
+{
+	char snap[128], out_b[128], msg[128];
+
+	snapshot_then_move_tap(snap, sizeof(snap));
+	path(out_b, sizeof(out_b), "b.out");
+	path(msg, sizeof(msg), "refused.out");
 	/* A TAP override naming nothing: refused with a message naming it. */
 	cr_assert_neq(sh("ip netns exec %s %s run --restore %s --tap 0=nosuch9 --console none > %s 2>&1",
-			 env.ns, harness_vmm_bin(), snap, ctl_out),
+			 env.ns, harness_vmm_bin(), snap, msg),
 		      0);
-	cr_assert_not_null(strstr(read_file(ctl_out), "nosuch9"), "%s", read_file(ctl_out));
+	cr_assert_not_null(strstr(read_file(msg), "nosuch9"), "%s", read_file(msg));
 
 	const char *argv[] = { harness_vmm_bin(), "run", "--restore", snap, "--tap", "0=tap1", "--console",
 			       "stdio", NULL };
 	spawn_in_ns(1, out_b, argv);
 	expect_alive_then_stop(1, out_b);
-	/* The guest's counters came along: 3 pings before, at least 6 after. */
-	const char *icmp = strstr(read_file(out_b), "icmp=");
-	cr_assert(icmp && atoi(icmp + 5) >= 9, "icmp count: %s", read_file(out_b));
+	expect_icmp_count_carried(out_b);
+}
+
+/* The same through the API: vm.restore {"taps": ["tap1"]} in a `vmm serve`. */
+Test(net_snapshot, api_restore_with_taps_keeps_answering)
+{
+	char snap[128], out_b[128], sock[128], ctl_out[128], body[256];
+
+	snapshot_then_move_tap(snap, sizeof(snap));
+	path(out_b, sizeof(out_b), "b.out");
+	path(sock, sizeof(sock), "b.sock");
+	path(ctl_out, sizeof(ctl_out), "ctl-b.out");
+	const char *argv[] = { harness_vmm_bin(), "serve", "--api-sock", sock, NULL };
+	spawn_in_ns(1, out_b, argv);
+	cr_assert(wait_path(sock, 5000), "vmm serve did not listen: %s", read_file(out_b));
+	snprintf(body, sizeof(body), "{\"source\": \"%s\", \"taps\": [\"tap1\"]}", snap);
+	cr_assert_eq(sh("%s ctl --api-sock %s vm.restore --data '%s' > %s 2>&1", harness_vmm_bin(), sock,
+			body, ctl_out),
+		     0, "vm.restore failed: %s", read_file(ctl_out));
+	cr_assert_eq(sh("%s ctl --api-sock %s vm.resume > %s 2>&1", harness_vmm_bin(), sock, ctl_out), 0,
+		     "vm.resume failed: %s", read_file(ctl_out));
+	cr_assert(ping_until_answer(harness_timeout_ms(15000) / 1000),
+		  "restored guest never answered a ping:\n%s", read_file(out_b));
+	cr_expect_eq(ping_n(5), 5, "restored guest lost pings");
+	cr_expect_eq(udp_round_trips_and_stop(10), 0, "UDP round trips to the restored guest failed");
+	cr_assert(wait_text(1, out_b, "PASS net-echo", harness_timeout_ms(10000)), "%s", read_file(out_b));
+	expect_icmp_count_carried(out_b);
+	sh("%s ctl --api-sock %s vmm.shutdown > /dev/null 2>&1", harness_vmm_bin(), sock);
+	cr_assert_eq(proc_wait(1, 5000), 0, "vmm serve did not shut down cleanly");
 }
 
 Test(net_snapshot, live_migration_keeps_answering)
