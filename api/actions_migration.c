@@ -199,6 +199,10 @@ bool api_migration_info(struct api_vmctl *ctl, cJSON *o)
 		ok = ok && add_num(j, "expected_downtime_us", p.expected_downtime_us);
 		ok = ok && add_num(j, "downtime_us", p.downtime_us);
 		ok = ok && add_num(j, "total_us", p.total_us);
+		ok = ok && add_num(j, "stop_vcpus_us", p.stop_vcpus_us);
+		ok = ok && add_num(j, "last_pass_us", p.last_pass_us);
+		ok = ok && add_num(j, "state_save_us", p.state_save_us);
+		ok = ok && add_num(j, "dest_ack_us", p.dest_ack_us);
 		ok = ok && add_num(j, "state_bytes", p.state_bytes);
 		ok = ok && cJSON_AddStringToObject(j, "message", p.message);
 		if (!ok)

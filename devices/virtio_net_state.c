@@ -52,24 +52,32 @@ int virtio_net_state_save(struct virtio_net *net, struct state_node *node)
 
 /* ---- load: check everything, then apply ---- */
 
+/* The queue layout (rx/tx per pair, then ctrl: §5.1.2) must be the same;
+ * checked first, as the transport's queues and MSI-X table depend on it. */
+static int check_layout(const struct virtio_net *net, const struct state_node *n)
+{
+	uint32_t pairs;
+
+	if (state_node_version(n, 1, NET_NODE_VERSION, NULL) || state_get_u32(n, "queue-pairs", &pairs))
+		return -EINVAL;
+	if (pairs != net->nr_pairs)
+		return state_fail(n, "queue-pairs %u, this device has %u (configure queues=%u)", pairs,
+				  net->nr_pairs, pairs);
+	return 0;
+}
+
 /* The device's own node, checked against this device and against the
  * features of the transport state it comes with (parsed, not applied). */
 static int parse_net(const struct virtio_net *net, const struct state_node *n, uint64_t features,
 		     struct virtio_net_state *st)
 {
-	uint32_t v, pairs, active, mtu;
+	uint32_t v, pairs = net->nr_pairs, active, mtu;
 
-	if (state_node_version(n, 1, NET_NODE_VERSION, NULL) ||
-	    state_get_bytes(n, "mac", st->mac, sizeof(st->mac)) ||
+	if (state_get_bytes(n, "mac", st->mac, sizeof(st->mac)) ||
 	    state_get_u32_range(n, "status", 0, NET_STATUS_BITS, &v) ||
-	    state_get_u32(n, "queue-pairs", &pairs) ||
 	    state_get_u32_range(n, "active-pairs", 1, VIRTIO_NET_MAX_PAIRS, &active) ||
 	    state_get_u32(n, "mtu", &mtu))
 		return -EINVAL;
-	/* The queue layout (rx/tx per pair, then ctrl: §5.1.2) must be the same. */
-	if (pairs != net->nr_pairs)
-		return state_fail(n, "queue-pairs %u, this device has %u (configure the same queues)",
-				  pairs, net->nr_pairs);
 	/* §5.1.6.5.5: VQ_PAIRS_SET accepts 1..max_virtqueue_pairs. */
 	if (active > pairs)
 		return state_fail(n, "active-pairs %u exceeds queue-pairs %u", active, pairs);
@@ -102,6 +110,9 @@ int virtio_net_state_load(struct virtio_net *net, const struct state_node *node)
 	    state_child(node, "transport", &t) ||
 	    state_node_version(&t, 1, NET_TRANSPORT_VERSION, NULL) || state_child(node, "net", &n))
 		return -EINVAL;
+	r = check_layout(net, &n);
+	if (r)
+		return r;
 	r = virtio_pci_state_parse(&net->vp, &t, &p);
 	if (r)
 		return r;

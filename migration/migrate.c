@@ -27,6 +27,8 @@
 #define MIG_DEFAULT_ACK_TIMEOUT_MS 30000
 #define MIG_CONNECT_RETRIES 100
 #define MIG_PEER_REASON_WAIT_MS 500
+#define MIG_BW_MIN_SAMPLE (8u << 20)
+#define MIG_BW_DEFAULT (500ULL << 20)  /* bytes/s assumed before a pass has measured it */
 /* How often (in 64-page bitmap words) a pass looks for a destination's ERROR. */
 #define MIG_PEER_CHECK_WORDS 16
 #define MIG_CONNECT_RETRY_US 20000
@@ -224,38 +226,101 @@ static int check_peer(struct mig_source *m)
 
 /* ------------------------------------------------------------ memory */
 
+/* Send the dirty pages of bitmap word @w (clearing them). */
+static int send_word(struct mig_source *m, uint64_t w, uint64_t bits, bool first)
+{
+	const uint8_t *base = m->vm->mem.base;
+	struct mig_lane *l = &m->lanes[w % m->nr_lanes];
+
+	while (bits) {
+		uint64_t p = w * 64 + (uint64_t)__builtin_ctzll(bits);
+		int ret;
+
+		bits &= bits - 1;
+		ret = lane_copy_page(l, p * MIG_PAGE_SIZE, base + p * MIG_PAGE_SIZE, first);
+		if (ret)
+			return fail_stream(m, &l->s, ret, "sending memory");
+	}
+	return 0;
+}
+
+static int pass_checkpoint(struct mig_source *m, uint64_t w)
+{
+	if (w % MIG_PEER_CHECK_WORDS != MIG_PEER_CHECK_WORDS - 1)
+		return 0;
+	if (w % (MIG_PEER_CHECK_WORDS * 16) == MIG_PEER_CHECK_WORDS * 16 - 1)
+		progress_update(m);
+	return check_peer(m);
+}
+
+/* Words [@from, @to) of the dirty bitmap. */
+static int send_words(struct mig_source *m, uint64_t from, uint64_t to, bool first)
+{
+	struct mig_dirty *d = &m->dirty;
+
+	for (uint64_t w = from; w < to; w++) {
+		uint64_t bits = d->bitmap[w];
+		int ret;
+
+		if (bits) {
+			d->bitmap[w] = 0;
+			ret = send_word(m, w, bits, first);
+			if (ret)
+				return ret;
+		}
+		ret = pass_checkpoint(m, w);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+/* The first pass only needs what the RAM file holds: never-written pages are
+ * holes (SEEK_DATA/SEEK_HOLE), which are zero at the destination too, and
+ * reading them would only allocate memory here. Pages written after the scan
+ * are in the dirty log (tracking started before it). */
+static int send_first_pass(struct mig_source *m)
+{
+	struct mig_dirty *d = &m->dirty;
+	int fd = m->vm->mem.fd;
+	off_t size = (off_t)m->vm->mem.size, pos = 0;
+	uint64_t done = 0;
+	int ret;
+
+	if (fd < 0)
+		return send_words(m, 0, d->nr_words, true);
+	while (pos < size) {
+		off_t data = lseek(fd, pos, SEEK_DATA), hole;
+
+		if (data < 0 || data >= size)
+			break;
+		hole = lseek(fd, data, SEEK_HOLE);
+		if (hole < 0 || hole > size)
+			hole = size;
+		/* Whole bitmap words: a word is the unit a lane owns. */
+		uint64_t w0 = (uint64_t)data / MIG_PAGE_SIZE / 64;
+		uint64_t w1 = ((uint64_t)hole / MIG_PAGE_SIZE + 63) / 64;
+		if (w0 < done)
+			w0 = done;
+		ret = send_words(m, w0, w1, true);
+		if (ret)
+			return ret;
+		done = w1;
+		pos = (off_t)(w1 * 64 * MIG_PAGE_SIZE);
+	}
+	memset(d->bitmap, 0, d->nr_words * sizeof(uint64_t));
+	return 0;
+}
+
 /* Send every page set in the dirty bitmap (clearing it as we go). On the
  * first pass the destination's RAM is all zero, so zero pages are skipped;
  * later a page that became zero must be sent as such. */
 static int send_pass(struct mig_source *m, bool first)
 {
-	struct mig_dirty *d = &m->dirty;
-	const uint8_t *base = m->vm->mem.base;
-	int ret;
+	int ret = first ? send_first_pass(m) : send_words(m, 0, m->dirty.nr_words, false);
 
-	for (uint64_t w = 0; w < d->nr_words; w++) {
-		uint64_t bits = d->bitmap[w];
-		struct mig_lane *l = &m->lanes[w % m->nr_lanes];
-
-		if (!bits)
-			continue;
-		d->bitmap[w] = 0;
-		while (bits) {
-			uint64_t p = w * 64 + (uint64_t)__builtin_ctzll(bits);
-
-			bits &= bits - 1;
-			ret = lane_copy_page(l, p * MIG_PAGE_SIZE, base + p * MIG_PAGE_SIZE, first);
-			if (ret)
-				return fail_stream(m, &l->s, ret, "sending memory");
-		}
-		if (w % MIG_PEER_CHECK_WORDS == MIG_PEER_CHECK_WORDS - 1) {
-			ret = check_peer(m);
-			if (ret)
-				return ret;
-			if (w % 4096 == 4095)
-				progress_update(m);
-		}
-	}
+	if (ret)
+		return ret;
 	for (unsigned i = 0; i < m->nr_lanes; i++) {
 		ret = lane_flush(&m->lanes[i]);
 		if (ret)
@@ -290,12 +355,13 @@ static int precopy(struct mig_source *m)
 		uint64_t dt = now_ns() - t0 + 1, bytes = lanes_bytes_sent(m) - b0;
 		uint64_t dirty = dirty_count(&m->dirty);
 		uint64_t remaining = dirty * MIG_PAGE_SIZE;
-		/* Bandwidth from this pass; tiny passes say little, so keep the best seen. */
+		/* Bandwidth from passes that sent enough to say something (keep the
+		 * best); until then assume a conservative default. */
 		uint64_t bw = bytes * 1000000000ULL / dt;
 		pthread_mutex_lock(&m->lock);
-		if (bytes >= (1u << 20) || !m->prog.bandwidth_bps)
-			m->prog.bandwidth_bps = bw > m->prog.bandwidth_bps ? bw : m->prog.bandwidth_bps;
-		bw = m->prog.bandwidth_bps ? m->prog.bandwidth_bps : 1;
+		if (bytes >= MIG_BW_MIN_SAMPLE && bw > m->prog.bandwidth_bps)
+			m->prog.bandwidth_bps = bw;
+		bw = m->prog.bandwidth_bps ? m->prog.bandwidth_bps : MIG_BW_DEFAULT;
 		m->prog.dirty_rate_pps = dirty * 1000000000ULL / dt;
 		m->prog.remaining_bytes = remaining;
 		m->prog.expected_downtime_us = remaining * 1000000ULL / bw + MIG_STOP_OVERHEAD_US;
@@ -311,17 +377,29 @@ static int precopy(struct mig_source *m)
 
 /* ------------------------------------------------------------ stop and copy */
 
+static uint64_t us_since(uint64_t t0)
+{
+	return (now_ns() - t0) / 1000;
+}
+
 static int pause_vm(struct mig_source *m)
 {
+	uint64_t t0 = now_ns();
 	int ret = vm_pause(m->vm);
 
-	if (ret)
-		return fail(m, ret, ret == -ESHUTDOWN ? "the VM shut down during migration"
-						      : "cannot pause the VM: %s", strerror_safe(-ret));
+	if (ret) {
+		pthread_mutex_lock(&m->vm->lock);
+		bool exiting = m->vm->exit_requested;
+		pthread_mutex_unlock(&m->vm->lock);
+		if (ret == -ESHUTDOWN || exiting)
+			return fail(m, -ESHUTDOWN, "the VM shut down during migration (%s)", m->vm->exit_reason);
+		return fail(m, ret, "cannot pause the VM: %s", strerror_safe(-ret));
+	}
 	m->paused_by_us = true;
-	m->pause_ns = now_ns();
+	m->pause_ns = t0;
 	pthread_mutex_lock(&m->lock);
 	m->prog.paused = true;
+	m->prog.stop_vcpus_us = us_since(t0);
 	pthread_mutex_unlock(&m->lock);
 	return 0;
 }
@@ -332,6 +410,7 @@ static int send_state(struct mig_source *m)
 	void *blob = NULL;
 	size_t len = 0;
 	char err[512] = "";
+	uint64_t t0 = now_ns();
 	int ret = snapshot_build_tree(m->vm, m->config_json, strlen(m->config_json), &t, err, sizeof(err));
 
 	if (ret)
@@ -347,6 +426,9 @@ static int send_state(struct mig_source *m)
 	free(blob);
 	if (ret)
 		return fail_stream(m, main_stream(m), ret, "sending the device state");
+	pthread_mutex_lock(&m->lock);
+	m->prog.state_save_us = us_since(t0);
+	pthread_mutex_unlock(&m->lock);
 	return 0;
 }
 
@@ -368,12 +450,16 @@ static int commit(struct mig_source *m)
 	}
 	m->committed = true;
 	pthread_mutex_unlock(&m->lock);
+	uint64_t t0 = now_ns();
 	ret = mig_send(main_stream(m), MIG_DONE, NULL, 0);
 	if (ret)
 		return fail_stream(m, main_stream(m), ret, "sending DONE");
 	ret = mig_recv(main_stream(m), &f, MIG_TYPE_BIT(MIG_ACK));
 	if (ret)
 		return fail_stream(m, main_stream(m), ret, "waiting for the destination's final ACK");
+	pthread_mutex_lock(&m->lock);
+	m->prog.dest_ack_us = us_since(t0);
+	pthread_mutex_unlock(&m->lock);
 	return 0;
 }
 
@@ -386,10 +472,15 @@ static int migrate_precopy(struct mig_source *m)
 	if (!ret)
 		ret = dirty_sync(&m->dirty) ? fail(m, -EIO, "reading the dirty log failed") : 0;
 	if (!ret) {
+		uint64_t t0 = now_ns();
+
 		pthread_mutex_lock(&m->lock);
 		m->prog.pass++;
 		pthread_mutex_unlock(&m->lock);
 		ret = send_pass(m, false);
+		pthread_mutex_lock(&m->lock);
+		m->prog.last_pass_us = us_since(t0);
+		pthread_mutex_unlock(&m->lock);
 	}
 	if (!ret)
 		ret = send_state(m);

@@ -55,6 +55,9 @@ struct mig_progress {
 	uint64_t expected_downtime_us;
 	uint64_t total_us;           /* so far, or in all when done */
 	uint64_t downtime_us;        /* measured pause (pause -> destination's ACK) */
+	/* Where the pause went: stopping the vCPUs, the last pass, saving and
+	 * sending the state tree, and the destination (apply + ACK). */
+	uint64_t stop_vcpus_us, last_pass_us, state_save_us, dest_ack_us;
 	uint64_t state_bytes;
 	char message[512];           /* why it failed, or where it went */
 };

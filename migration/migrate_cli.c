@@ -26,6 +26,7 @@
 
 /* How long a VMM whose VM migrated away keeps its API up for the final status. */
 #define MIG_LINGER_MS 3000
+#define MIG_LINGER_FLUSH_MS 200
 
 enum { OPT_INCOMING = 300, OPT_API_SOCK, OPT_CONSOLE, OPT_MEMORY_DIR, OPT_ACCEPT_TIMEOUT };
 
@@ -130,9 +131,12 @@ int cli_run_incoming(int argc, char **argv)
 	else
 		log_info("vm", "%s", vm->exit_reason);
 	/* Moved on: let the API client that asked see "completed" before we go. */
-	if (srv && !strncmp(vm->exit_reason, "migrated to", 11))
+	if (srv && !strncmp(vm->exit_reason, "migrated to", 11)) {
 		for (int i = 0; i < MIG_LINGER_MS / 5 && !api_server_migration_reported(srv); i++)
 			usleep(5000);
+		/* The flag is set while the reply is built: give it time to leave. */
+		usleep(MIG_LINGER_FLUSH_MS * 1000);
+	}
 	api_server_stop(srv); /* joins an outgoing migration before the VM goes */
 	vm_destroy(vm);
 	config_free(&console_cfg);

@@ -46,6 +46,19 @@ const char *mt_path(struct mt_env *e, char *buf, size_t len, const char *name)
 	return buf;
 }
 
+/* Children of this test process, killed by mt_kill_all() (suite .fini) so a
+ * failed assertion leaves no vmm behind. Test-process state, not library code. */
+static pid_t spawned[64];
+static unsigned nr_spawned;
+
+void mt_kill_all(void)
+{
+	for (unsigned i = 0; i < nr_spawned; i++)
+		if (spawned[i] > 0 && kill(spawned[i], SIGKILL) == 0)
+			waitpid(spawned[i], NULL, 0);
+	nr_spawned = 0;
+}
+
 void mt_spawn(struct mt_env *e, struct mt_proc *p, const char *const argv[])
 {
 	const char *args[40];
@@ -72,6 +85,8 @@ void mt_spawn(struct mt_env *e, struct mt_proc *p, const char *const argv[])
 		execv(args[0], (char *const *)args);
 		_exit(127);
 	}
+	if (nr_spawned < sizeof(spawned) / sizeof(spawned[0]))
+		spawned[nr_spawned++] = p->pid;
 }
 
 int mt_wait(struct mt_proc *p, int timeout_ms)

@@ -30,6 +30,8 @@ void mt_spawn(struct mt_env *e, struct mt_proc *p, const char *const argv[]);
 /* Wait up to @timeout_ms; SIGKILL after. Returns the exit status or -1. */
 int mt_wait(struct mt_proc *p, int timeout_ms);
 void mt_kill(struct mt_proc *p, int sig);
+/* SIGKILL every process mt_spawn() started in this test (suite .fini). */
+void mt_kill_all(void);
 /* The process's stdout / stderr (malloc'd, NUL-terminated). */
 char *mt_out(const struct mt_proc *p);
 char *mt_err(const struct mt_proc *p);
