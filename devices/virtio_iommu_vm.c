@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "devices/viot.h"
-#include "devices/virtio_iommu_transport.h"
+#include "devices/virtio_pci_state.h"
 #include "devices/virtio_net.h"
 #include "migration/state.h"
 #include "vmm/log.h"
@@ -83,7 +83,7 @@ static void viommu_vm_destroy(struct device *dev)
 }
 
 /* Device node: the PCI function and virtio transport under "transport"
- * (virtio_iommu_transport.h), the translation state under "iommu"
+ * (virtio_pci_state.h), the translation state under "iommu"
  * (virtio_iommu_state.h). */
 #define VIOMMU_DEVICE_STATE_VERSION 1
 
@@ -98,7 +98,7 @@ static int viommu_vm_save(struct device *dev, struct state_node *node)
 	t = state_add_node(node, "transport", VIOMMU_DEVICE_STATE_VERSION);
 	if (!t)
 		return -ENOMEM;
-	r = viommu_transport_save(&v->vp, t);
+	r = virtio_pci_state_save(&v->vp, t);
 	return r ? r : virtio_iommu_save(&v->viommu, node);
 }
 
@@ -112,7 +112,7 @@ static int viommu_vm_load(struct device *dev, const struct state_node *node)
 	    state_child(node, "transport", &t) ||
 	    state_node_version(&t, 1, VIOMMU_DEVICE_STATE_VERSION, NULL))
 		return -EINVAL;
-	r = viommu_transport_load(&v->vp, &t);
+	r = virtio_pci_state_load(&v->vp, &t);
 	return r ? r : virtio_iommu_load(&v->viommu, node);
 }
 

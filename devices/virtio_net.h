@@ -72,6 +72,7 @@ struct virtio_net {
 	unsigned tun_offloads;         /* TUN_F_* the back end accepted when probed */
 	struct io_uring ring;
 	bool ring_ready, ring_in_loop;
+	bool held;                     /* data path held during a restore */
 	uint64_t ctrl_cmds, ctrl_errors, announces;
 };
 
@@ -101,6 +102,23 @@ int virtio_net_announce(struct virtio_net *net);
 /* The same for every virtio-net of @vm (after restore / incoming migration);
  * returns how many devices were asked. */
 int virtio_net_announce_all(struct vm *vm);
+
+/* After a load replaced the virtio and device state (virtio_net_state.c):
+ * bring the back end in line (TUNSETOFFLOAD for the negotiated offloads,
+ * TUNSETQUEUE for the active pairs) and hold the data path (frames the TAP
+ * delivers meanwhile wait there) until the rest of the VM is restored:
+ * an interrupt sent before the irqchip/LAPIC state is written would be lost. */
+void virtio_net_backend_sync(struct virtio_net *net);
+/* The whole VM is restored (vCPU and irqchip state written, vCPUs not yet
+ * running): release the data path, look at every queue once (buffers and
+ * frames posted before the snapshot), and announce (GUEST_ANNOUNCE) so
+ * peers relearn the MAC on the new host. Returns the number of devices. */
+void virtio_net_restore_done(struct virtio_net *net);
+int virtio_net_restore_done_all(struct vm *vm);
+/* device_ops save/load (virtio_net_state.c). */
+struct state_node;
+int virtio_net_dev_save(struct device *dev, struct state_node *node);
+int virtio_net_dev_load(struct device *dev, const struct state_node *node);
 
 /* Back ends (virtio_net_tap.c). Each returns fds[nr] non-blocking with the
  * vnet header enabled, or -errno with a one-line reason in @err. */

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "api/config_json.h"
+#include "devices/virtio_net.h"
 #include "migration/state.h"
 #include "migration/vcpu_state.h"
 #include "migration/vm_state.h"
@@ -695,6 +696,9 @@ int snapshot_apply_tree(struct vm *vm, const void *blob, size_t len, const char 
 			goto out;
 		}
 	}
+	/* Only now may the NICs deliver interrupts (the LAPICs hold their
+	 * restored state) and ask the guest to announce itself. */
+	virtio_net_restore_done_all(vm);
 	goto out;
 tree_error:
 	snprintf(err, errlen, "restore: %s", state_error(t)[0] ? state_error(t) : strerror_safe(-ret));

@@ -17,6 +17,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "api/actions_migration.h"
 #include "api/api.h"
 #include "api/config_json.h"
 #include "devices/virtio_net_config.h"
@@ -313,6 +314,11 @@ static int run_vm(const struct vm_config *cfg, const char *api_sock)
 		if (api_server_start(&api, api_sock, vm))
 			vm_request_exit(vm, CLI_EXIT_ERROR, "cannot serve the API on '%s'", api_sock);
 		status = vm_wait_exit(vm);
+		/* Moved on by a live migration: let the client following it (vmm
+		 * migrate) see "completed" before the socket goes, as run --incoming does. */
+		if (api && !strncmp(vm->exit_reason, "migrated to", 11))
+			for (int i = 0; i < 3000 / 5 && !api_server_migration_reported(api); i++)
+				usleep(5000);
 		/* Replies to requests that raced with the exit are sent first. */
 		api_server_stop(api);
 	} else {

@@ -1,5 +1,5 @@
-/* virtio-pci function state save/load. See virtio_iommu_transport.h. */
-#include "devices/virtio_iommu_transport.h"
+/* virtio-pci function state save/load. See virtio_pci_state.h. */
+#include "devices/virtio_pci_state.h"
 
 #include <errno.h>
 #include <linux/virtio_pci.h>
@@ -91,7 +91,7 @@ static int save_virtio(struct virtio_device *vdev, struct state_node *parent)
 	return 0;
 }
 
-int viommu_transport_save(struct virtio_pci *vp, struct state_node *node)
+int virtio_pci_state_save(struct virtio_pci *vp, struct state_node *node)
 {
 	int r;
 
@@ -105,14 +105,22 @@ int viommu_transport_save(struct virtio_pci *vp, struct state_node *node)
 
 /* ---- load: parse everything, then apply ---- */
 
-struct parsed {
+struct virtio_pci_parsed {
 	uint8_t cfg[PCI_CFG_SIZE];
 	uint32_t *msix;                     /* nr * MSIX_WORDS */
 	size_t msix_count;
 	struct virtio_common_state st;
 	uint32_t isr, broken;
+	unsigned nr_vectors;                /* MSI-X table size of this function */
 	struct virtq_state q[VIRTIO_MAX_QUEUES];
 };
+
+/* §4.1.5.1.2: a vector is either NO_VECTOR or an entry of the MSI-X table;
+ * the transport never stores anything else, so a tree that does is hostile. */
+static bool vector_ok(const struct virtio_pci_parsed *p, uint16_t v)
+{
+	return v == VIRTIO_NO_VECTOR || v < p->nr_vectors;
+}
 
 static int get_u16(const struct state_node *n, const char *prop, uint16_t *v)
 {
@@ -123,7 +131,7 @@ static int get_u16(const struct state_node *n, const char *prop, uint16_t *v)
 	return r;
 }
 
-static int parse_queue(struct virtio_device *vdev, const struct state_node *n, struct parsed *p)
+static int parse_queue(struct virtio_device *vdev, const struct state_node *n, struct virtio_pci_parsed *p)
 {
 	unsigned idx;
 	uint32_t enabled, valid, size;
@@ -141,6 +149,8 @@ static int parse_queue(struct virtio_device *vdev, const struct state_node *n, s
 	    get_u16(n, "used-idx", &q->used_idx) || get_u16(n, "signalled-used", &q->signalled_used) ||
 	    state_get_u32_range(n, "signalled-valid", 0, 1, &valid))
 		return -EINVAL;
+	if (!vector_ok(p, q->msix_vector))
+		return state_fail(n, "vector %u is not an MSI-X entry (%u)", q->msix_vector, p->nr_vectors);
 	q->size = (uint16_t)size;
 	q->enabled = enabled;
 	q->signalled_used_valid = valid;
@@ -151,7 +161,7 @@ static int parse_queue(struct virtio_device *vdev, const struct state_node *n, s
 	return 0;
 }
 
-static int parse_virtio(struct virtio_device *vdev, const struct state_node *n, struct parsed *p)
+static int parse_virtio(struct virtio_device *vdev, const struct state_node *n, struct virtio_pci_parsed *p)
 {
 	struct virtio_common_state *s = &p->st;
 	struct state_node c;
@@ -173,6 +183,9 @@ static int parse_virtio(struct virtio_device *vdev, const struct state_node *n, 
 	    state_get_u32_range(n, "isr", 0, 3, &p->isr) ||
 	    state_get_u32_range(n, "broken", 0, 1, &p->broken))
 		return -EINVAL;
+	if (!vector_ok(p, s->config_vector))
+		return state_fail(n, "config-vector %u is not an MSI-X entry (%u)", s->config_vector,
+				  p->nr_vectors);
 	if (s->guest_features & ~vdev->host_features)
 		return state_fail(n, "features 0x%llx not offered by this device",
 				  (unsigned long long)(s->guest_features & ~vdev->host_features));
@@ -186,7 +199,7 @@ static int parse_virtio(struct virtio_device *vdev, const struct state_node *n, 
 	return 0;
 }
 
-static int parse_pci(struct virtio_pci *vp, const struct state_node *n, struct parsed *p)
+static int parse_pci(struct virtio_pci *vp, const struct state_node *n, struct virtio_pci_parsed *p)
 {
 	size_t want = (size_t)vp->pci.msix.nr * MSIX_WORDS;
 
@@ -220,7 +233,7 @@ static uint32_t cfg_dword(const uint8_t *cfg, uint32_t off)
  * PCI core: BARs first, then everything else, the command register last (so
  * decoding starts with the BARs in place). The PCI_CFG capability's data
  * window is skipped: writing it would perform a BAR access. */
-static void apply_pci(struct virtio_pci *vp, const struct parsed *p)
+static void apply_pci(struct virtio_pci *vp, const struct virtio_pci_parsed *p)
 {
 	struct pci_device *d = &vp->pci;
 	struct pci_bus *bus = d->bus;
@@ -249,7 +262,7 @@ static void apply_pci(struct virtio_pci *vp, const struct parsed *p)
 	}
 }
 
-static int apply_virtio(struct virtio_device *vdev, const struct parsed *p)
+static int apply_virtio(struct virtio_device *vdev, const struct virtio_pci_parsed *p)
 {
 	int r = 0;
 
@@ -274,24 +287,62 @@ static int apply_virtio(struct virtio_device *vdev, const struct parsed *p)
 	return r;
 }
 
-int viommu_transport_load(struct virtio_pci *vp, const struct state_node *node)
+int virtio_pci_state_parse(struct virtio_pci *vp, const struct state_node *node,
+			   struct virtio_pci_parsed **out)
 {
-	struct parsed *p = calloc(1, sizeof(*p));
+	struct virtio_pci_parsed *p = calloc(1, sizeof(*p));
 	struct state_node pci, virtio;
 	int r;
 
+	*out = NULL;
 	if (!p)
 		return -ENOMEM;
+	p->nr_vectors = vp->pci.msix.nr;
 	r = state_child(node, "pci", &pci) || state_child(node, "virtio", &virtio) ? -EINVAL : 0;
 	if (!r)
 		r = parse_pci(vp, &pci, p);
 	if (!r)
 		r = parse_virtio(vp->vdev, &virtio, p);
-	if (!r) {
-		apply_pci(vp, p);
-		r = apply_virtio(vp->vdev, p);
+	if (r) {
+		virtio_pci_parsed_free(p);
+		return r;
 	}
+	*out = p;
+	return 0;
+}
+
+int virtio_pci_state_apply(struct virtio_pci *vp, const struct virtio_pci_parsed *p)
+{
+	apply_pci(vp, p);
+	return apply_virtio(vp->vdev, p);
+}
+
+void virtio_pci_parsed_free(struct virtio_pci_parsed *p)
+{
+	if (!p)
+		return;
 	free(p->msix);
 	free(p);
+}
+
+uint64_t virtio_pci_parsed_features(const struct virtio_pci_parsed *p)
+{
+	return p->st.guest_features;
+}
+
+uint8_t virtio_pci_parsed_status(const struct virtio_pci_parsed *p)
+{
+	return p->st.status;
+}
+
+int virtio_pci_state_load(struct virtio_pci *vp, const struct state_node *node)
+{
+	struct virtio_pci_parsed *p;
+	int r = virtio_pci_state_parse(vp, node, &p);
+
+	if (r)
+		return r;
+	r = virtio_pci_state_apply(vp, p);
+	virtio_pci_parsed_free(p);
 	return r;
 }
