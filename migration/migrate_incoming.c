@@ -50,6 +50,7 @@ struct mig_incoming {
 	size_t config_len;
 	void *state;
 	size_t state_len;
+	bool leave_paused;
 	char err[MIG_ERROR_MAX];
 };
 
@@ -381,6 +382,9 @@ static int receive_stream(struct mig_incoming *in)
 		case MIG_DONE:
 			if (!in->state)
 				return refuse(in, -EPROTO, "DONE before the device state");
+			if (f.len != 4 || (mig_get_u32(f.data) & ~MIG_DONE_PAUSED))
+				return refuse(in, -EPROTO, "DONE frame: bad flags");
+			in->leave_paused = mig_get_u32(f.data) & MIG_DONE_PAUSED;
 			return 0;
 		}
 	}
@@ -404,6 +408,8 @@ static int finish(struct mig_incoming *in)
 	ret = mig_send(&in->lanes[0].s, MIG_ACK, NULL, 0);
 	if (ret)
 		return refuse(in, ret, "the source is gone before the hand-over: %s", in->lanes[0].s.err);
+	if (in->leave_paused)
+		return 0; /* paused at the source, paused here: vm.resume is the user's call */
 	ret = vm_resume(in->vm);
 	if (ret)
 		return refuse(in, ret, "cannot resume the VM");
