@@ -40,7 +40,7 @@ endef
 $(eval $(call flavour,$(BUILD),$(CFLAGS)))
 $(eval $(call flavour,$(BUILD)/asan,-O1 $(SAN_FLAGS)))
 
-.PHONY: all deps run test check check-unit check-integration check-asan bench fuzz clean images
+.PHONY: all deps run test check check-openapi check-unit check-integration check-asan bench fuzz clean images
 all: $(BUILD)/vmm images
 
 # Test guests and test device servers have their own fragments.
@@ -73,7 +73,13 @@ check-asan: $(BUILD)/asan/vmm $(BUILD)/asan/tests/unit $(BUILD)/tests/integratio
 	ASAN_OPTIONS=detect_leaks=1 VMM_SYNC_TEARDOWN=1 VMM_BIN=$(BUILD)/asan/vmm VMM_IMAGES=$(BUILD)/images VMM_ASAN=1 \
 		$(BUILD)/tests/integration --jobs 2
 
-check: check-unit check-integration check-asan $(CHECK_EXTRA)
+# The API description must stay valid OpenAPI-shaped YAML with one path per action.
+check-openapi:
+	/usr/bin/python3 -c 'import sys, yaml; d = yaml.safe_load(open("api/openapi.yaml")); \
+		assert d["openapi"].startswith("3."), "not OpenAPI 3"; \
+		print("openapi.yaml: %d paths" % len(d["paths"]))'
+
+check: check-openapi check-unit check-integration check-asan $(CHECK_EXTRA)
 
 test: deps
 	@$(MAKE) --no-print-directory check

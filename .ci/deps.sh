@@ -6,7 +6,7 @@ PKGS=(
   libfdt-dev device-tree-compiler liburing-dev libcjson-dev libcriterion-dev
   libmicrohttpd-dev libseccomp-dev
   curl iproute2 qemu-system-x86 valgrind clang libclang-rt-14-dev
-  python3 socat iputils-ping
+  python3 python3-yaml socat iputils-ping
 )
 missing=()
 for p in "${PKGS[@]}"; do

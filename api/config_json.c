@@ -416,7 +416,8 @@ static const struct {
 };
 #define NR_TOP_FIELDS (sizeof(top_fields) / sizeof(top_fields[0]))
 
-int config_from_cjson(struct vm_config *cfg, const cJSON *root, char *err, size_t errlen)
+static int config_from_cjson_opt(struct vm_config *cfg, const cJSON *root, bool validate, char *err,
+				 size_t errlen)
 {
 	const char *names[NR_TOP_FIELDS];
 	struct vm_config tmp;
@@ -446,7 +447,7 @@ int config_from_cjson(struct vm_config *cfg, const cJSON *root, char *err, size_
 		if (ret)
 			goto fail;
 	}
-	ret = config_validate(&tmp, err, errlen);
+	ret = validate ? config_validate(&tmp, err, errlen) : 0;
 	if (ret)
 		goto fail;
 	config_free(cfg);
@@ -486,16 +487,33 @@ cJSON *json_parse_strict(const char *json, size_t len, char *err, size_t errlen)
 	return root;
 }
 
-int config_from_json(struct vm_config *cfg, const char *json, size_t len, char *err, size_t errlen)
+int config_from_cjson(struct vm_config *cfg, const cJSON *root, char *err, size_t errlen)
+{
+	return config_from_cjson_opt(cfg, root, true, err, errlen);
+}
+
+static int config_from_json_opt(struct vm_config *cfg, const char *json, size_t len, bool validate,
+				char *err, size_t errlen)
 {
 	cJSON *root = json_parse_strict(json, len, err, errlen);
 	int ret;
 
 	if (!root)
 		return -EINVAL;
-	ret = config_from_cjson(cfg, root, err, errlen);
+	ret = config_from_cjson_opt(cfg, root, validate, err, errlen);
 	cJSON_Delete(root);
 	return ret;
+}
+
+int config_from_json(struct vm_config *cfg, const char *json, size_t len, char *err, size_t errlen)
+{
+	return config_from_json_opt(cfg, json, len, true, err, errlen);
+}
+
+int config_from_json_unvalidated(struct vm_config *cfg, const char *json, size_t len, char *err,
+				 size_t errlen)
+{
+	return config_from_json_opt(cfg, json, len, false, err, errlen);
 }
 
 /* --- serialization -------------------------------------------------------- */

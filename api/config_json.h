@@ -30,6 +30,12 @@
  * error cfg holds no allocations beyond what config_free() releases. */
 int config_from_json(struct vm_config *cfg, const char *json, size_t len, char *err, size_t errlen);
 
+/* Like config_from_json but without the final config_validate(), for callers
+ * that apply more settings first (vmm run: --config, then flags override it,
+ * then one validation of the result). */
+int config_from_json_unvalidated(struct vm_config *cfg, const char *json, size_t len, char *err,
+				 size_t errlen);
+
 /* The same, from an already parsed JSON value (the API server parses once). */
 int config_from_cjson(struct vm_config *cfg, const cJSON *root, char *err, size_t errlen);
 

@@ -29,9 +29,11 @@ struct uart {
 	unsigned irq;
 	int out_fd;                  /* -1: discard */
 	int in_fd;                   /* -1: no input */
+	int poll_fd;                 /* what the event loop watches: in_fd, or an eventfd for files */
+	bool input_paused;           /* RX FIFO full: in_fd not polled until the guest reads */
 	int irq_level;               /* last level driven on the line */
 	bool owns_out_fd;
-	uint64_t tx_bytes, rx_bytes;
+	uint64_t tx_bytes, rx_bytes, irq_raised;
 };
 
 /* Create the UART at @base/@irq writing guest output to @out_fd and feeding

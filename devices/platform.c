@@ -69,13 +69,11 @@ static const struct device_ops i8042_ops = { .type = "i8042", .destroy = simple_
 
 int i8042_create(struct vm *vm)
 {
-	/* Ports 0x60..0x64; 0x61 (PC speaker / PIT gate) is KVM's in-kernel PIT's. */
-	struct simple_dev *d;
-	int ret = simple_create(vm, &i8042_ops, "i8042", PORT_I8042_DATA, 1, &i8042_bus_ops, &d);
-
-	if (ret)
-		return ret;
-	return bus_register(&vm->pio, PORT_I8042_CMD, 1, &i8042_bus_ops, d, "i8042");
+	/* One range 0x60-0x64 so offsets are relative to the data port; 0x61
+	 * (PC speaker / PIT gate) inside it is handled by KVM's in-kernel PIT and
+	 * never reaches us. */
+	return simple_create(vm, &i8042_ops, "i8042", PORT_I8042_DATA,
+			     PORT_I8042_CMD - PORT_I8042_DATA + 1, &i8042_bus_ops, NULL);
 }
 
 /* Debug exit: the value written is the VMM's exit status (low 8 bits). QEMU's

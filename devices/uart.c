@@ -4,12 +4,17 @@
 #include <errno.h>
 #include <stddef.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+
+#include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "devices/legacy.h"
 #include "migration/state.h"
+#include "vmm/log.h"
 #include "vmm/vm.h"
 
 #define UART_RBR_THR 0
@@ -61,6 +66,7 @@ static void uart_update_irq_locked(struct uart *u)
 	level = iir != IIR_NO_INT;
 	if (level != u->irq_level) {
 		u->irq_level = level;
+		u->irq_raised += (uint64_t)level;
 		vm_irq_line(u->dev.vm, u->irq, level);
 	}
 }
@@ -114,6 +120,8 @@ size_t uart_receive(struct uart *u, const uint8_t *buf, size_t len)
 	return n;
 }
 
+static void uart_input_resume_locked(struct uart *u);
+
 static void uart_read(void *opaque, uint64_t off, void *data, uint32_t len)
 {
 	struct uart *u = opaque;
@@ -123,7 +131,12 @@ static void uart_read(void *opaque, uint64_t off, void *data, uint32_t len)
 	pthread_mutex_lock(&u->lock);
 	switch (off) {
 	case UART_RBR_THR:
-		v = (r->lcr & LCR_DLAB) ? r->dll : uart_fifo_pop(r);
+		if (r->lcr & LCR_DLAB) {
+			v = r->dll;
+		} else {
+			v = uart_fifo_pop(r);
+			uart_input_resume_locked(u);
+		}
 		break;
 	case UART_IER:
 		v = (r->lcr & LCR_DLAB) ? r->dlm : r->ier;
@@ -179,6 +192,7 @@ static void uart_write(void *opaque, uint64_t off, const void *data, uint32_t le
 		if (v & 0x02) { /* clear RX FIFO */
 			r->rx_count = 0;
 			r->lsr &= (uint8_t)~LSR_DR;
+			uart_input_resume_locked(u);
 		}
 		break;
 	case UART_LCR: r->lcr = v; break;
@@ -192,22 +206,50 @@ static void uart_write(void *opaque, uint64_t off, const void *data, uint32_t le
 
 static const struct bus_ops uart_bus_ops = { .read = uart_read, .write = uart_write };
 
-/* Host input: read what is available; bytes that do not fit are dropped, as a
- * real UART overruns (the guest polls or takes RDA interrupts). */
+/* EOF or error on the input: stop watching it. */
+static void uart_input_stop_locked(struct uart *u)
+{
+	evl_del_fd(&u->dev.vm->loop, u->poll_fd);
+	if (u->poll_fd != u->in_fd)
+		close(u->poll_fd);
+	u->in_fd = u->poll_fd = -1;
+}
+
+/* Host input: take only what the RX FIFO has room for. When it is full, stop
+ * polling the input until the guest reads a byte, so typed or piped input is
+ * never dropped (the host side buffers it, as a flow-controlled line would). */
 static void uart_input_ready(void *opaque, uint32_t events)
 {
 	struct uart *u = opaque;
 	uint8_t buf[UART_FIFO_SIZE];
-	ssize_t n = read(u->in_fd, buf, sizeof(buf));
+	size_t room;
+	ssize_t n;
 
+	pthread_mutex_lock(&u->lock);
+	room = UART_FIFO_SIZE - u->regs.rx_count;
+	if (room == 0) {
+		u->input_paused = evl_mod_fd(&u->dev.vm->loop, u->poll_fd, 0) == 0;
+		pthread_mutex_unlock(&u->lock);
+		return;
+	}
+	n = read(u->in_fd, buf, room);
 	if (n > 0) {
-		uart_receive(u, buf, (size_t)n);
+		uart_fifo_push_locked(u, buf, (size_t)n);
+		uart_update_irq_locked(u);
 	} else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
 		/* EOF or error on stdin: stop watching it. */
-		evl_del_fd(&u->dev.vm->loop, u->in_fd);
-		u->in_fd = -1;
+		uart_input_stop_locked(u);
 	}
+	pthread_mutex_unlock(&u->lock);
 	(void)events;
+}
+
+/* The guest made room in the RX FIFO: poll the host input again. Caller holds the lock. */
+static void uart_input_resume_locked(struct uart *u)
+{
+	if (u->input_paused && u->in_fd >= 0 && u->regs.rx_count < UART_FIFO_SIZE &&
+	    evl_mod_fd(&u->dev.vm->loop, u->poll_fd, EPOLLIN) == 0)
+		u->input_paused = false;
 }
 
 static void uart_reset(struct device *dev)
@@ -226,6 +268,8 @@ static void uart_destroy(struct device *dev)
 
 	if (u->owns_out_fd && u->out_fd >= 0)
 		close(u->out_fd);
+	if (u->poll_fd >= 0 && u->poll_fd != u->in_fd)
+		close(u->poll_fd);
 	pthread_mutex_destroy(&u->lock);
 	free(u);
 }
@@ -295,13 +339,54 @@ static int uart_load(struct device *dev, const struct state_node *node)
 	return 0;
 }
 
+/* vm.counters: bytes each way and how often the interrupt line was raised. */
+static void uart_counters(struct device *dev, struct cJSON *obj)
+{
+	struct uart *u = (struct uart *)dev;
+
+	pthread_mutex_lock(&u->lock);
+	cJSON_AddNumberToObject(obj, "tx_bytes", (double)u->tx_bytes);
+	cJSON_AddNumberToObject(obj, "rx_bytes", (double)u->rx_bytes);
+	cJSON_AddNumberToObject(obj, "interrupts", (double)u->irq_raised);
+	pthread_mutex_unlock(&u->lock);
+}
+
 static const struct device_ops uart_ops = {
 	.type = "uart",
+	.counters = uart_counters,
 	.reset = uart_reset,
 	.destroy = uart_destroy,
 	.save = uart_save,
 	.load = uart_load,
 };
+
+/* Watch @in_fd on the event loop. Regular files (stdin redirected from a
+ * file) cannot be polled: they are always readable, so a permanently
+ * signalled eventfd stands in for them and the callback reads the file. */
+static void uart_input_start(struct uart *u, int in_fd)
+{
+	struct event_loop *loop = &u->dev.vm->loop;
+	struct stat st;
+	uint64_t one = 1;
+	int efd;
+
+	if (fstat(in_fd, &st) == 0 && S_ISREG(st.st_mode)) {
+		efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (efd < 0 || write(efd, &one, sizeof(one)) != sizeof(one) ||
+		    evl_add_fd(loop, efd, EPOLLIN, uart_input_ready, u)) {
+			if (efd >= 0)
+				close(efd);
+			log_warn(u->dev.name, "cannot read console input from a file");
+			return;
+		}
+		u->poll_fd = efd;
+	} else if (evl_add_fd(loop, in_fd, EPOLLIN, uart_input_ready, u) == 0) {
+		u->poll_fd = in_fd;
+	} else {
+		return; /* e.g. /dev/null: no input */
+	}
+	u->in_fd = in_fd;
+}
 
 int uart_create(struct vm *vm, uint16_t base, unsigned irq, int out_fd, bool owns_out_fd,
 		int in_fd, struct uart **out)
@@ -316,13 +401,13 @@ int uart_create(struct vm *vm, uint16_t base, unsigned irq, int out_fd, bool own
 	u->irq = irq;
 	u->out_fd = out_fd;
 	u->owns_out_fd = owns_out_fd;
-	u->in_fd = -1;
+	u->in_fd = u->poll_fd = -1;
 	vm_add_device(vm, &u->dev, &uart_ops, "uart0");
 	ret = bus_register(&vm->pio, base, 8, &uart_bus_ops, u, "uart0");
 	if (ret)
 		return ret;
-	if (in_fd >= 0 && evl_add_fd(&vm->loop, in_fd, EPOLLIN, uart_input_ready, u) == 0)
-		u->in_fd = in_fd;
+	if (in_fd >= 0)
+		uart_input_start(u, in_fd);
 	if (out)
 		*out = u;
 	return 0;

@@ -16,6 +16,8 @@
 #include <unistd.h>
 
 #include "devices/pci_vm.h"
+#include "devices/virtio_iommu_transport.h"
+#include "migration/state.h"
 #include "vmm/log.h"
 #include "vmm/vm.h"
 
@@ -798,10 +800,93 @@ static void virtio_net_dev_counters(struct device *dev, struct cJSON *obj)
 	cJSON_AddNumberToObject(obj, "needs_reset_events", (double)net->vdev.broken_count);
 }
 
+/* ---- state (checkpoint/restore, migration) ------------------------------------------------
+ *
+ *   <node>            version, mac (6 bytes), status, queue-pairs, active-pairs
+ *   <node>/transport  PCI config space, MSI-X, virtio common state and queues
+ *                     (virtio_iommu_transport.h: generic for any virtio-pci function)
+ *
+ * The back end (TAP queues) is not state: the destination opens its own. */
+#define NET_STATE_VERSION 1
+
+static int virtio_net_dev_save(struct device *dev, struct state_node *node)
+{
+	struct virtio_net *net = dev_to_net(dev);
+	struct virtio_net_state st;
+	struct state_node *t;
+	int r;
+
+	if (!net->pci_attached)
+		return -ENODEV;
+	r = state_set_version(node, NET_STATE_VERSION);
+	if (r)
+		return r;
+	pthread_mutex_lock(&net->vdev.lock);
+	st = net->st;
+	pthread_mutex_unlock(&net->vdev.lock);
+	if (state_put_bytes(node, "mac", st.mac, 6) || state_put_u32(node, "status", st.status) ||
+	    state_put_u32(node, "queue-pairs", net->nr_pairs) ||
+	    state_put_u32(node, "active-pairs", st.active_pairs))
+		return -ENOMEM;
+	t = state_add_node(node, "transport", NET_STATE_VERSION);
+	if (!t)
+		return -ENOMEM;
+	return viommu_transport_save(&net->vp, t);
+}
+
+static int virtio_net_dev_load(struct device *dev, const struct state_node *node)
+{
+	struct virtio_net *net = dev_to_net(dev);
+	struct virtio_net_state st = { 0 };
+	struct state_node t;
+	uint32_t pairs, active, status;
+	int r;
+
+	if (!net->pci_attached)
+		return -ENODEV;
+	/* Parse and check everything before changing anything. */
+	if (state_node_version(node, 1, NET_STATE_VERSION, NULL) ||
+	    state_get_bytes(node, "mac", st.mac, 6) ||
+	    state_get_u32_range(node, "status", 0, VIRTIO_NET_S_LINK_UP | VIRTIO_NET_S_ANNOUNCE, &status) ||
+	    state_get_u32(node, "queue-pairs", &pairs) ||
+	    state_child(node, "transport", &t) || state_node_version(&t, 1, NET_STATE_VERSION, NULL))
+		return -EINVAL;
+	if (pairs != net->nr_pairs)
+		return state_fail(node, "saved with %u queue pairs, this device has %u (use queues=%u)",
+				  pairs, net->nr_pairs, pairs);
+	if (state_get_u32_range(node, "active-pairs", 1, pairs, &active))
+		return -EINVAL;
+	st.status = (uint16_t)status;
+	st.active_pairs = (uint16_t)active;
+	r = viommu_transport_load(&net->vp, &t);
+	if (r)
+		return r;
+	pthread_mutex_lock(&net->vdev.lock);
+	net->st = st;
+	if (net->vdev.st.status & VIRTIO_CONFIG_S_DRIVER_OK) {
+		net_apply_active_pairs(net);
+		net_apply_offloads(net, true);
+		/* Work the source left in the rings: look at every queue. */
+		for (unsigned i = 0; i < net->vdev.nr_queues; i++)
+			net_kick_self(&net->vdev.vqs[i]);
+		/* §5.1.6.5.4: the guest moved; ask it to announce itself
+		 * (gratuitous ARP / unsolicited NA) so switches learn the new port. */
+		if (net_has(net, VIRTIO_NET_F_GUEST_ANNOUNCE)) {
+			net->st.status |= VIRTIO_NET_S_ANNOUNCE;
+			net->announces++;
+			virtio_device_config_changed(&net->vdev);
+		}
+	}
+	pthread_mutex_unlock(&net->vdev.lock);
+	return 0;
+}
+
 static const struct device_ops virtio_net_dev_ops = {
 	.type = "virtio-net",
 	.reset = virtio_net_dev_reset,
 	.destroy = virtio_net_dev_destroy,
+	.save = virtio_net_dev_save,
+	.load = virtio_net_dev_load,
 	.info = virtio_net_dev_info,
 	.counters = virtio_net_dev_counters,
 };

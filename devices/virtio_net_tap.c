@@ -155,21 +155,27 @@ fail:
 	return ret;
 }
 
-/* Open /dev/tapN; if udev did not create the node (containers), make a
- * private one from the dev numbers in sysfs and remove it again. */
+/* Open the macvtap's character device. /dev/tapN is named after the
+ * link's ifindex, which is only unique inside one network namespace: a node
+ * left by another namespace's macvtap can carry the same name and other
+ * device numbers. So take the numbers from sysfs (our namespace), use
+ * /dev/tapN only if it matches, and otherwise open a private node made for
+ * the occasion (and removed again). */
 static int macvtap_open_node(const char *ifname, unsigned ifindex, char *err, size_t errlen)
 {
 	char path[64], attr[64], devnum[32], dir[] = "/tmp/vmm-macvtap-XXXXXX";
 	unsigned maj, min;
-	int fd;
+	struct stat st;
+	int fd = -1;
 
 	snprintf(path, sizeof(path), "/dev/tap%u", ifindex);
-	fd = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
-	if (fd >= 0 || errno != ENOENT)
-		goto out;
 	snprintf(attr, sizeof(attr), "macvtap/tap%u/dev", ifindex);
 	if (read_sysfs(ifname, attr, devnum, sizeof(devnum)) || sscanf(devnum, "%u:%u", &maj, &min) != 2) {
 		errno = ENOENT;
+		goto out;
+	}
+	if (stat(path, &st) == 0 && S_ISCHR(st.st_mode) && st.st_rdev == makedev(maj, min)) {
+		fd = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
 		goto out;
 	}
 	if (!mkdtemp(dir))

@@ -106,6 +106,44 @@ static int save_vcpus(struct vm *vm, struct state_node *root, char *err, size_t 
 	return ret;
 }
 
+/* The CPUID template the guest was created with: restore hands it back to
+ * KVM, so the guest keeps seeing the same CPU (and skips a slow query). */
+#define SNAPSHOT_CPUID_MAX 4096
+
+static int save_cpuid(struct vm *vm, struct state_node *root)
+{
+	struct state_node *n = state_add_node(root, "cpuid", 1);
+
+	if (!n || !vm->cpuid)
+		return -EINVAL;
+	return state_put_bytes(n, "entries", vm->cpuid->entries,
+			       vm->cpuid->nent * sizeof(vm->cpuid->entries[0]));
+}
+
+static int parse_cpuid(struct state_tree *t, struct kvm_cpuid2 **out)
+{
+	struct state_node root, n;
+	const void *data;
+	size_t len, count;
+
+	*out = NULL;
+	state_root(t, &root);
+	if (state_child(&root, "cpuid", &n) || state_node_version(&n, 1, 1, NULL) ||
+	    state_get_raw(&n, "entries", &data, &len))
+		return -EINVAL;
+	count = len / sizeof((*out)->entries[0]);
+	if (len % sizeof((*out)->entries[0]) || count == 0 || count > SNAPSHOT_CPUID_MAX)
+		return state_fail(&n, "property 'entries' has %zu bytes, expected 1..%d entries of %zu",
+				  len, SNAPSHOT_CPUID_MAX, sizeof((*out)->entries[0]));
+	*out = malloc(sizeof(**out) + len);
+	if (!*out)
+		return -ENOMEM;
+	(*out)->nent = (uint32_t)count;
+	(*out)->padding = 0;
+	memcpy((*out)->entries, data, len);
+	return 0;
+}
+
 struct device_save_ctx {
 	struct vm *vm;
 	struct state_node *devices;
@@ -175,6 +213,9 @@ int snapshot_build_tree(struct vm *vm, const char *config_json, size_t config_le
 		goto fail;
 	}
 	ret = save_vcpus(vm, root, err, errlen);
+	if (ret)
+		goto fail;
+	ret = save_cpuid(vm, root);
 	if (ret)
 		goto fail;
 	ret = vm_kstate_read(vm->vm_fd, true, true, &ks);
@@ -789,6 +830,7 @@ int snapshot_restore(struct vm **out, const char *dir, const struct snapshot_res
 	char *config = NULL, *blob = NULL, cerr[STATE_ERR_MAX];
 	size_t config_len, blob_len;
 	struct state_tree *t = NULL;
+	struct kvm_cpuid2 *cpuid = NULL;
 	struct vm *vm = NULL;
 	int ret;
 
@@ -816,15 +858,20 @@ int snapshot_restore(struct vm **out, const char *dir, const struct snapshot_res
 		ret = check_root(t, config, config_len, &cfg, err, errlen);
 	if (ret)
 		goto out;
+	ret = parse_cpuid(t, &cpuid);
+	if (ret) {
+		snprintf(err, errlen, "restore: %s", state_error(t)[0] ? state_error(t) : strerror_safe(-ret));
+		goto out;
+	}
 	ret = apply_overrides(&cfg, opts, err, errlen);
 	if (ret)
 		goto out;
 	ret = open_memory(dir, cfg.memory_mib << 20, opts->memory, &mem, err, errlen);
 	if (ret)
 		goto out;
-	ret = vm_create_bare(&vm, &cfg, &mem, err, errlen);
+	ret = vm_create_restore(&vm, &cfg, &mem, cpuid, err, errlen);
 	if (ret) {
-		mem_destroy(&mem); /* still ours if vm_create_bare failed before taking it */
+		mem_destroy(&mem); /* still ours if creation failed before taking it */
 		goto out;
 	}
 	ret = snapshot_apply_tree(vm, blob, blob_len, config, config_len, err, errlen);
@@ -839,6 +886,7 @@ int snapshot_restore(struct vm **out, const char *dir, const struct snapshot_res
 	vm = NULL;
 out:
 	vm_destroy(vm);
+	free(cpuid);
 	state_tree_free(t);
 	free(blob);
 	free(config);

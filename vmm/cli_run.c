@@ -317,7 +317,7 @@ static int run_load_config(struct vm_config *cfg, const char *path)
 		return -EFBIG;
 	}
 	fclose(f);
-	ret = config_from_json(cfg, json, len, err, sizeof(err));
+	ret = config_from_json_unvalidated(cfg, json, len, err, sizeof(err));
 	free(json);
 	if (ret)
 		cli_error("--config %s: %s", path, err);
@@ -327,14 +327,21 @@ static int run_load_config(struct vm_config *cfg, const char *path)
 /* --config is applied first wherever it appears, so flags can override it. */
 static int run_find_config(int argc, char **argv, struct vm_config *cfg)
 {
+	const char *path = NULL;
 	int opt;
 
 	optind = 1;
 	opterr = 0;
-	while ((opt = getopt_long(argc, argv, "+vh", run_options, NULL)) != -1)
-		if (opt == OPT_CONFIG)
-			return run_load_config(cfg, optarg);
-	return 0;
+	while ((opt = getopt_long(argc, argv, "+vh", run_options, NULL)) != -1) {
+		if (opt != OPT_CONFIG)
+			continue;
+		if (path) {
+			cli_error("--config given twice ('%s' and '%s'): give one file", path, optarg);
+			return -EINVAL;
+		}
+		path = optarg;
+	}
+	return path ? run_load_config(cfg, path) : 0;
 }
 
 int cli_run(int argc, char **argv)
@@ -370,11 +377,8 @@ int cli_run(int argc, char **argv)
 			continue;
 		}
 		if (opt == '?' || opt == ':') {
-			if (optopt)
-				cli_error("run: option needs a value or is unknown: -%c", optopt);
-			else
-				cli_error("run: unknown option or missing value: '%s' (see 'vmm run --help')",
-					  argv[optind - 1]);
+			cli_error("run: unknown option or missing value: '%s' (see 'vmm run --help')",
+				  argv[optind - 1]);
 			config_free(&cfg);
 			return CLI_EXIT_USAGE;
 		}

@@ -194,9 +194,22 @@ void vm_add_device(struct vm *vm, struct device *dev, const struct device_ops *o
 	*pp = dev;
 }
 
-static int vm_create_vcpus(struct vm *vm)
+/* @cpuid: the CPUID template to use (restore: the one the guest saw), or
+ * NULL for what this host's KVM supports. */
+static int vm_create_vcpus(struct vm *vm, const struct kvm_cpuid2 *cpuid)
 {
-	int ret = cpuid_get_supported(vm->kvm_fd, &vm->cpuid);
+	int ret = 0;
+
+	if (cpuid) {
+		size_t size = sizeof(*cpuid) + cpuid->nent * sizeof(cpuid->entries[0]);
+
+		vm->cpuid = malloc(size);
+		if (!vm->cpuid)
+			return -ENOMEM;
+		memcpy(vm->cpuid, cpuid, size);
+	} else {
+		ret = cpuid_get_supported(vm->kvm_fd, &vm->cpuid);
+	}
 
 	if (ret)
 		return ret;
@@ -217,6 +230,12 @@ static int vm_create_vcpus(struct vm *vm)
  * bring their own memory and state. */
 int vm_create_bare(struct vm **out, const struct vm_config *cfg, struct guest_mem *mem,
 		   char *err, size_t errlen)
+{
+	return vm_create_restore(out, cfg, mem, NULL, err, errlen);
+}
+
+int vm_create_restore(struct vm **out, const struct vm_config *cfg, struct guest_mem *mem,
+		      const struct kvm_cpuid2 *cpuid, char *err, size_t errlen)
 {
 	struct vm *vm;
 	int ret;
@@ -272,7 +291,7 @@ int vm_create_bare(struct vm **out, const struct vm_config *cfg, struct guest_me
 	ret = vm_create_devices(vm, err, errlen);
 	if (ret)
 		goto fail_quiet;
-	ret = vm_create_vcpus(vm);
+	ret = vm_create_vcpus(vm, cpuid);
 	if (ret)
 		goto fail;
 	*out = vm;
@@ -383,8 +402,10 @@ int vm_start_paused(struct vm *vm)
 		pthread_mutex_unlock(&vm->lock);
 		return ret;
 	}
-	while (vm->nr_paused < vm->nr_running_threads && !vm->exit_requested)
-		pthread_cond_wait(&vm->cond, &vm->lock);
+	/* No need to wait for the threads to park: pause_requested was set before
+	 * they existed, and a vCPU thread checks it under vm->lock before every
+	 * KVM_RUN, so none can run guest code until vm_resume(). Not waiting saves
+	 * a scheduling round trip per vCPU on restore. */
 	if (vm->exit_requested) {
 		pthread_mutex_unlock(&vm->lock);
 		return -ESHUTDOWN;

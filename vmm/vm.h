@@ -78,6 +78,11 @@ int vm_create(struct vm **out, const struct vm_config *cfg, char *err, size_t er
  * ownership of that RAM (restore, incoming migration, live update). */
 int vm_create_bare(struct vm **out, const struct vm_config *cfg, struct guest_mem *mem,
 		   char *err, size_t errlen);
+/* vm_create_bare with the guest's saved CPUID template instead of the host's
+ * (restore: the guest keeps seeing the CPU it booted on; also skips the slow
+ * KVM_GET_SUPPORTED_CPUID). @cpuid may be NULL. */
+int vm_create_restore(struct vm **out, const struct vm_config *cfg, struct guest_mem *mem,
+		      const struct kvm_cpuid2 *cpuid, char *err, size_t errlen);
 /* (Re)register RAM with KVM; @flags e.g. KVM_MEM_LOG_DIRTY_PAGES. */
 int vm_set_memslots(struct vm *vm, uint32_t flags);
 int vm_start(struct vm *vm);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -99,7 +100,7 @@ static char *capture_take(struct capture *c, size_t *len)
 	return c->buf;
 }
 
-static pid_t spawn(const char *const argv[], int out_fd, int err_fd)
+static pid_t spawn(const char *const argv[], int out_fd, int err_fd, int in_fd)
 {
 	const char *args[MAX_ARGS + 2];
 	size_t n = 0;
@@ -113,9 +114,11 @@ static pid_t spawn(const char *const argv[], int out_fd, int err_fd)
 	if (pid != 0)
 		return pid;
 	/* child */
+	/* Die with the test: a test killed by its timeout must not leave a vmm behind. */
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	dup2(out_fd, STDOUT_FILENO);
 	dup2(err_fd, STDERR_FILENO);
-	int devnull = open("/dev/null", O_RDONLY);
+	int devnull = in_fd >= 0 ? in_fd : open("/dev/null", O_RDONLY);
 	if (devnull >= 0)
 		dup2(devnull, STDIN_FILENO);
 	execv(args[0], (char *const *)args);
@@ -148,7 +151,28 @@ static long long pause_step(pid_t pid, const struct run_opts *o, long long start
 	return 1000;
 }
 
-static void collect(int out_rd, int err_rd, pid_t pid, const struct run_opts *o,
+/* Feed o->stdin_data once stdout shows o->stdin_after, then close stdin. */
+static void feed_stdin(int *in_wr, const struct run_opts *o, const struct capture *out)
+{
+	size_t len, done = 0;
+
+	if (*in_wr < 0 || !out->buf || !strstr(out->buf, o->stdin_after))
+		return;
+	len = strlen(o->stdin_data);
+	while (done < len) {
+		ssize_t n = write(*in_wr, o->stdin_data + done, len - done);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		done += (size_t)n;
+	}
+	close(*in_wr);
+	*in_wr = -1;
+}
+
+static void collect(int out_rd, int err_rd, int *in_wr, pid_t pid, const struct run_opts *o,
 		    struct run_result *r, struct capture *out, struct capture *err)
 {
 	long long start = now_ms();
@@ -173,8 +197,10 @@ static void collect(int out_rd, int err_rd, pid_t pid, const struct run_opts *o,
 			continue;
 		if (n < 0 && errno != EINTR)
 			break;
-		if (out_open && (p[0].revents & (POLLIN | POLLHUP | POLLERR)))
+		if (out_open && (p[0].revents & (POLLIN | POLLHUP | POLLERR))) {
 			out_open = capture_read(out_rd, out);
+			feed_stdin(in_wr, o, out);
+		}
 		if (err_open && (p[1].revents & (POLLIN | POLLHUP | POLLERR)))
 			err_open = capture_read(err_rd, err);
 	}
@@ -189,7 +215,7 @@ int harness_run(const char *const argv[], int timeout_ms, struct run_result *r)
 
 int harness_run_opts(const char *const argv[], const struct run_opts *opts, struct run_result *r)
 {
-	int out_pipe[2] = { -1, -1 }, err_pipe[2] = { -1, -1 };
+	int out_pipe[2] = { -1, -1 }, err_pipe[2] = { -1, -1 }, in_pipe[2] = { -1, -1 };
 	struct capture out = { 0 }, err = { 0 };
 	int status = 0;
 
@@ -197,15 +223,21 @@ int harness_run_opts(const char *const argv[], const struct run_opts *opts, stru
 	r->exit_status = -1;
 	if (pipe2(out_pipe, O_CLOEXEC) || pipe2(err_pipe, O_CLOEXEC))
 		goto fail_errno;
+	if (opts->stdin_data && pipe2(in_pipe, O_CLOEXEC))
+		goto fail_errno;
 
-	pid_t pid = spawn(argv, out_pipe[1], err_pipe[1]);
+	pid_t pid = spawn(argv, out_pipe[1], err_pipe[1], in_pipe[0]);
 	if (pid < 0)
 		goto fail_errno;
 	close(out_pipe[1]);
 	close(err_pipe[1]);
 	out_pipe[1] = err_pipe[1] = -1;
+	if (in_pipe[0] >= 0)
+		close(in_pipe[0]);
 
-	collect(out_pipe[0], err_pipe[0], pid, opts, r, &out, &err);
+	collect(out_pipe[0], err_pipe[0], &in_pipe[1], pid, opts, r, &out, &err);
+	if (in_pipe[1] >= 0)
+		close(in_pipe[1]);
 	if (r->timed_out) {
 		/* Drain what is left so the output up to the kill is kept. */
 		while (capture_read(out_pipe[0], &out))
@@ -233,6 +265,8 @@ fail_errno:;
 			close(out_pipe[i]);
 		if (err_pipe[i] >= 0)
 			close(err_pipe[i]);
+		if (in_pipe[i] >= 0)
+			close(in_pipe[i]);
 	}
 	r->out = calloc(1, 1);
 	r->err = calloc(1, 1);

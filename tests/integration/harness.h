@@ -41,6 +41,10 @@ struct run_opts {
 	int timeout_ms;
 	int stop_at_ms;
 	int stop_for_ms;
+	/* When set: written to the vmm's stdin once stdout contains
+	 * stdin_after, then stdin is closed. Otherwise stdin is /dev/null. */
+	const char *stdin_data;
+	const char *stdin_after;
 };
 int harness_run_opts(const char *const argv[], const struct run_opts *opts, struct run_result *r);
 

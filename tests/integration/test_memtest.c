@@ -18,7 +18,8 @@ static void run_memtest(const char *cmdline, int stop_at_ms, int stop_for_ms, st
 	char *kernel = harness_image_path("testguest.elf");
 	const char *argv[16] = { "run", "--kernel", kernel, "--cmdline", cmdline };
 	size_t n = 5;
-	struct run_opts o = { harness_timeout_ms(MEMTEST_TIMEOUT_MS), stop_at_ms, stop_for_ms };
+	struct run_opts o = { .timeout_ms = harness_timeout_ms(MEMTEST_TIMEOUT_MS), .stop_at_ms = stop_at_ms,
+			      .stop_for_ms = stop_for_ms };
 
 	if (!harness_have_kvm())
 		cr_skip_test("/dev/kvm is not available");

@@ -145,7 +145,10 @@ static void nic_tx(struct nic *n)
 		} else {
 			d.flags = VFNIC_DESC_DONE;
 			n->st.tx_frames++;
-			rx_done |= nic_rx_deliver(n, frame, d.len);   /* loopback wire */
+			if (n->env.wire_tx)
+				n->env.wire_tx(n->env.opaque, frame, d.len);
+			else
+				rx_done |= nic_rx_deliver(n, frame, d.len);   /* loopback wire */
 		}
 		if (nic_dma(n, at, &d, sizeof(d), true))
 			break;
@@ -161,6 +164,15 @@ static void nic_tx(struct nic *n)
 		n->st.irq_status |= 1u << VFNIC_VEC_RX;
 		n->env.irq(n->env.opaque, VFNIC_VEC_RX);
 	}
+}
+
+void nic_wire_rx(struct nic *n, const uint8_t *frame, uint32_t len)
+{
+	if (!len || len > VFNIC_MAX_FRAME || !nic_rx_deliver(n, frame, len))
+		return;
+	nic_stats_publish(n);
+	n->st.irq_status |= 1u << VFNIC_VEC_RX;
+	n->env.irq(n->env.opaque, VFNIC_VEC_RX);
 }
 
 uint32_t nic_bar0_read(struct nic *n, uint32_t off)

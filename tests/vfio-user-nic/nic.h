@@ -26,6 +26,7 @@ struct nic_env {
 	int (*dma)(void *opaque, uint64_t iova, void *buf, uint32_t len, bool write);
 	void (*irq)(void *opaque, unsigned vector);
 	/* Optional: a frame leaves on the wire (TAP); NULL = loopback. */
+	void (*wire_tx)(void *opaque, const uint8_t *frame, uint32_t len);
 	void *opaque;
 };
 
@@ -40,6 +41,9 @@ void nic_init(struct nic *n, const struct nic_env *env, uint8_t *bar2);
 void nic_reset(struct nic *n);
 uint32_t nic_bar0_read(struct nic *n, uint32_t off);
 void nic_bar0_write(struct nic *n, uint32_t off, uint32_t val);
+/* A frame arrived from the wire: into the next RX buffer, RX vector raised.
+ * Dropped (and counted) when disabled or without a posted buffer. */
+void nic_wire_rx(struct nic *n, const uint8_t *frame, uint32_t len);
 void nic_config_read(struct nic *n, uint32_t off, void *buf, uint32_t len);
 void nic_config_write(struct nic *n, uint32_t off, const void *buf, uint32_t len);
 

@@ -6,6 +6,10 @@
  * --dma-msg      never map the client's memory: reach it with DMA_READ/WRITE
  * --exit-after N exit abruptly after N commands (crash simulation)
  * --die-after-ms T  exit abruptly T ms after the client connected
+ * --tap NAME     the wire is TAP device NAME (created, brought up) instead of
+ *                a loopback: TX frames go out there, frames read from it are
+ *                received (asynchronously: DMA and the RX vector outside any
+ *                client request)
  * --lie WHAT     misbehave for client robustness tests:
  *                device-info (absurd region count), reply-id (wrong ids),
  *                short-read (REGION_READ reply without data), bad-json,
@@ -17,6 +21,7 @@
  * that is the device side of an IOMMU fault (counted in DMA_FAULTS). */
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <poll.h>
 #include <signal.h>
@@ -24,11 +29,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/time.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
+#include <linux/if.h>
+#include <linux/if_tun.h>
 #include <linux/vfio.h>
 
 #include "tests/vfio-user-nic/nic.h"
@@ -63,6 +71,17 @@ struct server {
 	uint16_t next_id;
 	uint32_t client_max_xfer;
 	uint8_t *buf, *out;
+	/* DMA messages have their own buffers: they happen in the middle of a
+	 * command whose buffers are live. A command that arrives while we wait
+	 * for a DMA reply (a vCPU touched the device during asynchronous RX) is
+	 * parked and handled right after. */
+	uint8_t *dma_out, *dma_in, *parked_buf;
+	bool parked;
+	struct vfio_user_hdr parked_hdr;
+	size_t parked_len;
+	int parked_fds[SRV_MAX_FDS];
+	unsigned parked_nfds;
+	int tap_fd;                       /* --tap: the wire; -1 = loopback */
 };
 
 static bool lying(const struct server *s, const char *what)
@@ -94,16 +113,37 @@ static int srv_dma_msg(struct server *s, uint64_t iova, void *buf, uint32_t len,
 	unsigned nfds = 0;
 	int ret;
 
-	memcpy(s->out, &rw, sizeof(rw));
+	memcpy(s->dma_out, &rw, sizeof(rw));
 	if (write)
-		memcpy(s->out + sizeof(rw), buf, len);
+		memcpy(s->dma_out + sizeof(rw), buf, len);
 	h.msg_size = (uint32_t)(sizeof(h) + sizeof(rw) + (write ? len : 0));
-	ret = vfio_user_send(s->sock, &h, s->out, h.msg_size - sizeof(h), NULL, 0);
+	ret = vfio_user_send(s->sock, &h, s->dma_out, h.msg_size - sizeof(h), NULL, 0);
 	if (ret)
 		return ret;
-	ret = vfio_user_recv(s->sock, &r, s->buf, VFIO_USER_MAX_MSG, &rlen, NULL, &nfds, 5000);
-	if (ret)
-		return ret;
+	for (;;) {
+		int fds[SRV_MAX_FDS];
+
+		nfds = SRV_MAX_FDS;
+		ret = vfio_user_recv(s->sock, &r, s->dma_in, VFIO_USER_MAX_MSG, &rlen, fds, &nfds,
+				     5000);
+		if (ret)
+			return ret;
+		if ((r.flags & VFIO_USER_F_TYPE_MASK) == VFIO_USER_F_COMMAND && !s->parked) {
+			/* The client's next request crossed our DMA: park it. */
+			s->parked = true;
+			s->parked_hdr = r;
+			s->parked_len = rlen;
+			memcpy(s->parked_fds, fds, nfds * sizeof(int));
+			s->parked_nfds = nfds;
+			uint8_t *t = s->dma_in;   /* keep its payload: swap buffers */
+			s->dma_in = s->parked_buf;
+			s->parked_buf = t;
+			continue;
+		}
+		for (unsigned i = 0; i < nfds; i++)
+			close(fds[i]);
+		break;
+	}
 	if ((r.flags & VFIO_USER_F_TYPE_MASK) != VFIO_USER_F_REPLY || r.msg_id != h.msg_id)
 		return -EPROTO;
 	if (r.flags & VFIO_USER_F_ERROR)
@@ -111,7 +151,7 @@ static int srv_dma_msg(struct server *s, uint64_t iova, void *buf, uint32_t len,
 	if (!write) {
 		if (rlen != sizeof(rw) + len)
 			return -EPROTO;
-		memcpy(buf, s->buf + sizeof(rw), len);
+		memcpy(buf, s->dma_in + sizeof(rw), len);
 	}
 	return 0;
 }
@@ -186,6 +226,48 @@ static void srv_irq(void *opaque, unsigned vector)
 	} else {
 		srv_intx_assert(s);
 	}
+}
+
+/* ---- the wire ---- */
+
+static void srv_wire_tx(void *opaque, const uint8_t *frame, uint32_t len)
+{
+	struct server *s = opaque;
+
+	if (write(s->tap_fd, frame, len) < 0 && errno != EAGAIN)
+		perror("vfio-user-nic: tap write");
+}
+
+static int srv_tap_open(const char *name)
+{
+	struct ifreq ifr = { .ifr_flags = IFF_TAP | IFF_NO_PI };
+	int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC | O_NONBLOCK), sk;
+
+	if (fd < 0 || strlen(name) >= IFNAMSIZ)
+		return -1;
+	strcpy(ifr.ifr_name, name);
+	if (ioctl(fd, TUNSETIFF, &ifr)) {
+		close(fd);
+		return -1;
+	}
+	/* Bring the link up so the host side sees our frames. */
+	sk = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (sk >= 0 && !ioctl(sk, SIOCGIFFLAGS, &ifr)) {
+		ifr.ifr_flags |= IFF_UP;
+		ioctl(sk, SIOCSIFFLAGS, &ifr);
+	}
+	if (sk >= 0)
+		close(sk);
+	return fd;
+}
+
+static void srv_tap_rx(struct server *s)
+{
+	uint8_t frame[VFNIC_MAX_FRAME];
+	ssize_t n;
+
+	while ((n = read(s->tap_fd, frame, sizeof(frame))) > 0)
+		nic_wire_rx(&s->nic, frame, (uint32_t)n);
 }
 
 /* ---- commands ---- */
@@ -513,12 +595,18 @@ static int srv_listen(const char *path)
 
 static int srv_init(struct server *s)
 {
-	struct nic_env env = { .dma = srv_dma, .irq = srv_irq, .opaque = s };
+	struct nic_env env = { .dma = srv_dma, .irq = srv_irq, .opaque = s,
+			       .wire_tx = s->tap_fd >= 0 ? srv_wire_tx : NULL };
 
 	s->msix_fds[0] = s->msix_fds[1] = s->intx_fd = s->intx_unmask_fd = -1;
 	s->client_max_xfer = VFIO_USER_DEFAULT_MAX_XFER;
 	s->buf = malloc(VFIO_USER_MAX_MSG);
 	s->out = malloc(VFIO_USER_MAX_MSG);
+	s->dma_out = malloc(VFIO_USER_MAX_MSG);
+	s->dma_in = malloc(VFIO_USER_MAX_MSG);
+	s->parked_buf = malloc(VFIO_USER_MAX_MSG);
+	if (!s->dma_out || !s->dma_in || !s->parked_buf)
+		return -1;
 	s->bar2_fd = memfd_create("vfio-user-nic-bar2", MFD_CLOEXEC);
 	if (!s->buf || !s->out || s->bar2_fd < 0 || ftruncate(s->bar2_fd, VFNIC_BAR2_SIZE))
 		return -1;
@@ -540,9 +628,11 @@ int main(int argc, char **argv)
 		{ "socket", required_argument, NULL, 's' }, { "fd", required_argument, NULL, 'f' },
 		{ "dma-msg", no_argument, NULL, 'd' },     { "exit-after", required_argument, NULL, 'x' },
 		{ "lie", required_argument, NULL, 'l' },   { "die-after-ms", required_argument, NULL, 't' },
+		{ "tap", required_argument, NULL, 'T' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct server s = { .sock = -1 };
+	struct server s = { .sock = -1, .tap_fd = -1 };
+	const char *tap = NULL;
 	const char *path = NULL;
 	long die_ms = 0;
 	int c;
@@ -556,10 +646,18 @@ int main(int argc, char **argv)
 		case 'x': s.exit_after = atol(optarg); break;
 		case 'l': s.lie = optarg; break;
 		case 't': die_ms = atol(optarg); break;
+		case 'T': tap = optarg; break;
 		default:
 			fprintf(stderr, "usage: %s --socket PATH | --fd N [--dma-msg] [--exit-after N] "
-					"[--die-after-ms T] [--lie WHAT]\n", argv[0]);
+					"[--die-after-ms T] [--tap NAME] [--lie WHAT]\n", argv[0]);
 			return 2;
+		}
+	}
+	if (tap) {
+		s.tap_fd = srv_tap_open(tap);
+		if (s.tap_fd < 0) {
+			perror("vfio-user-nic: tap");
+			return 1;
 		}
 	}
 	if (srv_init(&s)) {
@@ -583,20 +681,37 @@ int main(int argc, char **argv)
 		int fds[SRV_MAX_FDS];
 		unsigned nfds = SRV_MAX_FDS;
 		size_t len;
-		struct pollfd pf[2] = { { .fd = s.sock, .events = POLLIN },
-					{ .fd = s.intx_unmask_fd, .events = POLLIN } };
+		struct pollfd pf[3] = { { .fd = s.sock, .events = POLLIN },
+					{ .fd = s.intx_unmask_fd, .events = POLLIN },
+					{ .fd = s.tap_fd, .events = POLLIN } };
+		int ret;
 
-		if (poll(pf, s.intx_unmask_fd >= 0 ? 2 : 1, -1) < 0)
-			continue;   /* EINTR */
+		if (s.parked) {
+			/* A command that crossed one of our DMA messages. */
+			uint8_t *t = s.buf;
+			s.buf = s.parked_buf;
+			s.parked_buf = t;
+			h = s.parked_hdr;
+			len = s.parked_len;
+			nfds = s.parked_nfds;
+			memcpy(fds, s.parked_fds, nfds * sizeof(int));
+			s.parked = false;
+			ret = 0;
+			goto dispatch;
+		}
+		if (poll(pf, 3, -1) < 0)
+			continue;   /* EINTR; negative fds are ignored by poll */
 		if (s.intx_unmask_fd >= 0 && (pf[1].revents & POLLIN)) {
 			uint64_t n;
 
 			if (read(s.intx_unmask_fd, &n, sizeof(n)) == sizeof(n))
 				srv_intx_unmask(&s);   /* the guest EOI'd INTx */
 		}
+		if (s.tap_fd >= 0 && (pf[2].revents & POLLIN))
+			srv_tap_rx(&s);
 		if (!(pf[0].revents & (POLLIN | POLLHUP | POLLERR)))
 			continue;
-		int ret = vfio_user_recv(s.sock, &h, s.buf, VFIO_USER_MAX_MSG, &len, fds, &nfds, -1);
+		ret = vfio_user_recv(s.sock, &h, s.buf, VFIO_USER_MAX_MSG, &len, fds, &nfds, -1);
 
 		if (ret == -ECONNRESET)
 			return 0;   /* client went away: normal end */
@@ -608,6 +723,7 @@ int main(int argc, char **argv)
 			fprintf(stderr, "vfio-user-nic: unexpected reply id %u\n", h.msg_id);
 			return 1;
 		}
+dispatch:
 		ret = srv_dispatch(&s, &h, len, fds, &nfds);
 		/* Whatever a handler did not keep (it zeroes nfds then) is closed:
 		 * DMA_MAP fds are mmapped already or unused in --dma-msg mode. */
