@@ -143,7 +143,7 @@ def vmm_migrate(args, tmp, url, cmdline, mem_mib, cpus, local=False, warm=1.5):
     return res
 
 
-def vmm_throughput(args, tmp, url, mem_mib):
+def vmm_throughput(args, tmp, url, mem_mib, connections=1):
     """Transfer rate with the vCPUs out of the way: memtest writes every page
     (so RAM is full of non-zero data), is paused, then migrated (one pass)."""
     src_sock = os.path.join(tmp, "tsrc.sock")
@@ -159,7 +159,8 @@ def vmm_throughput(args, tmp, url, mem_mib):
         ctl(args.vmm, src_sock, "vm.boot")
         time.sleep(8)
         ctl(args.vmm, src_sock, "vm.pause")
-        ctl(args.vmm, src_sock, "vm.send-migration", json.dumps({"destination_url": url}))
+        ctl(args.vmm, src_sock, "vm.send-migration", json.dumps({"destination_url": url,
+                                                                 "connections": connections}))
         end, mig = time.time() + 120, {}
         while time.time() < end:
             mig = ctl(args.vmm, src_sock, "vm.info").get("migration", {})
@@ -312,12 +313,13 @@ def main():
                 res["cases"].append(case)
         res["throughput"] = {}
         for kind in ("unix", "tcp"):
-            port += 1
-            url = "unix:%s/t.sock" % tmp if kind == "unix" else "tcp:127.0.0.1:%d" % port
-            t = vmm_throughput(args, tmp, url, args.mem_mib)
-            lim = res["socket_limit"][kind]["bytes_per_s"]
-            t["vs_socket_limit"] = t["throughput_bytes_per_s"] / lim if t.get("ok") else None
-            res["throughput"][kind] = t
+            for conns in (1, 2):
+                port += 1
+                url = "unix:%s/t.sock" % tmp if kind == "unix" else "tcp:127.0.0.1:%d" % port
+                t = vmm_throughput(args, tmp, url, args.mem_mib, conns)
+                lim = res["socket_limit"][kind]["bytes_per_s"]
+                t["vs_socket_limit"] = t["throughput_bytes_per_s"] / lim if t.get("ok") else None
+                res["throughput"]["%s x%d" % (kind, conns)] = t
         for gib in (1, 4):
             r = vmm_migrate(args, tmp, "unix:%s/lu.sock" % tmp, "test=memtest seconds=4 cpus=2", gib * 1024, 2,
                             local=True, warm=1.0)
@@ -337,7 +339,7 @@ def main():
             fmt(v.get("guest_gap_ms")), fmt(c.get("vmm_throughput_vs_socket"), "%.2f"), fmt(q.get("total_ms")),
             fmt(q.get("downtime_ms")), fmt(q.get("guest_gap_ms")), fmt(c.get("qemu_over_vmm_downtime"), "%.1fx")))
     for k, t in res["throughput"].items():
-        print("throughput %-4s (paused 1 GiB memtest guest, one pass): %s MiB/s = %s of the socket limit" % (
+        print("throughput %-7s (paused 1 GiB memtest guest, one pass): %s MiB/s = %s of the socket limit" % (
             k, fmt((t.get("throughput_bytes_per_s") or 0) / (1 << 20), "%.0f"), fmt(t.get("vs_socket_limit"), "%.2f")))
     print("baseline guest gap (memtest, never migrated): %.1f ms" % res["baseline_guest_gap_ms"])
     for k, v in res["socket_limit"].items():
