@@ -250,6 +250,9 @@ def qemu_migrate(args, tmp, url, cmdline, mem_mib, cpus, warm=1.5):
                "guest_gap_ms": (gap_us(out.decode()) or 0) / 1e3 if "memtest" in cmdline else None,
                "guest_exit": dst.returncode}
     except Exception as e:  # noqa: BLE001
+        if src.poll() is not None:  # say why QEMU went away (e.g. the guest ended or failed)
+            tail = (src.stdout.read() or b"")[-200:].decode(errors="replace").strip()
+            e = "%s; QEMU source exited with %s; console: %s" % (e, src.returncode, tail)
         res["error"] = str(e)
         log("qemu", url, cmdline, "failed:", e)
     finally:
