@@ -45,7 +45,7 @@ static const struct api_action_desc actions[API_NR_ACTIONS] = {
 			     P(NONE) | P(SHUTDOWN), true,
 			     "recreate a snapshotted VM, paused (vm.resume runs it)" },
 	[API_VM_SEND_MIGRATION] = { API_VM_SEND_MIGRATION, "vm.send-migration", "PUT", API_BODY_REQUIRED,
-				    P(RUNNING), false,
+				    P(RUNNING) | P(PAUSED), false,
 				    "live-migrate (or live-update with \"local\") the VM; progress in vm.info" },
 	/* Receiving builds the VM, so it needs an empty, API-owned slot. */
 	[API_VM_RECEIVE_MIGRATION] = { API_VM_RECEIVE_MIGRATION, "vm.receive-migration", "PUT",

@@ -52,6 +52,7 @@ struct mig_source {
 	struct mig_lane lanes[MIG_MAX_LANES];
 	struct mig_dirty dirty;
 	bool paused_by_us;
+	bool was_paused;             /* migrating a paused VM: it stays paused at the destination */
 	uint64_t pause_ns;
 	char *config_json;
 	uint64_t start_ns;
@@ -385,7 +386,7 @@ static uint64_t us_since(uint64_t t0)
 static int pause_vm(struct mig_source *m)
 {
 	uint64_t t0 = now_ns();
-	int ret = vm_pause(m->vm);
+	int ret = m->was_paused ? 0 : vm_pause(m->vm);
 
 	if (ret) {
 		pthread_mutex_lock(&m->vm->lock);
@@ -395,7 +396,7 @@ static int pause_vm(struct mig_source *m)
 			return fail(m, -ESHUTDOWN, "the VM shut down during migration (%s)", m->vm->exit_reason);
 		return fail(m, ret, "cannot pause the VM: %s", strerror_safe(-ret));
 	}
-	m->paused_by_us = true;
+	m->paused_by_us = !m->was_paused;
 	m->pause_ns = t0;
 	pthread_mutex_lock(&m->lock);
 	m->prog.paused = true;
@@ -451,7 +452,10 @@ static int commit(struct mig_source *m)
 	m->committed = true;
 	pthread_mutex_unlock(&m->lock);
 	uint64_t t0 = now_ns();
-	ret = mig_send(main_stream(m), MIG_DONE, NULL, 0);
+	uint8_t flags[4];
+
+	mig_put_u32(flags, m->was_paused ? MIG_DONE_PAUSED : 0);
+	ret = mig_send(main_stream(m), MIG_DONE, flags, sizeof(flags));
 	if (ret)
 		return fail_stream(m, main_stream(m), ret, "sending DONE");
 	ret = mig_recv(main_stream(m), &f, MIG_TYPE_BIT(MIG_ACK));
@@ -536,7 +540,7 @@ static void *mig_source_thread(void *arg)
 	}
 	progress_update(m);
 	pthread_mutex_lock(&m->lock);
-	if (m->paused_by_us)
+	if (m->pause_ns)
 		m->prog.downtime_us = (now_ns() - m->pause_ns) / 1000;
 	m->prog.paused = false;
 	pthread_mutex_unlock(&m->lock);
@@ -612,8 +616,10 @@ int mig_source_start(struct mig_source **out, struct vm *vm, const struct mig_pa
 		ret = -EINVAL;
 		goto fail;
 	}
-	if (vm->state != VM_STATE_RUNNING) {
-		snprintf(err, errlen, "the VM is %s; only a running VM can be migrated", vm_state_name(vm->state));
+	m->was_paused = vm->state == VM_STATE_PAUSED;
+	if (vm->state != VM_STATE_RUNNING && vm->state != VM_STATE_PAUSED) {
+		snprintf(err, errlen, "the VM is %s; only a running or paused VM can be migrated",
+			 vm_state_name(vm->state));
 		ret = -EBUSY;
 		goto fail;
 	}

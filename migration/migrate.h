@@ -7,6 +7,8 @@
  * any failure before it (destination gone, garbage, cancel, timeout) stops
  * dirty logging and resumes the VM, and the reason is kept in the progress.
  * After the ACK the source VM is told to exit (status 0, "migrated to URL").
+ * A paused VM migrates too (nothing is dirtied: one pass) and stays paused at
+ * the destination.
  *
  * Live update (params.local): the RAM memfd goes over SCM_RIGHTS and the
  * destination maps the same pages; only the state tree is copied, during a
@@ -64,7 +66,7 @@ struct mig_progress {
 
 struct mig_source;
 
-/* Start migrating a RUNNING @vm. Fails at once (-EBUSY/-EINVAL, @err) if the
+/* Start migrating a RUNNING (or PAUSED) @vm. Fails at once (-EBUSY/-EINVAL, @err) if the
  * VM is not running or the URL is bad; later failures land in the progress. */
 int mig_source_start(struct mig_source **out, struct vm *vm, const struct mig_params *p,
 		     char *err, size_t errlen);

@@ -16,6 +16,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -29,6 +30,13 @@
 #define MIG_DEFAULT_FRAME_TIMEOUT_MS 30000
 #define MIG_DRAIN_MS 2000
 
+/* A run of pages with consecutive RAM offsets, written with one pwritev(). */
+struct page_run {
+	uint64_t off;                /* RAM offset of the first page */
+	unsigned n;
+	struct iovec iov[MIG_PAGES_PER_FRAME];
+};
+
 struct in_lane {
 	struct mig_stream s;
 	struct mig_incoming *in;
@@ -37,6 +45,7 @@ struct in_lane {
 	bool ended;                  /* LANE_END seen */
 	int ret;
 	uint64_t pages, zero_pages;
+	struct page_run run;
 };
 
 struct mig_incoming {
@@ -50,6 +59,7 @@ struct mig_incoming {
 	size_t config_len;
 	void *state;
 	size_t state_len;
+	bool leave_paused;
 	char err[MIG_ERROR_MAX];
 };
 
@@ -63,15 +73,41 @@ static uint64_t now_ns(void)
 
 /* ------------------------------------------------------------ pages */
 
-/* Apply one PAGES frame. Page data goes in with pwrite() on the RAM file, not
+static int run_flush(struct in_lane *l, const struct guest_mem *mem, struct page_run *r)
+{
+	uint64_t len = (uint64_t)r->n * MIG_PAGE_SIZE;
+
+	if (!r->n)
+		return 0;
+	if (mem->fd >= 0) {
+		ssize_t w = pwritev(mem->fd, r->iov, (int)r->n, (off_t)r->off);
+
+		if (w != (ssize_t)len) {
+			int ret = w < 0 ? -errno : -ENOSPC;
+			snprintf(l->s.err, sizeof(l->s.err), "storing guest RAM failed: %s", strerror_safe(-ret));
+			return ret;
+		}
+	} else {
+		for (unsigned i = 0; i < r->n; i++)
+			memcpy(mem->base + r->off + (uint64_t)i * MIG_PAGE_SIZE, r->iov[i].iov_base, MIG_PAGE_SIZE);
+	}
+	l->pages += r->n;
+	r->n = 0;
+	return 0;
+}
+
+/* Apply one PAGES frame. Page data goes in with pwritev() on the RAM file, not
  * through the mapping: a full tmpfs/hugetlbfs then fails with ENOSPC here
- * instead of killing us with SIGBUS. */
+ * instead of killing us with SIGBUS. Consecutive pages go in one call. */
 static int apply_pages(struct mig_incoming *in, struct in_lane *l, const uint8_t *p, size_t len)
 {
 	const struct guest_mem *mem = in->vm ? &in->vm->mem : &in->mem;
+	struct page_run *run = &l->run;
 	size_t pos = 8;
 	uint32_t count;
+	int ret;
 
+	run->n = 0;
 	if (len < 8)
 		return snprintf(l->s.err, sizeof(l->s.err), "PAGES frame of %zu bytes", len), -EPROTO;
 	count = mig_get_u32(p);
@@ -91,6 +127,9 @@ static int apply_pages(struct mig_incoming *in, struct in_lane *l, const uint8_t
 					"PAGES frame: entry %u (0x%llx) is outside RAM or has unknown flags", i,
 					(unsigned long long)e), -EPROTO;
 		if (e & MIG_PAGE_ZERO) {
+			ret = run_flush(l, mem, run);
+			if (ret)
+				return ret;
 			/* Punching a hole zeroes without allocating (a full RAM file stays fine). */
 			if (mem->fd < 0 || fallocate(mem->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 						     (off_t)off, MIG_PAGE_SIZE) < 0)
@@ -101,24 +140,21 @@ static int apply_pages(struct mig_incoming *in, struct in_lane *l, const uint8_t
 		if (len - pos < MIG_PAGE_SIZE)
 			return snprintf(l->s.err, sizeof(l->s.err), "PAGES frame: data of entry %u truncated", i),
 			       -EPROTO;
-		if (mem->fd >= 0) {
-			ssize_t w = pwrite(mem->fd, p + pos, MIG_PAGE_SIZE, (off_t)off);
-
-			if (w != (ssize_t)MIG_PAGE_SIZE) {
-				int ret = w < 0 ? -errno : -ENOSPC;
-				snprintf(l->s.err, sizeof(l->s.err), "storing guest RAM failed: %s",
-					 strerror_safe(-ret));
+		if (run->n && off != run->off + (uint64_t)run->n * MIG_PAGE_SIZE) {
+			ret = run_flush(l, mem, run);
+			if (ret)
 				return ret;
-			}
-		} else {
-			memcpy(mem->base + off, p + pos, MIG_PAGE_SIZE);
 		}
+		if (!run->n)
+			run->off = off;
+		run->iov[run->n].iov_base = (void *)(p + pos);
+		run->iov[run->n].iov_len = MIG_PAGE_SIZE;
+		run->n++;
 		pos += MIG_PAGE_SIZE;
-		l->pages++;
 	}
 	if (pos != len)
 		return snprintf(l->s.err, sizeof(l->s.err), "PAGES frame: %zu trailing bytes", len - pos), -EPROTO;
-	return 0;
+	return run_flush(l, mem, run);
 }
 
 /* Extra connections carry only pages, until LANE_END. */
@@ -381,6 +417,9 @@ static int receive_stream(struct mig_incoming *in)
 		case MIG_DONE:
 			if (!in->state)
 				return refuse(in, -EPROTO, "DONE before the device state");
+			if (f.len != 4 || (mig_get_u32(f.data) & ~MIG_DONE_PAUSED))
+				return refuse(in, -EPROTO, "DONE frame: bad flags");
+			in->leave_paused = mig_get_u32(f.data) & MIG_DONE_PAUSED;
 			return 0;
 		}
 	}
@@ -404,6 +443,8 @@ static int finish(struct mig_incoming *in)
 	ret = mig_send(&in->lanes[0].s, MIG_ACK, NULL, 0);
 	if (ret)
 		return refuse(in, ret, "the source is gone before the hand-over: %s", in->lanes[0].s.err);
+	if (in->leave_paused)
+		return 0; /* paused at the source, paused here: vm.resume is the user's call */
 	ret = vm_resume(in->vm);
 	if (ret)
 		return refuse(in, ret, "cannot resume the VM");

@@ -36,7 +36,7 @@ size_t mig_frame_max_len(unsigned type)
 	case MIG_CONFIG:   return MIG_CONFIG_MAX;
 	case MIG_PAGES:    return 8 + MIG_PAGES_PER_FRAME * (8 + MIG_PAGE_SIZE);
 	case MIG_STATE:    return 64u << 20;          /* STATE_MAX_SIZE */
-	case MIG_DONE:     return 0;
+	case MIG_DONE:     return 4;
 	case MIG_ACK:      return 0;
 	case MIG_ERROR:    return MIG_ERROR_MAX;
 	case MIG_LANE_END: return 0;

@@ -21,7 +21,7 @@
  *	PAGES ... (passes, on every lane)   ->
  *	LANE_END (on every extra lane)      ->
  *	STATE (state tree DTB)              ->
- *	DONE                                ->
+ *	DONE (flags: leave paused)          ->
  *	                                    <-   ACK (state applied: the destination owns the VM) | ERROR
  *
  * The receiver treats everything as hostile: unknown types, oversized or
@@ -73,6 +73,9 @@ struct mig_hello {
 	uint32_t session;                /* random id tying extra lanes to their session */
 };
 #define MIG_HELLO_SIZE 32
+
+/* DONE payload: u32 flags. */
+#define MIG_DONE_PAUSED 1u               /* the VM was paused at the source: keep it paused */
 
 /* PAGES payload: u32 count, u32 reserved (0), count x u64 entries, then
  * 4096 bytes for every entry that is not a zero page. An entry is the page's

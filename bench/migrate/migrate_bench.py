@@ -143,6 +143,49 @@ def vmm_migrate(args, tmp, url, cmdline, mem_mib, cpus, local=False, warm=1.5):
     return res
 
 
+def vmm_throughput(args, tmp, url, mem_mib, connections=1):
+    """Transfer rate with the vCPUs out of the way: memtest writes every page
+    (so RAM is full of non-zero data), is paused, then migrated (one pass)."""
+    src_sock = os.path.join(tmp, "tsrc.sock")
+    src = subprocess.Popen([args.vmm, "serve", "--api-sock", src_sock], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE)
+    dst = subprocess.Popen([args.vmm, "run", "--incoming", url], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    res = {"ok": False}
+    try:
+        if not wait_api(args.vmm, src_sock):
+            raise RuntimeError("vmm serve did not start")
+        cfg = {"kernel": args.guest, "cmdline": "test=memtest seconds=120 cpus=2", "cpus": 2, "memory_mib": mem_mib}
+        ctl(args.vmm, src_sock, "vm.create", json.dumps(cfg))
+        ctl(args.vmm, src_sock, "vm.boot")
+        time.sleep(8)
+        ctl(args.vmm, src_sock, "vm.pause")
+        ctl(args.vmm, src_sock, "vm.send-migration", json.dumps({"destination_url": url,
+                                                                 "connections": connections}))
+        end, mig = time.time() + 120, {}
+        while time.time() < end:
+            mig = ctl(args.vmm, src_sock, "vm.info").get("migration", {})
+            if mig.get("status") not in (None, "active"):
+                break
+            time.sleep(0.05)
+        if mig.get("status") != "completed":
+            raise RuntimeError("migration %s: %s" % (mig.get("status"), mig.get("message")))
+        res = {"ok": True, "bytes_sent": mig["bytes_sent"], "total_ms": mig["total_us"] / 1e3,
+               "throughput_bytes_per_s": mig["bandwidth_bytes_per_s"]}
+    except Exception as e:  # noqa: BLE001
+        res["error"] = str(e)
+        log("throughput", url, "failed:", e)
+    finally:
+        ctl(args.vmm, src_sock, "vmm.shutdown")
+        dst.kill()
+        for p in (src, dst):
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+    return res
+
+
 # ------------------------------------------------------------------ QEMU
 
 class Qmp:
@@ -207,6 +250,9 @@ def qemu_migrate(args, tmp, url, cmdline, mem_mib, cpus, warm=1.5):
                "guest_gap_ms": (gap_us(out.decode()) or 0) / 1e3 if "memtest" in cmdline else None,
                "guest_exit": dst.returncode}
     except Exception as e:  # noqa: BLE001
+        if src.poll() is not None:  # say why QEMU went away (e.g. the guest ended or failed)
+            tail = (src.stdout.read() or b"")[-200:].decode(errors="replace").strip()
+            e = "%s; QEMU source exited with %s; console: %s" % (e, src.returncode, tail)
         res["error"] = str(e)
         log("qemu", url, cmdline, "failed:", e)
     finally:
@@ -268,6 +314,15 @@ def main():
                 if case["vmm"].get("ok") and q.get("ok") and case["vmm"]["downtime_ms"] > 0:
                     case["qemu_over_vmm_downtime"] = q["downtime_ms"] / case["vmm"]["downtime_ms"]
                 res["cases"].append(case)
+        res["throughput"] = {}
+        for kind in ("unix", "tcp"):
+            for conns in (1, 2):
+                port += 1
+                url = "unix:%s/t.sock" % tmp if kind == "unix" else "tcp:127.0.0.1:%d" % port
+                t = vmm_throughput(args, tmp, url, args.mem_mib, conns)
+                lim = res["socket_limit"][kind]["bytes_per_s"]
+                t["vs_socket_limit"] = t["throughput_bytes_per_s"] / lim if t.get("ok") else None
+                res["throughput"]["%s x%d" % (kind, conns)] = t
         for gib in (1, 4):
             r = vmm_migrate(args, tmp, "unix:%s/lu.sock" % tmp, "test=memtest seconds=4 cpus=2", gib * 1024, 2,
                             local=True, warm=1.0)
@@ -286,6 +341,9 @@ def main():
             c["transport"], c["load"], fmt(v.get("total_ms")), fmt(v.get("downtime_ms"), "%.2f"),
             fmt(v.get("guest_gap_ms")), fmt(c.get("vmm_throughput_vs_socket"), "%.2f"), fmt(q.get("total_ms")),
             fmt(q.get("downtime_ms")), fmt(q.get("guest_gap_ms")), fmt(c.get("qemu_over_vmm_downtime"), "%.1fx")))
+    for k, t in res["throughput"].items():
+        print("throughput %-7s (paused 1 GiB memtest guest, one pass): %s MiB/s = %s of the socket limit" % (
+            k, fmt((t.get("throughput_bytes_per_s") or 0) / (1 << 20), "%.0f"), fmt(t.get("vs_socket_limit"), "%.2f")))
     print("baseline guest gap (memtest, never migrated): %.1f ms" % res["baseline_guest_gap_ms"])
     for k, v in res["socket_limit"].items():
         print("socket limit %-4s: %.0f MiB/s" % (k, v["bytes_per_s"] / (1 << 20)))

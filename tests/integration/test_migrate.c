@@ -357,3 +357,44 @@ Test(migrate_fail, destination_exits_on_truncated_stream, .timeout = 60)
 	free(err);
 	mt_env_cleanup(&e);
 }
+
+/* A paused VM migrates in one pass and stays paused at the destination
+ * until vm.resume there; then the guest finishes its checks. */
+Test(migrate, paused_vm_stays_paused, .timeout = 90)
+{
+	struct mt_env e;
+	struct mt_proc src, dst;
+	char sock[128], dsock[128], url[160], body[300], st[32], msg[512], cl[96];
+	cJSON *r;
+
+	need_kvm();
+	mt_env_init(&e);
+	mt_path(&e, sock, sizeof(sock), "src.sock");
+	mt_path(&e, dsock, sizeof(dsock), "dst.sock");
+	snprintf(cl, sizeof(cl), "test=memtest seconds=%u " MT_ARGS, mt_seconds(3));
+	mt_start_source(&e, &src, sock, cl, 2, MEM_MIB);
+	usleep(300000);
+	cr_assert_eq(mt_api(sock, "PUT", "vm.pause", NULL, &r), 200);
+	cJSON_Delete(r);
+	url_for(&e, 1, true, url, sizeof(url));
+	const char *argv[] = { "run", "--incoming", url, "--api-sock", dsock, NULL };
+	mt_spawn(&e, &dst, argv);
+	snprintf(body, sizeof(body), "{\"destination_url\":\"%s\"}", url);
+	cr_assert_eq(mt_send_migration(sock, body), 200);
+	mt_wait_migration(sock, st, sizeof(st), msg, sizeof(msg), harness_timeout_ms(20000));
+	cr_assert_str_eq(st, "completed", "%s", msg);
+	cr_assert(mt_api_up(dsock, harness_timeout_ms(5000)));
+	cr_assert(mt_wait_state(dsock, "paused", 2000), "the destination must keep the VM paused");
+	usleep(200000);
+	cr_assert(mt_wait_state(dsock, "paused", 100), "still paused");
+	cr_assert_eq(mt_api(dsock, "PUT", "vm.resume", NULL, &r), 200);
+	cJSON_Delete(r);
+	cr_assert_eq(mt_wait(&dst, harness_timeout_ms(30000)), 0);
+	char *out = mt_out(&dst), *sout = mt_out(&src);
+	cr_assert(strstr(out, "PASS memtest"), "source:\n%s\ndestination:\n%s", sout, out);
+	free(out);
+	free(sout);
+	mt_api(sock, "PUT", "vmm.shutdown", NULL, NULL);
+	mt_wait(&src, 5000);
+	mt_env_cleanup(&e);
+}

@@ -46,7 +46,7 @@ static const struct {
 	{ "vm.shutdown", ".CRP." }, { "vm.reboot", "..RPS" },   { "vm.info", ".CRPS" },
 	{ "vm.counters", ".CRPS" }, { "vm.add-net", ".CRPS" },  { "vm.remove-device", ".CRPS" },
 	{ "vm.snapshot", ".CRP." }, { "vm.restore", "N...S" },
-	{ "vm.send-migration", "..R.." }, { "vm.receive-migration", "N...S" },
+	{ "vm.send-migration", "..RP." }, { "vm.receive-migration", "N...S" },
 	{ "vm.migration-cancel", ".CRPS" },
 };
 
