@@ -64,7 +64,8 @@ int cli_state(int argc, char **argv)
 	size_t len = 0;
 	int ret;
 
-	if (argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
+	if ((argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) ||
+	    (argc == 3 && (!strcmp(argv[2], "-h") || !strcmp(argv[2], "--help")))) {
 		state_usage(stdout);
 		return 0;
 	}

@@ -409,6 +409,13 @@ int cli_run(int argc, char **argv)
 	char err[256];
 	int opt, status, verbosity = 0;
 
+	/* --help wins wherever it stands, also next to --restore/--incoming. */
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+			run_usage(stdout);
+			return 0;
+		}
+	}
 	if (cli_run_wants_restore(argc, argv))
 		return cli_run_restore(argc, argv);
 	if (cli_run_wants_incoming(argc, argv))
