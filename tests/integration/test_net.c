@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -109,6 +110,8 @@ static void vmm_start(const char *cmdline, const char *net)
 	if (pid == 0) {
 		int fd = open(env.out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 
+		/* Die with the test: a timed-out test must not leave a vmm behind. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		if (fd < 0)
 			_exit(127);
 		dup2(fd, 1);
