@@ -5,6 +5,7 @@
 #include <cpuid.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <libfdt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,12 +17,15 @@
 #include "api/config_json.h"
 #include "devices/virtio_net.h"
 #include "migration/state.h"
+#include "migration/stream.h"
 #include "migration/vcpu_state.h"
 #include "migration/vm_state.h"
 #include "vmm/cli.h"
 #include "vmm/kvm.h"
 #include "vmm/log.h"
 #include "vmm/vm.h"
+
+#define SNAPSHOT_CRC_PROP "crc32c"   /* root property: CRC32C of state.dtb */
 
 #define DEVICE_STATE_VERSION_UNSET 0
 #define MEMORY_CHUNK (64ULL << 20)   /* largest single pwrite/pread */
@@ -184,6 +188,44 @@ static int save_devices_on_loop(void *arg)
 	return 0;
 }
 
+/* The state tree carries a CRC32C of the whole blob (computed with the
+ * property itself zero) in its root, so any bit flip in state.dtb, also
+ * inside a property value where the tree stays well formed, is refused. */
+static void snapshot_seal_blob(void *blob, size_t len)
+{
+	if (fdt_setprop_inplace_u32(blob, 0, SNAPSHOT_CRC_PROP, 0) == 0)
+		fdt_setprop_inplace_u32(blob, 0, SNAPSHOT_CRC_PROP, mig_crc32c(0, blob, len));
+}
+
+/* After fdt_check_full (state_tree_open) passed: compare the stored CRC. */
+static int snapshot_check_seal(const void *blob, size_t len, char *err, size_t errlen)
+{
+	const fdt32_t *p;
+	uint32_t want, got;
+	void *copy;
+	int plen;
+
+	p = fdt_getprop(blob, 0, SNAPSHOT_CRC_PROP, &plen);
+	if (!p || plen != 4) {
+		snprintf(err, errlen, "state: /: property '%s' is missing", SNAPSHOT_CRC_PROP);
+		return -EINVAL;
+	}
+	want = fdt32_to_cpu(*p);
+	copy = malloc(len);
+	if (!copy)
+		return -ENOMEM;
+	memcpy(copy, blob, len);
+	fdt_setprop_inplace_u32(copy, 0, SNAPSHOT_CRC_PROP, 0);
+	got = mig_crc32c(0, copy, len);
+	free(copy);
+	if (got != want) {
+		snprintf(err, errlen, "state: checksum mismatch (stored 0x%08x, computed 0x%08x): the file is damaged",
+			 want, got);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 int snapshot_build_tree(struct vm *vm, const char *config_json, size_t config_len,
 			struct state_tree **out, char *err, size_t errlen)
 {
@@ -204,6 +246,8 @@ int snapshot_build_tree(struct vm *vm, const char *config_json, size_t config_le
 	ret |= state_put_str(root, "config-digest", digest);
 	ret |= state_put_u64(root, "memory-size", vm->mem.size);
 	ret |= state_put_u32(root, "nr-vcpus", vm->nr_vcpus);
+	/* Filled in once the blob is final (snapshot_seal_blob). */
+	ret |= state_put_u32(root, SNAPSHOT_CRC_PROP, 0);
 	if (ret) {
 		ret = -ENOMEM;
 		goto fail;
@@ -437,6 +481,8 @@ int snapshot_save(struct vm *vm, const char *dir, struct snapshot_stats *stats, 
 	if (ret)
 		goto out;
 	ret = state_tree_finish(t, &blob, &blob_len);
+	if (!ret)
+		snapshot_seal_blob(blob, blob_len);
 	if (ret) {
 		snprintf(err, errlen, "snapshot: %s", state_error(t));
 		goto out;
@@ -856,6 +902,8 @@ int snapshot_restore(struct vm **out, const char *dir, const struct snapshot_res
 	}
 	/* Check the tree's root before spending anything on a VM. */
 	ret = state_tree_open(&t, blob, blob_len, cerr, sizeof(cerr));
+	if (!ret)
+		ret = snapshot_check_seal(blob, blob_len, cerr, sizeof(cerr));
 	if (ret)
 		snprintf(err, errlen, "restore: %s/state.dtb: %s", dir, cerr);
 	else

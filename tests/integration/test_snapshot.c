@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "migration/snapshot.h"
+#include "migration/stream.h"
 #include "vmm/vm.h"
 
 struct child_result {
@@ -319,6 +320,30 @@ static char *path_in(const char *dir, const char *name)
 	return p;
 }
 
+/* A forged edit: recompute the root's crc32c so the deeper checks are what
+ * refuse it (an accidental flip is caught by the checksum, see below). */
+static void write_resealed(const char *dir, void *b, size_t len)
+{
+	cr_assert_eq(fdt_setprop_inplace_u32(b, 0, "crc32c", 0), 0);
+	cr_assert_eq(fdt_setprop_inplace_u32(b, 0, "crc32c", mig_crc32c(0, b, len)), 0);
+	write_all(path_in(dir, "state.dtb"), b, len);
+}
+
+/* One bit flipped inside a property value (the registers of cpu@0): the tree
+ * stays well formed, only the checksum can tell. */
+static void flip_value_bit(const char *dir)
+{
+	size_t len;
+	uint8_t *b = read_all(path_in(dir, "state.dtb"), &len);
+	int off = fdt_path_offset(b, "/vcpus/cpu@0"), plen;
+	uint8_t *regs = fdt_getprop_w(b, off, "regs", &plen);
+
+	cr_assert(regs && plen > 16);
+	regs[8] ^= 0x04;
+	write_all(path_in(dir, "state.dtb"), b, len);
+	free(b);
+}
+
 static void truncate_state(const char *dir)
 {
 	size_t len;
@@ -349,7 +374,7 @@ static void version_bump_vcpu(const char *dir)
 
 	cr_assert_geq(off, 0);
 	cr_assert_eq(fdt_setprop_inplace_u32(b, off, "version", 7), 0);
-	write_all(path_in(dir, "state.dtb"), b, len);
+	write_resealed(dir, b, len);
 	free(b);
 }
 
@@ -363,7 +388,7 @@ static void rename_cpu(const char *dir)
 
 	cr_assert_not_null(name);
 	name[4] = '9';
-	write_all(path_in(dir, "state.dtb"), b, len);
+	write_resealed(dir, b, len);
 	free(b);
 }
 
@@ -374,7 +399,7 @@ static void drop_lapic(const char *dir)
 	int off = fdt_path_offset(b, "/vcpus/cpu@0");
 
 	cr_assert_eq(fdt_nop_property(b, off, "lapic"), 0);
-	write_all(path_in(dir, "state.dtb"), b, len);
+	write_resealed(dir, b, len);
 	free(b);
 }
 
@@ -415,6 +440,7 @@ Test(snapshot, hostile_snapshots_refused_with_a_message, .timeout = 180)
 	boot_and_snapshot(pick_scenario(), "", 1, 16, 100, dir);
 	expect_refused(dir, truncate_state, "state: not a valid state tree");
 	expect_refused(dir, flip_header_bit, "state: not a valid state tree");
+	expect_refused(dir, flip_value_bit, "state: checksum mismatch");
 	expect_refused(dir, version_bump_vcpu, "state: /vcpus/cpu@0: version 7 not supported");
 	expect_refused(dir, rename_cpu, "state: /vcpus: missing node 'cpu@0'");
 	expect_refused(dir, drop_lapic, "state: /vcpus/cpu@0: missing property 'lapic'");
