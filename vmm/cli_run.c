@@ -8,12 +8,13 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdint.h>
-#include <sys/prctl.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -219,14 +220,21 @@ static void report_rss(const struct vm *vm)
 		resident * (MEM_PAGE_SIZE / 1024));
 }
 
-/* Tearing a VM down costs KVM tens of milliseconds (zapping its MMU when our
- * address space goes, SRCU grace periods when the VM fd closes), all on the
- * exit path before our parent sees the status. Once the guest has finished,
- * a helper process that shares our address space (CLONE_VM) and holds copies
- * of our fds keeps both alive past our exit; it dies with us (PDEATHSIG) and
- * pays the teardown off the caller's path. VMM_SYNC_TEARDOWN=1 turns this off
- * (the ASan pass sets it so leak checks run at exit). Returns only when
- * teardown is synchronous or the helper cannot be started. */
+/* Tearing a VM down costs KVM tens of milliseconds (an SRCU grace period when
+ * the last user of our address space runs exit_mmap and KVM's MMU notifier
+ * goes, more when the VM fd closes), all on the exit path before our parent
+ * sees the status. Once the guest has finished, a helper process that shares
+ * our address space (CLONE_VM) and holds copies of our fds keeps both alive
+ * past our exit, and lets go of them only when our whole thread group is gone
+ * (its pidfd turns readable): the teardown is then its exit, off the caller's
+ * path. It must outlive every thread of ours, including the KVM NX-recovery
+ * worker (a vhost task in our thread group): whichever task drops the last
+ * mm reference pays the grace period. PR_SET_PDEATHSIG cannot do this: it
+ * fires when the creating thread exits, while the rest of the group still
+ * runs, so the helper died first in about half of the runs.
+ * VMM_SYNC_TEARDOWN=1 turns this off (the ASan pass sets it so leak checks run
+ * at exit). Returns only when teardown is synchronous or the helper cannot be
+ * started. */
 #define TEARDOWN_STACK_SIZE (64 * 1024)
 
 struct teardown_arg {
@@ -237,11 +245,14 @@ struct teardown_arg {
 static int teardown_helper(void *opaque)
 {
 	const struct teardown_arg *a = opaque;
+	struct pollfd pfd = { .events = POLLIN };
 	int devnull, ready = a->ready_fd;
 
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	if (getppid() != a->parent)
-		_exit(0);            /* the parent is already gone */
+	pfd.fd = (int)syscall(SYS_pidfd_open, a->parent, 0);
+	/* Checked after pidfd_open: if the parent died before, we were
+	 * reparented, and the pidfd may not be our parent's. */
+	if (pfd.fd < 0 || getppid() != a->parent)
+		_exit(0);
 	/* Nobody waits on our output: let go of stdio at once. */
 	devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
 	if (devnull >= 0) {
@@ -252,8 +263,11 @@ static int teardown_helper(void *opaque)
 	if (write(ready, "", 1) < 0)
 		_exit(0);
 	close(ready);
-	for (;;)
-		pause();
+	/* Readable once every thread of the parent has exited (and its own
+	 * exit_mm/exit_files are done): only then drop the last references. */
+	while (poll(&pfd, 1, -1) < 0)
+		;
+	_exit(0);
 	return 0;
 }
 
