@@ -224,47 +224,36 @@ static void report_rss(const struct vm *vm)
  * the last user of our address space runs exit_mmap and KVM's MMU notifier
  * goes, more when the VM fd closes), all on the exit path before our parent
  * sees the status. Once the guest has finished, a helper process that shares
- * our address space (CLONE_VM) and holds copies of our fds keeps both alive
- * past our exit, and lets go of them only when our whole thread group is gone
- * (its pidfd turns readable): the teardown is then its exit, off the caller's
- * path. It must outlive every thread of ours, including the KVM NX-recovery
- * worker (a vhost task in our thread group): whichever task drops the last
- * mm reference pays the grace period. PR_SET_PDEATHSIG cannot do this: it
- * fires when the creating thread exits, while the rest of the group still
- * runs, so the helper died first in about half of the runs.
- * VMM_SYNC_TEARDOWN=1 turns this off (the ASan pass sets it so leak checks run
- * at exit). Returns only when teardown is synchronous or the helper cannot be
- * started. */
-#define TEARDOWN_STACK_SIZE (64 * 1024)
-
-struct teardown_arg {
-	pid_t parent;
-	int ready_fd;        /* written once the helper is set up */
-};
+ * our address space (CLONE_VM) and holds copies of our fds (both taken by
+ * clone() itself) keeps them alive past our exit, and lets go only when our
+ * whole thread group is gone (its pidfd turns readable): the teardown is then
+ * the helper's exit, off the caller's path. It must outlive every thread of
+ * ours, including the KVM NX-recovery worker (a vhost task in our thread
+ * group): whichever task drops the last mm reference pays the grace period.
+ * (PR_SET_PDEATHSIG cannot do this: it fires when the creating thread exits,
+ * while the rest of the group still runs, so the helper often died first.)
+ * We close our stdio before the clone: the output is complete, our parent
+ * sees EOF at once, and the helper never holds the caller's pipes or terminal.
+ * We do not wait for the helper to start: everything it needs it already
+ * holds. VMM_SYNC_TEARDOWN=1 turns this off (the ASan pass sets it so leak
+ * checks run at exit). Returns only when teardown is synchronous: unset, or
+ * the helper cannot be started (then with stdio closed: nothing is left to
+ * print on that path). */
+#define TEARDOWN_STACK_SIZE (16 * 1024)
 
 static int teardown_helper(void *opaque)
 {
-	const struct teardown_arg *a = opaque;
+	pid_t parent = (pid_t)(intptr_t)opaque;
 	struct pollfd pfd = { .events = POLLIN };
-	int devnull, ready = a->ready_fd;
 
-	pfd.fd = (int)syscall(SYS_pidfd_open, a->parent, 0);
-	/* Checked after pidfd_open: if the parent died before, we were
-	 * reparented, and the pidfd may not be our parent's. */
-	if (pfd.fd < 0 || getppid() != a->parent)
+	pfd.fd = (int)syscall(SYS_pidfd_open, parent, 0);
+	/* Checked after pidfd_open: if our parent's thread group had already
+	 * gone, we were reparented and the pid may name another process. Its
+	 * exit then has passed, and so has any need to wait. */
+	if (pfd.fd < 0 || getppid() != parent)
 		_exit(0);
-	/* Nobody waits on our output: let go of stdio at once. */
-	devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-	if (devnull >= 0) {
-		dup2(devnull, STDIN_FILENO);
-		dup2(devnull, STDOUT_FILENO);
-		dup2(devnull, STDERR_FILENO);
-	}
-	if (write(ready, "", 1) < 0)
-		_exit(0);
-	close(ready);
-	/* Readable once every thread of the parent has exited (and its own
-	 * exit_mm/exit_files are done): only then drop the last references. */
+	/* Readable once every thread of the parent has exited (after each one's
+	 * exit_mm and exit_files): only then drop the last references. */
 	while (poll(&pfd, 1, -1) < 0)
 		;
 	_exit(0);
@@ -273,35 +262,20 @@ static int teardown_helper(void *opaque)
 
 static void run_exit_fast(int status)
 {
-	struct teardown_arg arg = { .parent = getpid() };
-	int pipefd[2];
 	void *stack;
-	pid_t pid;
-	char c;
 
 	fflush(NULL);
-	if (getenv("VMM_SYNC_TEARDOWN") || pipe2(pipefd, O_CLOEXEC) < 0)
+	if (getenv("VMM_SYNC_TEARDOWN"))
 		return;
 	stack = mmap(NULL, TEARDOWN_STACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (stack == MAP_FAILED)
-		goto fail;
-	arg.ready_fd = pipefd[1];
-	pid = clone(teardown_helper, (char *)stack + TEARDOWN_STACK_SIZE, CLONE_VM | SIGCHLD, &arg);
-	if (pid < 0) {
-		munmap(stack, TEARDOWN_STACK_SIZE);
-		goto fail;
-	}
-	/* Exit only once the helper holds everything and has let go of stdio:
-	 * otherwise it may find us gone and tear down on our exit path anyway. */
-	close(pipefd[1]);
-	if (read(pipefd[0], &c, 1) == 1)
+		return;
+	for (int fd = STDIN_FILENO; fd <= STDERR_FILENO; fd++)
+		close(fd);
+	if (clone(teardown_helper, (char *)stack + TEARDOWN_STACK_SIZE, CLONE_VM | SIGCHLD,
+		  (void *)(intptr_t)getpid()) >= 0)
 		_exit(status);
-	/* The helper failed: fall back to a synchronous teardown. */
-	close(pipefd[0]);
-	return;
-fail:
-	close(pipefd[0]);
-	close(pipefd[1]);
+	munmap(stack, TEARDOWN_STACK_SIZE);
 }
 
 static int run_vm(const struct vm_config *cfg, const char *api_sock)
