@@ -330,7 +330,7 @@ static int elf_load_segments(struct guest_mem *mem, const struct elf_file *f, ch
 			continue;
 		/* memsz beyond filesz is .bss: zero it, RAM may hold an older image. */
 		if (mem_write(mem, s.paddr, f->data + s.offset, s.filesz) ||
-		    mem_fill(mem, s.paddr + s.filesz, 0, s.memsz - s.filesz))
+		    mem_zero(mem, s.paddr + s.filesz, s.memsz - s.filesz))
 			return boot_fail(err, errlen, -EFAULT, "kernel: cannot write segment %u", i);
 	}
 	return 0;
