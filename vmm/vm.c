@@ -42,7 +42,9 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
-static int vm_open_kvm(struct vm *vm, char *err, size_t errlen)
+/* @prefetch_cpuid: start fetching the supported CPUID now, alongside the
+ * rest of VM creation (see cpuid_prefetch_start). */
+static int vm_open_kvm(struct vm *vm, bool prefetch_cpuid, char *err, size_t errlen)
 {
 	int ret;
 
@@ -58,6 +60,8 @@ static int vm_open_kvm(struct vm *vm, char *err, size_t errlen)
 		snprintf(err, errlen, "/dev/kvm: unsupported KVM API version %d", ret);
 		return -ENOTSUP;
 	}
+	if (prefetch_cpuid)
+		vm->cpuid_prefetch = cpuid_prefetch_start(vm->kvm_fd);
 	vm->vm_fd = kvm_ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
 	if (vm->vm_fd < 0) {
 		snprintf(err, errlen, "KVM_CREATE_VM failed: %s", strerror_safe(-vm->vm_fd));
@@ -208,7 +212,8 @@ static int vm_create_vcpus(struct vm *vm, const struct kvm_cpuid2 *cpuid)
 			return -ENOMEM;
 		memcpy(vm->cpuid, cpuid, size);
 	} else {
-		ret = cpuid_get_supported(vm->kvm_fd, &vm->cpuid);
+		ret = cpuid_prefetch_take(vm->cpuid_prefetch, vm->kvm_fd, &vm->cpuid);
+		vm->cpuid_prefetch = NULL;
 	}
 
 	if (ret)
@@ -267,7 +272,7 @@ int vm_create_restore(struct vm **out, const struct vm_config *cfg, struct guest
 	ret = vcpu_signal_setup();
 	if (ret)
 		goto fail;
-	ret = vm_open_kvm(vm, err, errlen);
+	ret = vm_open_kvm(vm, !cpuid, err, errlen);
 	if (ret)
 		goto fail_quiet;
 	if (mem) {
@@ -525,6 +530,7 @@ void vm_destroy(struct vm *vm)
 		free(vm->vcpus);
 	}
 	free(vm->cpuid);
+	cpuid_prefetch_drop(vm->cpuid_prefetch);
 	irq_destroy(vm);
 	if (vm->vm_fd >= 0)
 		close(vm->vm_fd);

@@ -1,9 +1,12 @@
 /* The KVM core without a kernel loader: hand-written real-mode code in RAM,
  * the vCPU run loop, port I/O dispatch, pause/resume and exit. Needs /dev/kvm. */
 #include <criterion/criterion.h>
+#include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "vmm/cpuid.h"
 #include "vmm/kvm.h"
 #include "vmm/vm.h"
 
@@ -105,4 +108,39 @@ Test(vm_core, guest_crash_ends_the_vm_with_a_reason)
 	cr_assert_eq(status, 126, "status %d: %s", status, vm->exit_reason);
 	cr_assert(strstr(vm->exit_reason, "cpu0:"), "%s", vm->exit_reason);
 	vm_destroy(vm);
+}
+
+/* The CPUID prefetch gives what a direct KVM_GET_SUPPORTED_CPUID gives, whether
+ * the thread or the caller ends up fetching it; dropping it untaken is clean. */
+static bool same_cpuid(const struct kvm_cpuid2 *a, const struct kvm_cpuid2 *b)
+{
+	return a->nent == b->nent && !memcmp(a->entries, b->entries, a->nent * sizeof(a->entries[0]));
+}
+
+Test(vm_core, cpuid_prefetch_matches_a_direct_fetch)
+{
+	struct kvm_cpuid2 *direct = NULL, *got = NULL;
+	int kvm_fd;
+
+	need_kvm();
+	kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	cr_assert_geq(kvm_fd, 0);
+	cr_assert_eq(cpuid_get_supported(kvm_fd, &direct), 0);
+	cr_assert_gt(direct->nent, 0);
+	for (int i = 0; i < 20; i++) {
+		struct cpuid_prefetch *p = cpuid_prefetch_start(kvm_fd);
+
+		cr_assert_not_null(p);
+		if (i % 2)
+			usleep(2000);   /* the thread most likely fetched it by now */
+		cr_assert_eq(cpuid_prefetch_take(p, kvm_fd, &got), 0);
+		cr_assert(same_cpuid(direct, got), "run %d", i);
+		free(got);
+		cpuid_prefetch_drop(cpuid_prefetch_start(kvm_fd));
+	}
+	cr_assert_eq(cpuid_prefetch_take(NULL, kvm_fd, &got), 0);
+	cr_assert(same_cpuid(direct, got));
+	free(got);
+	free(direct);
+	close(kvm_fd);   /* dropped fetches still running use their own fd */
 }
