@@ -33,6 +33,8 @@ struct uart {
 	bool input_paused;           /* RX FIFO full: in_fd not polled until the guest reads */
 	int irq_level;               /* last level driven on the line */
 	bool owns_out_fd;
+	bool tx_coalesced;           /* THR writes buffered by KVM (vm_coalesced_pio) */
+	uint16_t base;
 	uint64_t tx_bytes, rx_bytes, irq_raised;
 };
 

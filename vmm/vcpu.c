@@ -112,6 +112,8 @@ int vcpu_init(struct vm *vm, struct vcpu *vcpu, unsigned id)
 		vcpu->run = NULL;
 		return -errno;
 	}
+	if (id == 0)
+		vm_coalesced_setup_ring(vm, vcpu);
 	size = sizeof(*vm->cpuid) + vm->cpuid->nent * sizeof(vm->cpuid->entries[0]);
 	cpuid = malloc(size);
 	if (!cpuid)
@@ -302,6 +304,8 @@ void *vcpu_thread(void *arg)
 		pthread_mutex_unlock(&vm->lock);
 
 		ret = __kvm_ioctl(vcpu->fd, KVM_RUN, 0);
+		/* Buffered port writes first: they came before this exit. */
+		vm_coalesced_drain(vm);
 		if (ret < 0) {
 			if (errno == EINTR || errno == EAGAIN) {
 				vcpu->stats.intr++;

@@ -256,6 +256,8 @@ int vm_create_restore(struct vm **out, const struct vm_config *cfg, struct guest
 		return -ENOMEM;
 	vm->kvm_fd = vm->vm_fd = -1;
 	vm->mem.fd = -1;
+	vm->coalesced_timer = -1;
+	pthread_mutex_init(&vm->coalesced_lock, NULL);
 	pthread_mutex_init(&vm->lock, NULL);
 	pthread_cond_init(&vm->cond, NULL);
 	vm->state = VM_STATE_CREATED;
@@ -519,6 +521,7 @@ void vm_destroy(struct vm *vm)
 		vm_wait_exit(vm);
 	}
 	evl_destroy(&vm->loop);
+	vm_coalesced_destroy(vm);
 	for (dev = vm->devices; dev; dev = next) {
 		next = dev->next;
 		if (dev->ops->destroy)

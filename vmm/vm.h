@@ -63,6 +63,13 @@ struct vm {
 	struct kvm_irq_routing *routing;
 	unsigned next_gsi;
 
+	/* Coalesced port writes (vmm/coalesced.c): KVM's ring, its flush timer. */
+	struct kvm_coalesced_mmio_ring *coalesced_ring;
+	unsigned coalesced_max;
+	pthread_mutex_t coalesced_lock;
+	int coalesced_timer;
+	bool coalesced_armed;
+
 	/* Lifecycle, guarded by lock; cond signals state changes. */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
@@ -118,5 +125,15 @@ int vm_msi_route_add(struct vm *vm, uint64_t addr, uint32_t data, unsigned *gsi)
 int vm_msi_route_update(struct vm *vm, unsigned gsi, uint64_t addr, uint32_t data);
 int vm_irqfd(struct vm *vm, int fd, unsigned gsi, bool assign);
 int vm_ioeventfd(struct vm *vm, int fd, uint64_t addr, uint32_t len, bool pio, bool assign);
+
+/* Coalesced port writes (vmm/coalesced.c): guest writes to [port, port+len)
+ * no longer exit; they reach the bus in order, at the next vCPU exit or about
+ * 2 ms after vm_coalesced_flush_soon(). Only for registers whose writes need
+ * no immediate effect. -ENOTSUP without KVM_CAP_COALESCED_PIO. */
+int vm_coalesced_pio(struct vm *vm, uint16_t port, uint32_t len, bool on);
+/* Replay what the ring holds; true if it held anything. Any thread. */
+bool vm_coalesced_drain(struct vm *vm);
+/* Drain from the event loop shortly (a device expects buffered writes). */
+void vm_coalesced_flush_soon(struct vm *vm);
 
 #endif

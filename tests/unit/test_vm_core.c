@@ -4,8 +4,10 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
+#include "devices/legacy.h"
 #include "vmm/cpuid.h"
 #include "vmm/kvm.h"
 #include "vmm/vm.h"
@@ -143,4 +145,71 @@ Test(vm_core, cpuid_prefetch_matches_a_direct_fetch)
 	free(got);
 	free(direct);
 	close(kvm_fd);   /* dropped fetches still running use their own fd */
+}
+
+static struct uart *find_uart(struct vm *vm)
+{
+	for (struct device *d = vm->devices; d; d = d->next)
+		if (!strcmp(d->name, "uart0"))
+			return (struct uart *)d;
+	return NULL;
+}
+
+static bool have_coalesced_pio(void)
+{
+	int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	int ret = fd < 0 ? 0 : ioctl(fd, KVM_CHECK_EXTENSION, KVM_CAP_COALESCED_PIO);
+
+	if (fd >= 0)
+		close(fd);
+	return ret > 0;
+}
+
+/* A UART data-port write KVM buffered reaches the device before the next
+ * access that exits: set DLAB, write the divisor latch (buffered), read it
+ * back (exits) and report it through the debug-exit port. */
+Test(vm_core, coalesced_uart_write_lands_before_the_next_access)
+{
+	static const uint8_t code[] = {
+		0xba, 0xfb, 0x03, 0xb0, 0x80, 0xee,   /* mov dx, 0x3fb; mov al, 0x80; out dx, al (LCR.DLAB) */
+		0xba, 0xf8, 0x03, 0xb0, 0x2a, 0xee,   /* mov dx, 0x3f8; mov al, 42; out dx, al (DLL) */
+		0xb0, 0x00, 0xec,                     /* mov al, 0; in al, dx (DLL) */
+		0xe6, 0xf4, 0xf4,                     /* out 0xf4, al; hlt */
+	};
+	struct vm *vm;
+
+	need_kvm();
+	vm = make_vm(1, code, sizeof(code));
+	cr_assert_eq(find_uart(vm)->tx_coalesced, have_coalesced_pio());
+	cr_assert_eq(vm_start(vm), 0);
+	cr_assert_eq(vm_wait_exit(vm), 42, "%s", vm->exit_reason);
+	/* LCR write, DLL read, debug exit: the DLL write itself did not exit. */
+	if (have_coalesced_pio())
+		cr_assert_eq(vm->vcpus[0].stats.io, 3);
+	vm_destroy(vm);
+}
+
+/* Turning the THRE interrupt on makes data-port writes exit again: that
+ * interrupt must follow each write at once. */
+Test(vm_core, uart_thre_interrupt_stops_coalescing)
+{
+	static const uint8_t code[] = {
+		0xba, 0xf8, 0x03, 0xb0, 0x41, 0xee,   /* mov dx, 0x3f8; mov al, 'A'; out dx, al */
+		0xba, 0xf9, 0x03, 0xb0, 0x02, 0xee,   /* mov dx, 0x3f9; mov al, 2; out dx, al (IER.THRI) */
+		0xba, 0xf8, 0x03, 0xb0, 0x42, 0xee,   /* mov dx, 0x3f8; mov al, 'B'; out dx, al */
+		0xb0, 0x07, 0xe6, 0xf4, 0xf4,         /* mov al, 7; out 0xf4, al; hlt */
+	};
+	struct vm *vm;
+	struct uart *u;
+
+	need_kvm();
+	vm = make_vm(1, code, sizeof(code));
+	u = find_uart(vm);
+	cr_assert_eq(vm_start(vm), 0);
+	cr_assert_eq(vm_wait_exit(vm), 7, "%s", vm->exit_reason);
+	cr_assert_eq(u->tx_bytes, 2);
+	cr_assert_not(u->tx_coalesced);
+	/* IER write, 'B', debug exit; 'A' only when nothing is coalesced. */
+	cr_assert_eq(vm->vcpus[0].stats.io, have_coalesced_pio() ? 3 : 4);
+	vm_destroy(vm);
 }
