@@ -81,14 +81,45 @@ static void uart_update_irq_locked(struct uart *u)
 	}
 }
 
+/* Caller holds the lock. */
+static void uart_tx_flush_locked(struct uart *u)
+{
+	const uint8_t *p = u->tx_buf;
+	size_t n = u->tx_len;
+
+	/* Console output is best effort: a closed terminal must not stop the guest. */
+	while (n && u->out_fd >= 0) {
+		ssize_t w = write(u->out_fd, p, n);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			break;
+		p += w;
+		n -= (size_t)w;
+	}
+	u->tx_len = 0;
+}
+
+/* Bytes from a replayed batch of coalesced writes go out in one write() at
+ * its end (uart_flush); any other byte at once. Caller holds the lock. */
 static void uart_output(struct uart *u, uint8_t c)
 {
 	u->tx_bytes++;
 	if (u->out_fd < 0)
 		return;
-	/* Console output is best effort: a closed terminal must not stop the guest. */
-	while (write(u->out_fd, &c, 1) < 0 && errno == EINTR)
-		;
+	u->tx_buf[u->tx_len++] = c;
+	if (!vm_coalesced_replaying() || u->tx_len == sizeof(u->tx_buf))
+		uart_tx_flush_locked(u);
+}
+
+static void uart_flush(void *opaque)
+{
+	struct uart *u = opaque;
+
+	pthread_mutex_lock(&u->lock);
+	uart_tx_flush_locked(u);
+	pthread_mutex_unlock(&u->lock);
 }
 
 static uint8_t uart_fifo_pop(struct uart_regs *r)
@@ -228,7 +259,7 @@ static void uart_write(void *opaque, uint64_t off, const void *data, uint32_t le
 	pthread_mutex_unlock(&u->lock);
 }
 
-static const struct bus_ops uart_bus_ops = { .read = uart_read, .write = uart_write };
+static const struct bus_ops uart_bus_ops = { .read = uart_read, .write = uart_write, .flush = uart_flush };
 
 /* EOF or error on the input: stop watching it. */
 static void uart_input_stop_locked(struct uart *u)

@@ -76,9 +76,17 @@ int vm_coalesced_pio(struct vm *vm, uint16_t port, uint32_t len, bool on)
 		? -errno : 0;
 }
 
+static __thread bool replaying;
+
+bool vm_coalesced_replaying(void)
+{
+	return replaying;
+}
+
 bool vm_coalesced_drain(struct vm *vm)
 {
 	struct kvm_coalesced_mmio_ring *ring = vm->coalesced_ring;
+	uint64_t last_port = UINT64_MAX;
 	bool any = false;
 	uint32_t first;
 
@@ -86,17 +94,25 @@ bool vm_coalesced_drain(struct vm *vm)
 	if (!ring || __atomic_load_n(&ring->first, __ATOMIC_RELAXED) == __atomic_load_n(&ring->last, __ATOMIC_ACQUIRE))
 		return false;
 	pthread_mutex_lock(&vm->coalesced_lock);
+	replaying = true;
 	first = ring->first;
 	while (first != __atomic_load_n(&ring->last, __ATOMIC_ACQUIRE)) {
 		struct kvm_coalesced_mmio e = ring->coalesced_mmio[first % vm->coalesced_max];
 
-		if (e.pio && e.len <= sizeof(e.data))
+		if (e.pio && e.len <= sizeof(e.data)) {
+			if (last_port != UINT64_MAX && e.phys_addr != last_port)
+				bus_flush(&vm->pio, last_port);
 			bus_write(&vm->pio, e.phys_addr, e.data, e.len);
+			last_port = e.phys_addr;
+		}
 		first = (first + 1) % vm->coalesced_max;
 		/* Hand the slot back only once the entry is copied. */
 		__atomic_store_n(&ring->first, first, __ATOMIC_RELEASE);
 		any = true;
 	}
+	if (last_port != UINT64_MAX)
+		bus_flush(&vm->pio, last_port);
+	replaying = false;
 	pthread_mutex_unlock(&vm->coalesced_lock);
 	return any;
 }

@@ -133,6 +133,9 @@ int vm_ioeventfd(struct vm *vm, int fd, uint64_t addr, uint32_t len, bool pio, b
 int vm_coalesced_pio(struct vm *vm, uint16_t port, uint32_t len, bool on);
 /* Replay what the ring holds; true if it held anything. Any thread. */
 bool vm_coalesced_drain(struct vm *vm);
+/* True on a thread replaying the ring: the device's bus flush op follows
+ * the batch, so it may hold back side effects until then. */
+bool vm_coalesced_replaying(void);
 /* Drain from the event loop shortly (a device expects buffered writes). */
 void vm_coalesced_flush_soon(struct vm *vm);
 

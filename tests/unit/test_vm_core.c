@@ -12,7 +12,7 @@
 #include "vmm/kvm.h"
 #include "vmm/vm.h"
 
-static struct vm *make_vm(unsigned cpus, const uint8_t *code, size_t len)
+static struct vm *make_vm_console(unsigned cpus, const uint8_t *code, size_t len, const char *console_file)
 {
 	struct vm_config cfg;
 	struct kvm_sregs sregs;
@@ -24,7 +24,9 @@ static struct vm *make_vm(unsigned cpus, const uint8_t *code, size_t len)
 	cfg.kernel = strdup("(none)");
 	cfg.cpus = cpus;
 	cfg.memory_mib = 16;
-	cfg.console = CONSOLE_NONE;
+	cfg.console = console_file ? CONSOLE_FILE : CONSOLE_NONE;
+	if (console_file)
+		cfg.console_path = strdup(console_file);
 	cr_assert_eq(vm_create_bare(&vm, &cfg, NULL, err, sizeof(err)), 0, "%s", err);
 	config_free(&cfg);
 	cr_assert_eq(mem_write(&vm->mem, 0x1000, code, len), 0);
@@ -35,6 +37,11 @@ static struct vm *make_vm(unsigned cpus, const uint8_t *code, size_t len)
 	cr_assert_eq(kvm_ioctl(vm->vcpus[0].fd, KVM_SET_SREGS, &sregs), 0);
 	cr_assert_eq(kvm_ioctl(vm->vcpus[0].fd, KVM_SET_REGS, &regs), 0);
 	return vm;
+}
+
+static struct vm *make_vm(unsigned cpus, const uint8_t *code, size_t len)
+{
+	return make_vm_console(cpus, code, len, NULL);
 }
 
 static void need_kvm(void)
@@ -212,4 +219,32 @@ Test(vm_core, uart_thre_interrupt_stops_coalescing)
 	/* IER write, 'B', debug exit; 'A' only when nothing is coalesced. */
 	cr_assert_eq(vm->vcpus[0].stats.io, have_coalesced_pio() ? 3 : 4);
 	vm_destroy(vm);
+}
+
+/* Output written while KVM buffered the data port comes out complete and in
+ * order (one write() per replayed batch), before the exit is handled. */
+Test(vm_core, coalesced_uart_output_is_complete_and_in_order)
+{
+	static const uint8_t code[] = {
+		0xba, 0xf8, 0x03,                     /* mov dx, 0x3f8 */
+		0xb0, 'a', 0xee, 0xb0, 'b', 0xee,     /* out 'a', out 'b' */
+		0xb0, 'c', 0xee, 0xb0, '\n', 0xee,    /* out 'c', out '\n' */
+		0xb0, 0x00, 0xe6, 0xf4, 0xf4,         /* out 0xf4, 0; hlt */
+	};
+	char path[] = "/tmp/vmm-test-console-XXXXXX";
+	char buf[16] = "";
+	struct vm *vm;
+	int fd;
+
+	need_kvm();
+	fd = mkstemp(path);
+	cr_assert_geq(fd, 0);
+	vm = make_vm_console(1, code, sizeof(code), path);
+	cr_assert_eq(vm_start(vm), 0);
+	cr_assert_eq(vm_wait_exit(vm), 0, "%s", vm->exit_reason);
+	cr_assert_eq(pread(fd, buf, sizeof(buf) - 1, 0), 4);
+	cr_assert_str_eq(buf, "abc\n");
+	vm_destroy(vm);
+	close(fd);
+	unlink(path);
 }
