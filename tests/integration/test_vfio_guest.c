@@ -10,29 +10,13 @@
 #include <unistd.h>
 
 #include "tests/integration/harness.h"
+#include "tests/integration/vfio_rig.h"
 
 struct vf_run {
 	pid_t server;
 	char sock[108], cfg[128];
 	struct run_result r;
 };
-
-static char *vf_server_path(void)
-{
-	char buf[512];
-	char *p = getenv("VFIO_USER_NIC");
-
-	if (p)
-		return strdup(p);
-	snprintf(buf, sizeof(buf), "%s", harness_images_dir());
-	char *slash = strrchr(buf, '/');
-	if (slash)
-		*slash = 0;
-	else
-		snprintf(buf, sizeof(buf), ".");
-	snprintf(buf + strlen(buf), sizeof(buf) - strlen(buf), "/tests/vfio-user-nic");
-	return strdup(buf);
-}
 
 /* Start the server on a fresh socket, boot the guest with @scenario. */
 static void vf_boot_opts(struct vf_run *v, const char *scenario, const char *const server_args[],
