@@ -1081,6 +1081,14 @@ Test(api, ctl_help_and_errors, .timeout = 30)
 	cr_assert_eq(apit_run(noverb, out, sizeof(out)), 2);
 }
 
+static double apit_num(const cJSON *obj, const char *field)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, field);
+
+	cr_assert(cJSON_IsNumber(v), "%s: not a number", field);
+	return v->valuedouble;
+}
+
 /* Start the test VF server listening on @path; returns its pid. */
 static pid_t apit_vf_server(const char *path)
 {
@@ -1105,8 +1113,48 @@ static pid_t apit_vf_server(const char *path)
 	return pid;
 }
 
-/* A VM with a vfio-user function: vm.add-device / vm.remove-device get 409
- * with the reason (through `vmm ctl` too), and the device is untouched. */
+/* Check vm.info's entry for the vfio-user function: regions with their
+ * sizes and mmapped areas, interrupts, and (no vIOMMU) all of guest RAM
+ * mapped for DMA at IOVA = GPA. */
+static void apit_check_vfio_info(const cJSON *vf, double ram_bytes)
+{
+	const cJSON *r, *m;
+	double bar0 = 0, bar2 = 0, mapped = 0;
+
+	cr_assert_str_eq(cJSON_GetObjectItemCaseSensitive(vf, "type")->valuestring, "vfio-pci");
+	cr_assert_str_eq(cJSON_GetObjectItemCaseSensitive(vf, "backend")->valuestring, "vfio-user");
+	cr_assert(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(vf, "present")));
+	cJSON_ArrayForEach(r, cJSON_GetObjectItemCaseSensitive(vf, "regions")) {
+		const cJSON *areas = cJSON_GetObjectItemCaseSensitive(r, "mmapped");
+
+		if (apit_num(r, "index") == 0) {
+			bar0 = apit_num(r, "size");
+			cr_expect_eq(cJSON_GetArraySize(areas), 0, "BAR0 registers are trapped");
+		} else if (apit_num(r, "index") == 2) {
+			bar2 = apit_num(r, "size");
+			cr_assert_eq(cJSON_GetArraySize(areas), 1, "BAR2: its one sparse mmap area");
+			cr_expect_eq(apit_num(cJSON_GetArrayItem(areas, 0), "offset"), 0);
+			cr_expect_eq(apit_num(cJSON_GetArrayItem(areas, 0), "size"), 4096);
+		}
+	}
+	cr_expect_eq(bar0, VFNIC_BAR0_SIZE);
+	cr_expect_eq(bar2, VFNIC_BAR2_SIZE);
+	const cJSON *msix = cJSON_GetObjectItemCaseSensitive(vf, "msix");
+	cr_expect_eq(apit_num(msix, "vectors"), VFNIC_NR_VECTORS);
+	cr_expect_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(msix, "signals")),
+		     VFNIC_NR_VECTORS);
+	cr_expect(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(
+			  cJSON_GetObjectItemCaseSensitive(vf, "intx"), "present")));
+	cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(vf, "dma_mappings")) {
+		cr_expect_eq(apit_num(m, "iova"), apit_num(m, "gpa"), "identity without a vIOMMU");
+		mapped += apit_num(m, "size");
+	}
+	cr_expect_eq(mapped, ram_bytes, "all guest RAM is mapped for the device");
+}
+
+/* A VM with a vfio-user function: vm.info shows its regions, interrupts and
+ * DMA mappings; vm.add-device / vm.remove-device get 409 with the reason
+ * (through `vmm ctl` too), and the device is untouched by them. */
 Test(api, vfio_device_info_and_hotplug_refused, .timeout = 60)
 {
 	struct apit_srv s;
@@ -1125,6 +1173,9 @@ Test(api, vfio_device_info_and_hotplug_refused, .timeout = 60)
 	cr_assert_eq(apit_req(&s, "vm.boot", NULL, out, sizeof(out)), 200, "%s", out);
 	j = apit_info(&s, "vm.info");
 	cr_assert_not_null(apit_device(j, "vfio0"), "no vfio0 in vm.info");
+	apit_check_vfio_info(apit_device(j, "vfio0"),
+			     apit_num(cJSON_GetObjectItemCaseSensitive(j, "config"), "memory_mib") *
+				     1048576.0);
 	cJSON_Delete(j);
 
 	body = "{\"vfio-user\": \"/run/another.sock\"}";
