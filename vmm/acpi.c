@@ -391,6 +391,16 @@ static int64_t acpi_add_extra(struct acpi_buf *ab, const struct acpi_extra_table
 	return off;
 }
 
+int acpi_config_add_table(struct acpi_config *cfg, const void *data, size_t len)
+{
+	if (!data || !len)
+		return -EINVAL;
+	if (cfg->nr_extra >= ACPI_MAX_EXTRA_TABLES)
+		return -ENOSPC;
+	cfg->extra[cfg->nr_extra++] = (struct acpi_extra_table){ .data = data, .len = len };
+	return 0;
+}
+
 static int64_t acpi_add_xsdt(struct acpi_buf *ab, const uint64_t *entries, unsigned n)
 {
 	size_t len = ACPI_HEADER_SIZE + 8 * (size_t)n;
@@ -429,7 +439,7 @@ static int acpi_check_config(const struct acpi_config *cfg)
 		log_err("acpi", "%u CPUs: the MADT supports 1 to %u", cfg->nr_cpus, ACPI_MAX_CPUS);
 		return -EINVAL;
 	}
-	if (cfg->nr_extra > ACPI_MAX_EXTRA_TABLES || (cfg->nr_extra && !cfg->extra)) {
+	if (cfg->nr_extra > ACPI_MAX_EXTRA_TABLES) {
 		log_err("acpi", "%u extra tables: at most %u", cfg->nr_extra, ACPI_MAX_EXTRA_TABLES);
 		return -EINVAL;
 	}

@@ -29,9 +29,15 @@ struct acpi_config {
 	uint8_t pci_bus_start, pci_bus_end;
 	uint64_t pci_mmio64_base;  /* optional 64-bit BAR window above RAM; size 0 = none */
 	uint64_t pci_mmio64_size;
-	const struct acpi_extra_table *extra;   /* nr_extra tables, may be NULL */
+	/* Tables built elsewhere, in XSDT order; add with acpi_config_add_table(). */
+	struct acpi_extra_table extra[ACPI_MAX_EXTRA_TABLES];
 	unsigned nr_extra;
 };
+
+/* Append @data (@len bytes, a complete table; kept by reference until
+ * acpi_build) to @cfg's extra tables. 0, or -ENOSPC when all
+ * ACPI_MAX_EXTRA_TABLES are taken (-EINVAL for no data). */
+int acpi_config_add_table(struct acpi_config *cfg, const void *data, size_t len);
 
 /* Signature-independent pieces, shared with the tests and other table builders. */
 #define ACPI_HEADER_SIZE      36

@@ -642,7 +642,6 @@ Test(acpi, extra_tables_linked_and_checksummed)
 {
 	struct tables tb;
 	uint8_t viot[48], oem[40];
-	struct acpi_extra_table x[2] = { { viot, sizeof(viot) }, { oem, sizeof(oem) } };
 	struct acpi_config cfg = cfg_pci;
 	const uint8_t *t;
 
@@ -653,10 +652,15 @@ Test(acpi, extra_tables_linked_and_checksummed)
 	memset(oem, 0, sizeof(oem));
 	memcpy(oem, "OEMX", 4);
 	oem[4] = sizeof(oem);
-	cfg.extra = x;
-	cfg.nr_extra = 2;
+	/* The second table is appended: both are linked, in order. */
+	cr_assert_eq(acpi_config_add_table(&cfg, viot, sizeof(viot)), 0);
+	cr_assert_eq(acpi_config_add_table(&cfg, oem, sizeof(oem)), 0);
+	cr_assert_eq(cfg.nr_extra, 2);
 	walk(&tb, &cfg, 64ULL << 20);
 	cr_assert_eq(tb.n, 5);
+	/* XSDT order: FADT, MADT, MCFG, then the extra tables as added. */
+	cr_assert_eq(memcmp(tb.t[3], "VIOT", 4), 0);
+	cr_assert_eq(memcmp(tb.t[4], "OEMX", 4), 0);
 	t = find(&tb, "VIOT");
 	cr_assert_not_null(t);
 	cr_assert_eq(rd32(t + 4), sizeof(viot));
@@ -667,14 +671,26 @@ Test(acpi, extra_tables_linked_and_checksummed)
 	mem_destroy(&tb.mem);
 }
 
+Test(acpi, extra_table_list_is_bounded)
+{
+	struct acpi_config cfg = cfg_pci;
+	uint8_t t[ACPI_HEADER_SIZE] = "OEMT";
+
+	for (unsigned i = 0; i < ACPI_MAX_EXTRA_TABLES; i++)
+		cr_assert_eq(acpi_config_add_table(&cfg, t, sizeof(t)), 0);
+	cr_assert_eq(acpi_config_add_table(&cfg, t, sizeof(t)), -ENOSPC);
+	cr_assert_eq(cfg.nr_extra, ACPI_MAX_EXTRA_TABLES);
+	cr_assert_eq(acpi_config_add_table(&cfg, NULL, 40), -EINVAL);
+}
+
 Test(acpi, bad_configs_are_rejected)
 {
 	struct guest_mem mem;
 	uint64_t rsdp = 0;
 	struct acpi_config cfg;
 	uint8_t small[20] = "VIOT", bad_len[40] = "VIOT";
-	struct acpi_extra_table xs = { small, sizeof(small) }, xl = { bad_len, sizeof(bad_len) };
-	struct acpi_extra_table xn = { NULL, 40 };
+	const struct acpi_extra_table xs = { small, sizeof(small) }, xl = { bad_len, sizeof(bad_len) };
+	const struct acpi_extra_table xn = { NULL, 40 };
 
 	bad_len[4] = 41;
 	cr_assert_eq(mem_init(&mem, 16ULL << 20), 0);
@@ -698,17 +714,15 @@ Test(acpi, bad_configs_are_rejected)
 	cfg.pci_mmio64_size = 0x1000;
 	cr_assert_eq(acpi_build(&mem, &cfg, &rsdp), -EINVAL);
 	cfg = cfg_pci;
-	cfg.extra = &xs;
+	cfg.extra[0] = xs;
 	cfg.nr_extra = 1;
 	cr_assert_eq(acpi_build(&mem, &cfg, &rsdp), -EINVAL);
-	cfg.extra = &xl;
+	cfg.extra[0] = xl;
 	cr_assert_eq(acpi_build(&mem, &cfg, &rsdp), -EINVAL);
-	cfg.extra = &xn;
-	cr_assert_eq(acpi_build(&mem, &cfg, &rsdp), -EINVAL);
-	cfg.extra = NULL;
+	cfg.extra[0] = xn;
 	cr_assert_eq(acpi_build(&mem, &cfg, &rsdp), -EINVAL);
 	cfg.nr_extra = ACPI_MAX_EXTRA_TABLES + 1;
-	cfg.extra = &xs;
+	cfg.extra[0] = xs;
 	cr_assert_eq(acpi_build(&mem, &cfg, &rsdp), -EINVAL);
 	cr_assert_eq(rsdp, 0, "no RSDP reported on failure");
 	mem_destroy(&mem);
@@ -726,16 +740,14 @@ Test(acpi, extra_table_too_big_for_window)
 	uint64_t rsdp = 0;
 	size_t len = 120 * 1024;
 	uint8_t *big = calloc(1, len);
-	struct acpi_extra_table x[2] = { { big, len }, { big, len } };
 	struct acpi_config cfg = cfg_pci;
 
 	memcpy(big, "BIGT", 4);
 	big[4] = (uint8_t)len; big[5] = (uint8_t)(len >> 8); big[6] = (uint8_t)(len >> 16);
-	cfg.extra = x;
-	cfg.nr_extra = 1;
+	cr_assert_eq(acpi_config_add_table(&cfg, big, len), 0);
 	cr_assert_eq(mem_init(&mem, 16ULL << 20), 0);
 	cr_assert_eq(acpi_build(&mem, &cfg, &rsdp), 0, "one fits");
-	cfg.nr_extra = 2;
+	cr_assert_eq(acpi_config_add_table(&cfg, big, len), 0);
 	cr_assert_eq(acpi_build(&mem, &cfg, &rsdp), -ENOSPC);
 	free(big);
 	mem_destroy(&mem);
