@@ -284,6 +284,7 @@ static int vfio_pci_setup_intx(struct vfio_pci *vp)
 	/* INTA#, on the GSI the VMM chose (what firmware writes in Interrupt Line). */
 	vp->pci.cfg[PCI_INTERRUPT_PIN] = 1;
 	vp->pci.cfg[PCI_INTERRUPT_LINE] = vp->intx_routed ? (uint8_t)vp->intx_gsi : 0xff;
+	vp->pci.intx_gsi = vp->intx_routed ? (int)vp->intx_gsi : -1;
 	return vfio_intx_arm(vp, true);
 }
 

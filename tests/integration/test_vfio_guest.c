@@ -159,6 +159,8 @@ Test(vfio_guest, vf_intx_level_with_resample)
 	vf_boot(&v, "vf-intx rounds=4", NULL);
 	expect_pass(&v, "vf-intx");
 	cr_expect_not_null(strstr(v.r.out, "interrupts=4"), "%s", v.r.out);
+	/* The guest routed INTA# by the DSDT _PRT, which agreed with Interrupt Line. */
+	cr_expect_not_null(strstr(v.r.out, "gsi=16 prt=16 "), "%s", v.r.out);
 	vf_done(&v);
 }
 

@@ -27,6 +27,8 @@
 #include "vmm/mem.h"
 
 #include "tests/integration/vfio_rig.h"
+#include "devices/pci_vm.h"
+#include "vmm/acpi.h"
 
 /* Send @n frames of distinct content and check they come back on RX. */
 static void echo_frames(struct rig *r, unsigned n)
@@ -374,7 +376,10 @@ static void mmio_write32(struct pci_rig *p, uint64_t addr, uint32_t v)
 	bus_write(&p->mmio, addr, &v, 4);
 }
 
-static void pci_rig_start(struct pci_rig *p, bool iommu)
+/* @intx: INTx routing as the VMM does it (an irqfd on a GSI), or NULL: then
+ * the test reads the trigger eventfd itself (vfio_pci_poll). */
+static void pci_rig_start_intx(struct pci_rig *p, bool iommu,
+			       int (*intx)(void *, int, int, bool, unsigned *))
 {
 	memset(p, 0, sizeof(*p));
 	cr_assert_eq(rig_start(&p->r, NULL), 0);
@@ -382,13 +387,18 @@ static void pci_rig_start(struct pci_rig *p, bool iommu)
 	cr_assert_eq(bus_init(&p->pio, "pio"), 0);
 	cr_assert_eq(pci_bus_init(&p->pbus, &p->mmio, &p->pio, LAYOUT_PCI_ECAM, &mi_ops, &p->irq), 0);
 	struct vfio_pci_env env = { .bus = &p->pbus, .mem = &p->r.mem, .memslot = mock_memslot,
-				    .opaque = &p->slots, .iommu = iommu, .slot = -1 };
+				    .opaque = &p->slots, .iommu = iommu, .slot = -1, .intx = intx };
 	struct vfio_backend *be = p->r.be;
 	p->r.be = NULL;   /* owned by the device model now */
 	cr_assert_eq(vfio_pci_init(&p->vp, "vfio0", be, &env), 0);
 	/* Enable memory decode and bus mastering like a driver would. */
 	pci_bus_config_write(&p->pbus, p->vp.pci.slot, 0, PCI_COMMAND, 0x6, 2);
 	p->bar0 = pci_bar_address(&p->vp.pci, 0);
+}
+
+static void pci_rig_start(struct pci_rig *p, bool iommu)
+{
+	pci_rig_start_intx(p, iommu, NULL);
 }
 
 static void pci_rig_stop(struct pci_rig *p)
@@ -497,6 +507,36 @@ Test(vfio_pci, intx_level_automask_and_resample)
 	cr_expect_eq(p.vp.msix_count[0], 1, "MSI-X vector 0 instead");
 	pci_bus_config_write(&p.pbus, p.vp.pci.slot, 0, cap + PCI_MSIX_FLAGS, 0, 2);
 	cr_expect(p.vp.intx_armed, "back to INTx when MSI-X is disabled");
+	pci_rig_stop(&p);
+}
+
+#define MOCK_INTX_GSI 19
+
+static int mock_intx(void *o, int trigger, int resample, bool assign, unsigned *gsi)
+{
+	*gsi = MOCK_INTX_GSI;
+	return 0;
+}
+
+/* INTx routed to a GSI: Interrupt Line says it, and the ACPI _PRT gets
+ * exactly that route for the function's slot (what a Linux guest uses). */
+Test(vfio_pci, intx_gsi_in_interrupt_line_and_acpi_prt)
+{
+	struct acpi_config acpi = { .nr_cpus = 1 };
+	struct pci_rig p;
+	uint64_t rsdp;
+
+	pci_rig_start_intx(&p, false, mock_intx);
+	cr_expect(p.vp.intx_routed);
+	cr_expect_eq(cfg_read(&p, PCI_INTERRUPT_PIN, 1), 1, "INTA#");
+	cr_expect_eq(cfg_read(&p, PCI_INTERRUPT_LINE, 1), MOCK_INTX_GSI);
+	cr_expect_eq(p.vp.pci.intx_gsi, MOCK_INTX_GSI);
+	pci_vm_acpi_config(&p.pbus, &acpi);
+	cr_assert_eq(acpi.nr_pci_irqs, 1);
+	cr_expect_eq(acpi.pci_irqs[0].slot, p.vp.pci.slot);
+	cr_expect_eq(acpi.pci_irqs[0].pin, 0);
+	cr_expect_eq(acpi.pci_irqs[0].gsi, MOCK_INTX_GSI);
+	cr_expect_eq(acpi_build(&p.r.mem, &acpi, &rsdp), 0, "and it makes a valid DSDT");
 	pci_rig_stop(&p);
 }
 
