@@ -465,6 +465,56 @@ Test(vfio_pci, capabilities_passed_through_with_a_filter)
 	pci_rig_stop(&p);
 }
 
+/* The test VF's PCI Express extended capabilities as the guest sees them
+ * (ECAM, from 0x100): SR-IOV (at 0x100), ATS and Resizable BAR hidden, the
+ * chain valid (a Null capability at 0x100 leads to AER, then DSN, then the
+ * vendor-specific one), bodies live from the server. */
+Test(vfio_pci, pcie_extended_capabilities_filtered)
+{
+	static const struct { uint16_t off, id, next; } want[] = {
+		{ 0x100, 0x0000, VFNIC_EXT_AER },
+		{ VFNIC_EXT_AER, PCI_EXT_CAP_ID_ERR, VFNIC_EXT_DSN },
+		{ VFNIC_EXT_DSN, PCI_EXT_CAP_ID_DSN, VFNIC_EXT_VSEC },
+		{ VFNIC_EXT_VSEC, PCI_EXT_CAP_ID_VNDR, 0 },
+	};
+	struct pci_rig p;
+	unsigned pos = 0x100, n = 0;
+
+	pci_rig_start(&p, false);
+	cr_assert_neq(pci_cap_find(&p.vp.pci, PCI_CAP_ID_EXP), 0, "PCI Express capability shown");
+	while (pos >= 0x100 && n < 8) {
+		uint32_t h = cfg_read(&p, pos, 4);
+
+		if (!h)
+			break;
+		cr_assert_lt(n, sizeof(want) / sizeof(want[0]), "extra capability 0x%x at 0x%x",
+			     h & 0xffff, pos);
+		cr_expect_eq(pos, want[n].off, "cap %u", n);
+		cr_expect_eq(h & 0xffff, want[n].id, "cap %u at 0x%x", n, pos);
+		cr_expect_eq(PCI_EXT_CAP_NEXT(h), want[n].next, "cap %u at 0x%x", n, pos);
+		n++;
+		pos = PCI_EXT_CAP_NEXT(h);
+	}
+	cr_expect_eq(n, sizeof(want) / sizeof(want[0]));
+	cr_expect_eq(cfg_read(&p, VFNIC_EXT_SRIOV + 0x0e, 2), 0, "SR-IOV TotalVFs hidden");
+	cr_expect_eq(cfg_read(&p, VFNIC_EXT_ATS, 4), 0, "ATS hidden");
+	cr_expect_eq(cfg_read(&p, VFNIC_EXT_REBAR, 4), 0, "Resizable BAR hidden");
+	cr_expect_eq(cfg_read(&p, VFNIC_EXT_DSN + 4, 4), (uint32_t)VFNIC_DSN, "serial number");
+	cr_expect_eq(cfg_read(&p, VFNIC_EXT_DSN + 8, 4), (uint32_t)(VFNIC_DSN >> 32));
+	cr_expect_eq(cfg_read(&p, VFNIC_EXT_AER + 0x0c, 4), 0x00462030, "AER severity");
+	/* Writes to a shown body reach the device and read back from it. */
+	pci_bus_config_write(&p.pbus, p.vp.pci.slot, 0, VFNIC_EXT_AER + 8, 0x00001000, 4);
+	cr_expect_eq(cfg_read(&p, VFNIC_EXT_AER + 8, 4), 0x00001000, "AER mask written");
+	/* Live: the vendor-specific capability mirrors IRQ_STATUS. */
+	cr_expect_eq(cfg_read(&p, VFNIC_EXT_VSEC + 8, 4), 0);
+	mmio_write32(&p, p.bar0 + VFNIC_REG_IRQ_FIRE, 0x1);
+	cr_expect_eq(cfg_read(&p, VFNIC_EXT_VSEC + 8, 4), 0x1);
+	/* Headers are ours and read-only. */
+	pci_bus_config_write(&p.pbus, p.vp.pci.slot, 0, VFNIC_EXT_DSN, 0xffffffff, 4);
+	cr_expect_eq(cfg_read(&p, VFNIC_EXT_DSN, 4) & 0xffff, PCI_EXT_CAP_ID_DSN);
+	pci_rig_stop(&p);
+}
+
 static uint64_t intx_poll(struct pci_rig *p)
 {
 	/* A register read is a round trip: the server has handled any unmask

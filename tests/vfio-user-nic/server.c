@@ -431,7 +431,7 @@ static uint64_t srv_region_size(uint32_t index)
 	switch (index) {
 	case VFIO_PCI_BAR0_REGION_INDEX: return VFNIC_BAR0_SIZE;
 	case VFIO_PCI_BAR2_REGION_INDEX: return VFNIC_BAR2_SIZE;
-	case VFIO_PCI_CONFIG_REGION_INDEX: return 256;
+	case VFIO_PCI_CONFIG_REGION_INDEX: return VFNIC_CFG_SIZE;
 	default: return 0;
 	}
 }
