@@ -12,7 +12,10 @@
  *       an ioeventfd or on a trapped notify write): watch it in the event loop.
  *
  *   On a kick, with vdev->lock held:
- *     while ((r = virtq_pop(vq, elem)) > 0) { use elem->iov; virtq_push(vq, elem, written); }
+ *     while ((r = virtq_pop(vq, elem)) > 0) {
+ *         if (r == VIRTQ_FAULT) { virtq_push(vq, elem, 0); continue; }   // request failed
+ *         use elem->iov; virtq_push(vq, elem, written);
+ *     }
  *     if (r < 0) the device is already marked NEEDS_RESET; stop.
  *     virtq_notify(vq);                         // interrupt unless suppressed (EVENT_IDX)
  *
@@ -35,6 +38,21 @@
  * call virtio_device_remap_rings(). Every VMM write into guest memory marks
  * the pages dirty (mem_mark_dirty on the translated GPA).
  *
+ * Translation faults (the hook refuses an IOVA: unmapped, or read-only for a
+ * device write) are not driver errors of the virtqueue: the guest's IOMMU
+ * driver decides what a device may reach, and a fault is how it is enforced.
+ * So a fault on a request's buffer or indirect table fails that request
+ * only: virtq_pop() returns VIRTQ_FAULT with elem->head set and no buffers,
+ * the device returns the chain with used length 0 without touching its
+ * memory, and the queue keeps running (the hook has reported the fault, for
+ * virtio-iommu on its event queue). A fault on a ring (descriptor table,
+ * driver or device area, at queue enable or re-translation) is different:
+ * the device can neither fetch nor return any request on that queue, and
+ * there is no used element to fail one through, so the device goes
+ * NEEDS_RESET (virtio 1.2 §2.1.2: "the device has experienced an error from
+ * which it can't recover"). A translated address outside guest RAM stays a
+ * driver error (NEEDS_RESET) like an untranslated one.
+ *
  * Locking: vdev->lock serializes the transport (vCPU threads writing common
  * config) against queue processing (event loop). Queue functions below
  * expect the caller to hold it. Lock order: vdev->lock before the PCI MSI-X lock. */
@@ -48,6 +66,7 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+#include "vmm/log.h"
 #include "vmm/mem.h"
 
 #define VIRTQ_MAX_SIZE       256     /* queue size we offer; also the longest chain */
@@ -91,8 +110,13 @@ struct virtqueue {
 	struct vring_used *used;
 	uint64_t used_gpa;            /* translated, for dirty marking */
 	int kick_fd;                  /* eventfd signalled by guest notifications */
+	/* Avail index of a chain that already faulted (and was reported) but
+	 * was given back with virtq_unpop(): popping it again fails it without
+	 * translating (and reporting) again. Forgotten once a later chain is popped. */
+	uint16_t fault_idx;
+	bool fault_idx_valid;
 	/* Counters. */
-	uint64_t pops, notifies, suppressed;
+	uint64_t pops, notifies, suppressed, faults;
 };
 
 struct virtio_device_ops {
@@ -139,6 +163,7 @@ struct virtio_device {
 	pthread_mutex_t lock;
 	struct virtio_common_state st;
 	_Atomic uint8_t isr;          /* bit 0 queue interrupt, bit 1 config change */
+	struct log_ratelimit fault_log;   /* translation fault messages */
 	bool broken;                  /* NEEDS_RESET set; cleared by reset */
 	char broken_reason[128];
 	unsigned nr_queues;
@@ -181,8 +206,14 @@ void *virtio_dma_map(struct virtio_device *vdev, uint64_t addr, uint64_t len, bo
 		     uint64_t *gpa);
 
 /* Queue processing (vdev->lock held). */
+#define VIRTQ_FAULT 2
 /* 1: a chain was popped into @elem; 0: queue empty (or not running); -errno:
- * the chain was malformed and the device is now broken. */
+ * the chain was malformed and the device is now broken; VIRTQ_FAULT: a chain
+ * was popped but the IOMMU refused one of its buffers (or its indirect
+ * table): the request fails. elem->head is set, elem has no buffers; the
+ * caller returns it (virtq_fill/virtq_push with length 0), or gives it back
+ * with virtq_unpop() (it then fails again without a second fault report).
+ * Counted in vq->faults and logged (rate-limited). */
 int virtq_pop(struct virtqueue *vq, struct virtq_elem *elem);
 /* Give back the last @n popped chains unused (e.g. RX buffers we did not fill). */
 void virtq_unpop(struct virtqueue *vq, uint16_t n);

@@ -218,6 +218,12 @@ void virtio_iommu_flush_faults(struct virtio_iommu *v)
 		r = virtq_pop(vq, elem);
 		if (r <= 0)
 			break;              /* no buffer: keep it for the next one */
+		if (r == VIRTQ_FAULT) {
+			/* Only if this device were translated itself: buffer unusable. */
+			virtq_push(vq, elem, 0);
+			sent = true;
+			continue;
+		}
 		if (elem->out_num || elem->in_len < VIOMMU_FAULT_SIZE) {
 			/* §5.13.6.9.2: never split a report; a bad buffer is returned unused. */
 			virtq_push(vq, elem, 0);
@@ -301,7 +307,12 @@ void virtio_iommu_process_requests(struct virtio_iommu *v)
 		return;
 	pthread_mutex_lock(&v->vdev.lock);
 	while ((r = virtq_pop(vq, elem)) > 0) {
-		viommu_handle_elem(v, vq, elem);
+		if (r == VIRTQ_FAULT) {
+			v->bad_requests++;
+			virtq_push(vq, elem, 0);
+		} else {
+			viommu_handle_elem(v, vq, elem);
+		}
 		any = true;
 	}
 	if (any)

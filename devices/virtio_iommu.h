@@ -14,7 +14,9 @@
  * VIRTIO_F_ACCESS_PLATFORM every ring and buffer address of that device goes
  * IOVA -> GPA through iommu_translate_ep() with permission checks. A fault
  * fails the access (the core never touches guest memory for it) and is queued
- * for the event queue; the event loop delivers it.
+ * for the event queue; the event loop delivers it. A fault on a request's
+ * buffer fails that request only; a fault on a ring makes the device
+ * NEEDS_RESET (see "Translation faults" in virtio.h).
  *
  * UNMAP is in effect before its request completes: iommu_unmap() invalidates
  * every cached translation before returning, and the device re-translates the

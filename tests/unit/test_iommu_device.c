@@ -265,8 +265,16 @@ Test(iommu_device, unmapped_buffer_faults_and_reports_event)
 	memset(ident, 0x5a, 64);
 	set_desc(cl_gpa(CL_DESC), 0, 0x700000, 64, VRING_DESC_F_WRITE, 0);
 	post(cl_gpa(CL_AVAIL), 0);
-	cr_assert_lt(client_pop(), 0, "the request fails");
-	cr_assert(client.broken);
+	cr_assert_eq(client_pop(), VIRTQ_FAULT, "the request fails");
+	cr_assert_eq(elem.head, 0);
+	cr_assert_eq(elem.in_num + elem.out_num, 0, "and hands out no buffer");
+	cr_assert_not(client.broken, "only the request fails, not the device");
+	cr_assert_eq(client.vqs[0].faults, 1);
+	pthread_mutex_lock(&client.lock);
+	virtq_push(&client.vqs[0], &elem, 0);
+	pthread_mutex_unlock(&client.lock);
+	cr_assert_eq(used_ring(cl_gpa(CL_USED))->idx, 1, "the failed chain is returned");
+	cr_assert_eq(used_ring(cl_gpa(CL_USED))->ring[0].len, 0);
 	for (int i = 0; i < 64; i++)
 		cr_assert_eq(ident[i], 0x5a, "guest memory untouched");
 	virtio_iommu_flush_faults(&viommu);
@@ -278,6 +286,85 @@ Test(iommu_device, unmapped_buffer_faults_and_reports_event)
 	cr_assert_eq(ev[8], EP);
 	cr_assert_eq(*(uint64_t *)(ev + 16), 0x700000);
 	cr_assert_gt(notifies, 0);
+	/* The queue goes on: the next request through a mapped buffer works. */
+	set_desc(cl_gpa(CL_DESC), 1, CL_BUF + 0x3000, 64, VRING_DESC_F_WRITE, 0);
+	post(cl_gpa(CL_AVAIL), 1);
+	cr_assert_eq(client_pop(), 1, "%s", client.broken_reason);
+	cr_assert_eq(elem.head, 1);
+	cr_assert_eq(elem.gpa[0], CL_GPA + 0x13000);
+	cr_assert_eq(used_ring(EQ_USED)->idx, 1, "no second fault event");
+}
+
+/* A chain whose first buffer is fine and whose second is not: the whole
+ * request fails, one fault event (the first refused address), nothing of
+ * the mapped part is handed out either. */
+Test(iommu_device, fault_in_second_buffer_fails_whole_request)
+{
+	start_client(IOMMU_MAP_F_READ | IOMMU_MAP_F_WRITE);
+	provide_event_buffers(4);
+	set_desc(cl_gpa(CL_DESC), 0, CL_BUF, 64, VRING_DESC_F_NEXT, 1);
+	set_desc(cl_gpa(CL_DESC), 1, 0x900000, 64, VRING_DESC_F_WRITE | VRING_DESC_F_NEXT, 2);
+	set_desc(cl_gpa(CL_DESC), 2, 0xa00000, 64, VRING_DESC_F_WRITE, 0);
+	post(cl_gpa(CL_AVAIL), 0);
+	cr_assert_eq(client_pop(), VIRTQ_FAULT);
+	cr_assert_eq(elem.out_num + elem.in_num, 0);
+	cr_assert_not(client.broken);
+	virtio_iommu_flush_faults(&viommu);
+	cr_assert_eq(used_ring(EQ_USED)->idx, 1, "one event per failed request");
+	cr_assert_eq(*(uint64_t *)gpa(EV_BUF + 16, 8), 0x900000);
+}
+
+/* An indirect table the IOMMU refuses fails the request the same way. */
+Test(iommu_device, unmapped_indirect_table_fails_request)
+{
+	static const uint64_t crings[] = { CL_DESC, CL_AVAIL, CL_USED };
+
+	cr_assert_eq(attach(1, EP), VIRTIO_IOMMU_S_OK);
+	cr_assert_eq(map(1, CL_IOVA, 0x3000, CL_GPA, IOMMU_MAP_F_READ | IOMMU_MAP_F_WRITE), 0);
+	cr_assert_eq(map(1, CL_BUF, 0x10000, CL_GPA + 0x10000, IOMMU_MAP_F_READ), 0);
+	start(&client, (1ULL << VIRTIO_F_VERSION_1) | ACCESS_PLATFORM |
+		       (1ULL << VIRTIO_RING_F_INDIRECT_DESC), crings, 1);
+	set_desc(cl_gpa(CL_DESC), 0, 0x800000, 32, VRING_DESC_F_INDIRECT, 0);
+	post(cl_gpa(CL_AVAIL), 0);
+	cr_assert_eq(client_pop(), VIRTQ_FAULT);
+	cr_assert_not(client.broken);
+	/* A mapped indirect table on the next request works. */
+	set_desc(cl_gpa(CL_BUF + 0x1000), 0, CL_BUF + 0x2000, 16, 0, 0);
+	set_desc(cl_gpa(CL_DESC), 1, CL_BUF + 0x1000, 16, VRING_DESC_F_INDIRECT, 0);
+	post(cl_gpa(CL_AVAIL), 1);
+	cr_assert_eq(client_pop(), 1, "%s", client.broken_reason);
+	cr_assert_eq(elem.gpa[0], CL_GPA + 0x12000);
+}
+
+/* A failed chain given back (virtio-net RX does that when it has gathered
+ * buffers before it) fails again when popped again, without translating or
+ * reporting a second time; chains before it are popped normally. */
+Test(iommu_device, faulted_chain_given_back_is_not_reported_twice)
+{
+	start_client(IOMMU_MAP_F_READ | IOMMU_MAP_F_WRITE);
+	set_desc(cl_gpa(CL_DESC), 0, CL_BUF, 64, VRING_DESC_F_WRITE, 0);
+	set_desc(cl_gpa(CL_DESC), 1, 0x900000, 64, VRING_DESC_F_WRITE, 0);
+	post(cl_gpa(CL_AVAIL), 0);
+	post(cl_gpa(CL_AVAIL), 1);
+	cr_assert_eq(client_pop(), 1);
+	cr_assert_eq(client_pop(), VIRTQ_FAULT);
+	cr_assert_eq(atomic_load(&viommu.io.nr_faults), 1);
+	pthread_mutex_lock(&client.lock);
+	virtq_unpop(&client.vqs[0], 2);
+	pthread_mutex_unlock(&client.lock);
+	cr_assert_eq(client_pop(), 1);
+	cr_assert_eq(elem.head, 0);
+	cr_assert_eq(client_pop(), VIRTQ_FAULT);
+	cr_assert_eq(elem.head, 1);
+	cr_assert_eq(atomic_load(&viommu.io.nr_faults), 1, "reported once");
+	cr_assert_eq(viommu.pending_count, 1);
+	cr_assert_eq(client.vqs[0].faults, 1);
+	/* Once a later chain is popped, the index is forgotten: the same slot,
+	 * reused by a new request with a good buffer, works. */
+	set_desc(cl_gpa(CL_DESC), 2, CL_BUF + 0x1000, 64, VRING_DESC_F_WRITE, 0);
+	post(cl_gpa(CL_AVAIL), 2);
+	cr_assert_eq(client_pop(), 1);
+	cr_assert_not(client.vqs[0].fault_idx_valid);
 }
 
 Test(iommu_device, read_only_buffer_refuses_device_write)
@@ -289,10 +376,13 @@ Test(iommu_device, read_only_buffer_refuses_device_write)
 	cr_assert_eq(client_pop(), 1, "device may read a READ mapping");
 	set_desc(cl_gpa(CL_DESC), 1, CL_BUF + 0x1000, 64, VRING_DESC_F_WRITE, 0);
 	post(cl_gpa(CL_AVAIL), 1);
-	cr_assert_lt(client_pop(), 0, "but not write it");
+	cr_assert_eq(client_pop(), VIRTQ_FAULT, "but not write it");
+	cr_assert_not(client.broken);
 	virtio_iommu_flush_faults(&viommu);
 	cr_assert_eq(used_ring(EQ_USED)->idx, 1);
 	cr_assert_eq(((uint8_t *)gpa(EV_BUF, 64))[4], IOMMU_FAULT_F_WRITE);
+	post(cl_gpa(CL_AVAIL), 0);
+	cr_assert_eq(client_pop(), 1, "reads still work after the fault");
 }
 
 Test(iommu_device, unmap_takes_effect_before_completion)
@@ -304,15 +394,22 @@ Test(iommu_device, unmap_takes_effect_before_completion)
 	cr_assert_eq(client_pop(), 1);
 	cr_assert_eq(unmap(1, CL_BUF, 0x10000), VIRTIO_IOMMU_S_OK);
 	post(cl_gpa(CL_AVAIL), 0);
-	cr_assert_lt(client_pop(), 0);
+	cr_assert_eq(client_pop(), VIRTQ_FAULT);
 }
 
+/* Rings are not requests: with its rings unmapped the queue cannot go on,
+ * and NEEDS_RESET (virtio 1.2 §2.1.2) is the device's only way to say so. */
 Test(iommu_device, unmapping_rings_breaks_client_at_completion)
 {
 	start_client(IOMMU_MAP_F_READ | IOMMU_MAP_F_WRITE);
+	provide_event_buffers(2);
 	cr_assert_eq(unmap(1, CL_IOVA, 0x3000), VIRTIO_IOMMU_S_OK);
 	/* Cached ring pointers were re-translated before the UNMAP completed. */
 	cr_assert(client.broken, "client must not keep using unmapped rings");
+	cr_assert(client.st.status & VIRTIO_CONFIG_S_NEEDS_RESET);
+	virtio_iommu_flush_faults(&viommu);
+	cr_assert_eq(used_ring(EQ_USED)->idx, 1, "the ring fault is reported too");
+	cr_assert_eq(*(uint64_t *)gpa(EV_BUF + 16, 8), CL_DESC);
 }
 
 Test(iommu_device, split_refused_then_adjacent_pieces)
