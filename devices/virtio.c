@@ -67,16 +67,86 @@ void virtio_device_destroy(struct virtio_device *vdev)
 			close(vdev->vqs[i].kick_fd);
 	free(vdev->vqs);
 	vdev->vqs = NULL;
+	free(vdev->dma_cache);
+	vdev->dma_cache = NULL;
 	pthread_mutex_destroy(&vdev->lock);
 }
 
-void virtio_device_set_dma_translate(struct virtio_device *vdev, virtio_dma_translate_fn fn,
-				     void *opaque)
+int virtio_device_set_dma_translate(struct virtio_device *vdev, virtio_dma_translate_fn fn,
+				    void *opaque, const _Atomic uint64_t *gen)
 {
+	if (fn && !vdev->dma_cache) {
+		vdev->dma_cache = calloc(VIRTIO_DMA_CACHE_SIZE, sizeof(*vdev->dma_cache));
+		if (!vdev->dma_cache)
+			return -ENOMEM;
+	}
+	if (!fn) {
+		free(vdev->dma_cache);
+		vdev->dma_cache = NULL;
+	}
 	vdev->dma_translate = fn;
 	vdev->dma_opaque = opaque;
+	vdev->dma_gen = gen;
 	if (fn)
 		vdev->host_features |= 1ULL << VIRTIO_F_ACCESS_PLATFORM;
+	return 0;
+}
+
+static inline uint64_t min_u64(uint64_t a, uint64_t b)
+{
+	return a < b ? a : b;
+}
+
+/* DMA cache miss: ask the hook, keep its answer clipped to the RAM region
+ * the address is in (so one host pointer covers the whole entry). */
+static __attribute__((noinline)) int dma_cache_fill(struct virtio_device *vdev,
+						    struct virtio_dma_cache_entry *e, uint64_t addr,
+						    uint64_t len, bool write, void **hva,
+						    uint64_t *gpa)
+{
+	const struct mem_region *reg;
+	struct virtio_dma_range r;
+	uint64_t g, below, above;
+	int ret;
+
+	vdev->dma_cache_misses++;
+	ret = vdev->dma_translate(vdev->dma_opaque, addr, len, write, &r);
+	if (ret)
+		return ret == -EFAULT ? -EFAULT : -ERANGE;
+	g = r.gpa + (addr - r.start);
+	reg = mem_region_of(vdev->mem, g, len);
+	if (!reg)
+		return -ERANGE;
+	below = min_u64(addr - r.start, g - reg->gpa);
+	above = min_u64(r.last - addr, reg->gpa + reg->size - 1 - g);
+	*e = (struct virtio_dma_cache_entry){ .start = addr - below, .last = addr + above,
+					      .gen = r.gen, .hva = reg->hva + (g - reg->gpa) - below,
+					      .gpa = g - below, .perm = r.perm };
+	*hva = reg->hva + (g - reg->gpa);
+	*gpa = g;
+	return 0;
+}
+
+/* IOVA -> host pointer for a device behind an IOMMU. A hit needs the
+ * current generation (so an UNMAP that has returned is in effect), the
+ * whole range inside the entry and the access allowed. */
+static inline int dma_map_translated(struct virtio_device *vdev, uint64_t addr, uint64_t len,
+				     bool write, void **hva, uint64_t *gpa)
+{
+	struct virtio_dma_cache_entry *e = &vdev->dma_cache[(addr >> 12) & (VIRTIO_DMA_CACHE_SIZE - 1)];
+	uint32_t perm = write ? VIRTIO_DMA_WRITE : VIRTIO_DMA_READ;
+	uint64_t gen = atomic_load_explicit(vdev->dma_gen, memory_order_acquire);
+
+	if (!len || addr + len - 1 < addr)
+		return -ERANGE;
+	if (__builtin_expect(e->gen == gen && (e->perm & perm) && addr >= e->start &&
+			     addr + len - 1 <= e->last, 1)) {
+		vdev->dma_cache_hits++;
+		*hva = e->hva + (addr - e->start);
+		*gpa = e->gpa + (addr - e->start);
+		return 0;
+	}
+	return dma_cache_fill(vdev, e, addr, len, write, hva, gpa);
 }
 
 /* 0 with *hva (and *gpa); -EFAULT: the IOMMU refused the access (the hook
@@ -84,19 +154,15 @@ void virtio_device_set_dma_translate(struct virtio_device *vdev, virtio_dma_tran
 static int dma_map(struct virtio_device *vdev, uint64_t addr, uint64_t len, bool write,
 		   void **hva, uint64_t *gpa)
 {
-	uint64_t pa = addr;
-	int r;
+	uint64_t pa;
 
-	if (vdev->dma_translate && virtio_has_feature(vdev, VIRTIO_F_ACCESS_PLATFORM)) {
-		r = vdev->dma_translate(vdev->dma_opaque, addr, len, write, &pa);
-		if (r)
-			return r == -EFAULT ? -EFAULT : -ERANGE;
-	}
-	*hva = mem_gpa_to_hva(vdev->mem, pa, len);
+	if (vdev->dma_translate && virtio_has_feature(vdev, VIRTIO_F_ACCESS_PLATFORM))
+		return dma_map_translated(vdev, addr, len, write, hva, gpa ? gpa : &pa);
+	*hva = mem_gpa_to_hva(vdev->mem, addr, len);
 	if (!*hva)
 		return -ERANGE;
 	if (gpa)
-		*gpa = pa;
+		*gpa = addr;
 	return 0;
 }
 
@@ -134,6 +200,10 @@ void virtio_device_reset(struct virtio_device *vdev)
 	atomic_store(&vdev->isr, 0);
 	vdev->broken = false;
 	vdev->broken_reason[0] = 0;
+	/* Not needed for correctness (entries carry their generation), but a
+	 * reset device starts from nothing. */
+	if (vdev->dma_cache)
+		memset(vdev->dma_cache, 0, VIRTIO_DMA_CACHE_SIZE * sizeof(*vdev->dma_cache));
 	for (unsigned i = 0; i < vdev->nr_queues; i++)
 		virtq_reset(&vdev->vqs[i]);
 	vdev->resets++;

@@ -136,8 +136,37 @@ struct virtio_transport_ops {
 	int (*notify)(void *opaque, uint16_t vector);
 };
 
+/* A DMA translation hook's answer: IOVAs [start, last] map linearly to
+ * gpa.. with access @perm (VIRTIO_DMA_READ/WRITE), for as long as the hook's
+ * generation counter (virtio_device_set_dma_translate) equals @gen. It must
+ * contain the range that was asked for. */
+struct virtio_dma_range {
+	uint64_t start, last;
+	uint64_t gpa;                 /* guest-physical address of start */
+	uint64_t gen;
+	uint32_t perm;
+};
+#define VIRTIO_DMA_READ  1u
+#define VIRTIO_DMA_WRITE 2u
+
+/* 0 and *r; -EFAULT: refused (translation fault, reported by the hook);
+ * other -errno: bad request (zero length, wrap). */
 typedef int (*virtio_dma_translate_fn)(void *opaque, uint64_t iova, uint64_t len, bool write,
-				       uint64_t *gpa);
+				       struct virtio_dma_range *r);
+
+/* The device side of translation (like a PCIe device's ATS cache): recent
+ * answers of the hook, IOVA -> host address, direct-mapped by IOVA page.
+ * Private to the device and used under vdev->lock only, so a hit is a few
+ * plain loads and compares: no lock, no atomic besides the load of the
+ * hook's generation that validates it. */
+#define VIRTIO_DMA_CACHE_SIZE 256
+struct virtio_dma_cache_entry {
+	uint64_t start, last;         /* IOVA range, inclusive */
+	uint64_t gen;
+	uint8_t *hva;                 /* host address of start */
+	uint64_t gpa;                 /* guest-physical address of start */
+	uint32_t perm;                /* VIRTIO_DMA_*; 0 = empty */
+};
 
 /* Serializable common state. */
 struct virtio_common_state {
@@ -160,6 +189,9 @@ struct virtio_device {
 	void *transport_opaque;
 	virtio_dma_translate_fn dma_translate;
 	void *dma_opaque;
+	const _Atomic uint64_t *dma_gen;  /* bumped by the hook's owner on every change */
+	struct virtio_dma_cache_entry *dma_cache;   /* VIRTIO_DMA_CACHE_SIZE, with the hook */
+	uint64_t dma_cache_hits, dma_cache_misses;
 	pthread_mutex_t lock;
 	struct virtio_common_state st;
 	_Atomic uint8_t isr;          /* bit 0 queue interrupt, bit 1 config change */
@@ -196,12 +228,17 @@ void virtio_device_set_broken(struct virtio_device *vdev, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 /* Send a configuration change interrupt (e.g. link status, announce). Lock held. */
 void virtio_device_config_changed(struct virtio_device *vdev);
-void virtio_device_set_dma_translate(struct virtio_device *vdev, virtio_dma_translate_fn fn,
-				     void *opaque);
+/* Install (@fn non-NULL) or remove the DMA translation hook. @gen is the
+ * owner's generation counter: the owner bumps it before any change of the
+ * translation takes effect (returns), which invalidates the device's DMA
+ * cache. Offers VIRTIO_F_ACCESS_PLATFORM. 0 or -ENOMEM. */
+int virtio_device_set_dma_translate(struct virtio_device *vdev, virtio_dma_translate_fn fn,
+				    void *opaque, const _Atomic uint64_t *gen);
 
 /* The one gate for guest addresses: translate (IOVA->GPA if the hook is set
- * and ACCESS_PLATFORM negotiated), check [addr, addr+len) is RAM, return the
- * host pointer (NULL on failure); *gpa (optional) gets the guest-physical address. */
+ * and ACCESS_PLATFORM negotiated; the DMA cache first), check [addr,
+ * addr+len) is RAM, return the host pointer (NULL on failure); *gpa
+ * (optional) gets the guest-physical address. vdev->lock held. */
 void *virtio_dma_map(struct virtio_device *vdev, uint64_t addr, uint64_t len, bool write,
 		     uint64_t *gpa);
 

@@ -872,6 +872,9 @@ static void virtio_net_dev_counters(struct device *dev, struct cJSON *obj)
 	cJSON_AddNumberToObject(obj, "tx_batches", (double)c[7]);
 	cJSON_AddNumberToObject(obj, "rx_iommu_faults", (double)c[8]);
 	cJSON_AddNumberToObject(obj, "tx_iommu_faults", (double)c[9]);
+	/* Behind a vIOMMU: the device's DMA cache (virtio.h). */
+	cJSON_AddNumberToObject(obj, "dma_cache_hits", (double)net->vdev.dma_cache_hits);
+	cJSON_AddNumberToObject(obj, "dma_cache_misses", (double)net->vdev.dma_cache_misses);
 	cJSON_AddNumberToObject(obj, "resets", (double)net->vdev.resets);
 	cJSON_AddNumberToObject(obj, "needs_reset_events", (double)net->vdev.broken_count);
 }

@@ -3,6 +3,8 @@
  * faults on the event queue, UNMAP in effect at completion, state restore. */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <sched.h>
+#include <time.h>
 #include <string.h>
 
 #include "devices/virtio_iommu.h"
@@ -245,12 +247,124 @@ Test(iommu_device, buffers_translate_iova_to_gpa)
 	virtq_push(&client.vqs[0], &elem, 128);
 	pthread_mutex_unlock(&client.lock);
 	cr_assert_eq(((struct vring_used *)gpa(cl_gpa(CL_USED), 16))->idx, 1);
-	/* The same buffers again: served from the translation cache. */
-	uint64_t hits = atomic_load(&viommu.clients[0].ep->tlb_hits);
+	/* The same buffers again: served from the device's DMA cache, the
+	 * IOMMU is not asked again. */
+	uint64_t hits = client.dma_cache_hits, misses = client.dma_cache_misses;
+	uint64_t io_hits = atomic_load(&viommu.clients[0].ep->tlb_hits);
+	uint64_t io_misses = atomic_load(&viommu.clients[0].ep->tlb_misses);
 	post(cl_gpa(CL_AVAIL), 0);
 	cr_assert_eq(client_pop(), 1);
 	cr_assert_eq(elem.iov[1].iov_base, gpa(CL_GPA + 0x15000, 128));
-	cr_assert_geq(atomic_load(&viommu.clients[0].ep->tlb_hits), hits + 2, "cache hits");
+	cr_assert_eq(client.dma_cache_hits, hits + 2, "device cache hits");
+	cr_assert_eq(client.dma_cache_misses, misses);
+	cr_assert_eq(atomic_load(&viommu.clients[0].ep->tlb_hits), io_hits);
+	cr_assert_eq(atomic_load(&viommu.clients[0].ep->tlb_misses), io_misses);
+}
+
+static void *client_map(uint64_t iova, uint64_t len, bool write)
+{
+	void *p;
+
+	pthread_mutex_lock(&client.lock);
+	p = virtio_dma_map(&client, iova, len, write, NULL);
+	pthread_mutex_unlock(&client.lock);
+	return p;
+}
+
+/* The device's DMA cache: one entry serves the whole mapping; UNMAP (a new
+ * IOMMU generation) invalidates it before the UNMAP completes; a cached
+ * read does not allow a write. */
+Test(iommu_device, dma_cache_follows_unmap_and_permissions)
+{
+	start_client(IOMMU_MAP_F_READ);
+	provide_event_buffers(2);
+	cr_assert_eq(client_map(CL_BUF + 0x100, 64, false), gpa(CL_GPA + 0x10100, 64));
+	uint64_t misses = client.dma_cache_misses;
+	cr_assert_eq(client_map(CL_BUF + 0x180, 64, false), gpa(CL_GPA + 0x10180, 64));
+	cr_assert_eq(client.dma_cache_misses, misses, "same page, same mapping: a hit");
+	cr_assert_null(client_map(CL_BUF + 0x100, 64, true), "read-only mapping");
+	cr_assert_eq(unmap(1, CL_BUF, 0x10000), VIRTIO_IOMMU_S_OK);
+	cr_assert_null(client_map(CL_BUF + 0x100, 64, false), "unmapped: the cached entry is dead");
+	virtio_iommu_flush_faults(&viommu);
+	cr_assert_eq(used_ring(EQ_USED)->idx, 2, "both refusals reported");
+	cr_assert_eq(map(1, CL_BUF, 0x1000, CL_GPA + 0x30000, IOMMU_MAP_F_READ), VIRTIO_IOMMU_S_OK);
+	cr_assert_eq(client_map(CL_BUF + 0x100, 64, false), gpa(CL_GPA + 0x30100, 64),
+		     "re-mapped elsewhere: the new translation");
+}
+
+/* An entry never reaches past the RAM region it was filled in: bypass
+ * translates everything 1:1, but an access crossing the end of RAM fails. */
+Test(iommu_device, dma_cache_entry_stays_inside_ram)
+{
+	static const uint64_t rings[] = { CL_GPA, CL_GPA + 0x1000, CL_GPA + 0x2000 };
+
+	iommu_set_bypass(&viommu.io, true);
+	start(&client, (1ULL << VIRTIO_F_VERSION_1) | ACCESS_PLATFORM, rings, 1);
+	cr_assert_eq(client_map(RAM_SIZE - 128, 64, true), gpa(RAM_SIZE - 128, 64));
+	cr_assert_eq(client_map(RAM_SIZE - 64, 64, true), gpa(RAM_SIZE - 64, 64));
+	cr_assert_null(client_map(RAM_SIZE - 64, 128, true));
+	cr_assert_null(client_map(RAM_SIZE, 1, false));
+}
+
+/* Concurrency: a device thread translates one IOVA over and over (through
+ * its DMA cache, under its lock as the device does) while this thread maps
+ * and unmaps it. A translation that starts after iommu_unmap() returned
+ * must fail: phase is odd from then until the next MAP starts. */
+struct dma_race {
+	_Atomic unsigned phase;
+	_Atomic bool stop;
+	_Atomic unsigned long violations, hits, tries;
+};
+
+static void *dma_race_device(void *arg)
+{
+	struct dma_race *r = arg;
+
+	while (!atomic_load(&r->stop)) {
+		unsigned phase = atomic_load(&r->phase);
+		uint8_t *p = client_map(CL_BUF + 0x10, 64, false);
+
+		atomic_fetch_add(&r->tries, 1);
+		if ((phase & 1) && phase == atomic_load(&r->phase)) {
+			if (p)
+				atomic_fetch_add(&r->violations, 1);
+		} else if (p) {
+			atomic_fetch_add(&r->hits, 1);
+			if (p != gpa(CL_GPA + 0x10010, 64))
+				atomic_fetch_add(&r->violations, 1);
+		}
+	}
+	return NULL;
+}
+
+Test(iommu_device, dma_cache_unmap_wins_against_concurrent_device)
+{
+	struct dma_race r = { .phase = 1 };
+	struct timespec t0, now;
+	pthread_t t;
+
+	start_client(IOMMU_MAP_F_READ);
+	cr_assert_eq(iommu_unmap(&viommu.io, 1, CL_BUF, CL_BUF + 0xffff), 0);
+	cr_assert_eq(pthread_create(&t, NULL, dma_race_device, &r), 0);
+	while (!atomic_load(&r.tries))
+		sched_yield();
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (unsigned i = 0;; i++) {
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (i >= 20000 && (atomic_load(&r.tries) >= 100000 || now.tv_sec - t0.tv_sec >= 2))
+			break;
+		atomic_fetch_add(&r.phase, 1);
+		cr_assert_eq(iommu_map(&viommu.io, 1, CL_BUF, CL_BUF + 0xfff, CL_GPA + 0x10000,
+				       IOMMU_MAP_F_READ), 0);
+		for (volatile int spin = 0; spin < 200; spin++)
+			;
+		cr_assert_eq(iommu_unmap(&viommu.io, 1, CL_BUF, CL_BUF + 0xfff), 0);
+		atomic_fetch_add(&r.phase, 1);
+	}
+	atomic_store(&r.stop, true);
+	pthread_join(t, NULL);
+	cr_assert_eq(atomic_load(&r.violations), 0, "a translation used an unmapped IOVA");
+	cr_assert_gt(atomic_load(&r.hits), 0, "the device did see the mapping sometimes");
 }
 
 Test(iommu_device, unmapped_buffer_faults_and_reports_event)
