@@ -298,7 +298,7 @@ int virtio_net_tx_process(struct net_queue_pair *qp, bool *more)
 	*more = false;
 	virtq_set_notification(vq, false);
 	for (;;) {
-		if (frames >= VIRTIO_NET_TX_BUDGET) {
+		if (batch >= VIRTIO_NET_TX_BUDGET) {
 			*more = virtq_avail_count(vq) != 0;
 			break;
 		}
@@ -310,6 +310,13 @@ int virtio_net_tx_process(struct net_queue_pair *qp, bool *more)
 			if (virtq_set_notification(vq, true))
 				continue;
 			break;
+		}
+		if (r == VIRTQ_FAULT) {
+			/* The IOMMU refused a buffer: this frame is dropped (its
+			 * chain goes back unread), the queue goes on. */
+			qp->tx_faults++;
+			virtq_fill(vq, qp->tx_elem, 0, batch++);
+			continue;
 		}
 		r = net_tx_one(qp, qp->tx_elem);
 		if (r < 0)
@@ -337,14 +344,24 @@ static size_t net_rx_max_frame(const struct virtio_net *net)
 }
 
 /* Pop RX chains until they can hold @need bytes. Returns the number popped,
- * or -errno if the driver broke the spec. *cap gets their total size. */
-static int net_rx_gather(struct net_queue_pair *qp, size_t need, size_t *cap)
+ * or -errno if the driver broke the spec. *cap gets their total size.
+ *
+ * A chain the IOMMU refuses (VIRTQ_FAULT) cannot take a frame: as the first
+ * one it is returned at once with used length 0, nothing written (counted in
+ * rx_faults; *returned says an interrupt is due), and the next one is tried.
+ * Behind chains already gathered it is given back (virtq_unpop: it fails
+ * again later without a second fault report, once the chains before it are
+ * used), and *fault_stop tells the caller that no more room will come before
+ * it: receive into what was gathered instead of waiting for more. */
+static int net_rx_gather(struct net_queue_pair *qp, size_t need, size_t *cap, bool *fault_stop,
+			 bool *returned)
 {
 	struct virtio_net *net = qp->net;
 	bool mrg = net_has(net, VIRTIO_NET_F_MRG_RXBUF);
 	int k = 0;
 
 	*cap = 0;
+	*fault_stop = false;
 	while (k < VIRTIO_NET_RX_ELEMS && *cap < need) {
 		struct virtq_elem *e = &qp->rx_elems[k];
 		int r = virtq_pop(qp->rxq, e);
@@ -353,6 +370,17 @@ static int net_rx_gather(struct net_queue_pair *qp, size_t need, size_t *cap)
 			return r;
 		if (r == 0)
 			break;
+		if (r == VIRTQ_FAULT) {
+			if (k) {
+				virtq_unpop(qp->rxq, 1);
+				*fault_stop = true;
+				break;
+			}
+			qp->rx_faults++;
+			virtq_push(qp->rxq, e, 0);
+			*returned = true;
+			continue;
+		}
 		k++;
 		/* §5.1.6.3: RX buffers are device-writable and hold at least the header. */
 		if (e->out_num || e->in_len < VIRTIO_NET_HDR_LEN) {
@@ -422,12 +450,13 @@ int virtio_net_rx_process(struct net_queue_pair *qp)
 	struct virtqueue *vq = qp->rxq;
 	size_t need = net_rx_max_frame(net), cap;
 	int frames = 0, ret = 0;
+	bool fault_stop, returned = false;
 
 	if (qp->index >= net->st.active_pairs)
 		return 0;
 	qp->rx_blocked = false;
 	while (frames < NET_RX_BUDGET) {
-		int k = net_rx_gather(qp, need, &cap);
+		int k = net_rx_gather(qp, need, &cap, &fault_stop, &returned);
 
 		if (k < 0) {
 			ret = k;
@@ -435,8 +464,8 @@ int virtio_net_rx_process(struct net_queue_pair *qp)
 		}
 		/* Too little room for a full-size frame and nothing more posted:
 		 * wait for buffers rather than truncate (unless the guest has
-		 * already posted all it can). */
-		if (k == 0 || (cap < need && k < VIRTIO_NET_RX_ELEMS &&
+		 * already posted all it can, or a faulting buffer is next). */
+		if (k == 0 || (cap < need && k < VIRTIO_NET_RX_ELEMS && !fault_stop &&
 			       cap < (size_t)VIRTIO_NET_HDR_LEN + net->mtu + NET_ETH_OVERHEAD)) {
 			virtq_unpop(vq, (uint16_t)k);
 			if (virtq_set_notification(vq, true))
@@ -458,7 +487,7 @@ int virtio_net_rx_process(struct net_queue_pair *qp)
 		ret = 0;
 		frames++;
 	}
-	if (frames)
+	if (frames || returned)
 		virtq_notify(vq);
 	if (frames >= NET_RX_BUDGET)
 		net_kick_self(vq);   /* more may be waiting: come back after others ran */
@@ -502,6 +531,13 @@ int virtio_net_ctrl_process(struct virtio_net *net)
 	while ((r = virtq_pop(vq, e)) > 0) {
 		uint8_t hdr[2], ack;
 
+		if (r == VIRTQ_FAULT) {
+			/* IOMMU refused the command or ack buffer: no ack written. */
+			net->ctrl_errors++;
+			virtq_push(vq, e, 0);
+			n++;
+			continue;
+		}
 		/* §5.1.6.5: class+command readable, then one writable ack byte. */
 		if (e->out_len < 2 || e->in_len < 1) {
 			virtio_device_set_broken(&net->vdev, "ctrl: malformed command chain %u", e->head);
@@ -816,7 +852,7 @@ static void virtio_net_dev_info(struct device *dev, struct cJSON *obj)
 static void virtio_net_dev_counters(struct device *dev, struct cJSON *obj)
 {
 	struct virtio_net *net = dev_to_net(dev);
-	uint64_t c[8] = { 0 };
+	uint64_t c[10] = { 0 };
 
 	for (unsigned i = 0; i < net->nr_pairs; i++) {
 		const struct net_queue_pair *qp = &net->qp[i];
@@ -824,6 +860,7 @@ static void virtio_net_dev_counters(struct device *dev, struct cJSON *obj)
 		c[0] += qp->rx_frames, c[1] += qp->rx_bytes, c[2] += qp->rx_no_buffers;
 		c[3] += qp->rx_errors, c[4] += qp->tx_frames, c[5] += qp->tx_bytes;
 		c[6] += qp->tx_errors, c[7] += qp->tx_batches;
+		c[8] += qp->rx_faults, c[9] += qp->tx_faults;
 	}
 	cJSON_AddNumberToObject(obj, "rx_frames", (double)c[0]);
 	cJSON_AddNumberToObject(obj, "rx_bytes", (double)c[1]);
@@ -833,6 +870,11 @@ static void virtio_net_dev_counters(struct device *dev, struct cJSON *obj)
 	cJSON_AddNumberToObject(obj, "tx_bytes", (double)c[5]);
 	cJSON_AddNumberToObject(obj, "tx_errors", (double)c[6]);
 	cJSON_AddNumberToObject(obj, "tx_batches", (double)c[7]);
+	cJSON_AddNumberToObject(obj, "rx_iommu_faults", (double)c[8]);
+	cJSON_AddNumberToObject(obj, "tx_iommu_faults", (double)c[9]);
+	/* Behind a vIOMMU: the device's DMA cache (virtio.h). */
+	cJSON_AddNumberToObject(obj, "dma_cache_hits", (double)net->vdev.dma_cache_hits);
+	cJSON_AddNumberToObject(obj, "dma_cache_misses", (double)net->vdev.dma_cache_misses);
 	cJSON_AddNumberToObject(obj, "resets", (double)net->vdev.resets);
 	cJSON_AddNumberToObject(obj, "needs_reset_events", (double)net->vdev.broken_count);
 }

@@ -48,6 +48,8 @@ struct net_queue_pair {
 	/* Counters (frames, bytes, errors). */
 	uint64_t rx_frames, rx_bytes, rx_no_buffers, rx_errors;
 	uint64_t tx_frames, tx_bytes, tx_errors, tx_batches;
+	/* Chains failed on an IOMMU translation fault (returned with length 0). */
+	uint64_t rx_faults, tx_faults;
 };
 
 /* Serializable device state (besides the virtio common state). */
@@ -90,8 +92,10 @@ int virtio_net_init(struct virtio_net *net, const char *name, struct guest_mem *
 void virtio_net_uninit(struct virtio_net *net);
 
 /* Data path (vdev.lock held). Return frames moved, or -errno when the
- * device went NEEDS_RESET. tx_process sends at most VIRTIO_NET_TX_BUDGET
- * frames; *more is set if the queue still had work. */
+ * device went NEEDS_RESET. tx_process handles at most VIRTIO_NET_TX_BUDGET
+ * chains; *more is set if the queue still had work. A chain whose buffer
+ * the IOMMU refuses fails alone (virtio.h, VIRTQ_FAULT): a TX frame is
+ * dropped, an RX buffer returned empty; counted in tx_faults/rx_faults. */
 int virtio_net_tx_process(struct net_queue_pair *qp, bool *more);
 int virtio_net_rx_process(struct net_queue_pair *qp);
 int virtio_net_ctrl_process(struct virtio_net *net);
