@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "vmm/acpi.h"
+#include "vmm/bgjob.h"
 #include "vmm/cpuid.h"
 #include "vmm/kvm.h"
 #include "vmm/layout.h"
@@ -42,9 +43,15 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
-/* @prefetch_cpuid: start fetching the supported CPUID now, alongside the
- * rest of VM creation (see cpuid_prefetch_start). */
-static int vm_open_kvm(struct vm *vm, bool prefetch_cpuid, char *err, size_t errlen)
+static int vm_fetch_cpuid(void *opaque)
+{
+	struct vm *vm = opaque;
+
+	return cpuid_get_supported(vm->kvm_fd, &vm->cpuid);
+}
+
+/* @fetch_cpuid: fetch the supported CPUID in the background meanwhile. */
+static int vm_open_kvm(struct vm *vm, bool fetch_cpuid, char *err, size_t errlen)
 {
 	int ret;
 
@@ -60,8 +67,8 @@ static int vm_open_kvm(struct vm *vm, bool prefetch_cpuid, char *err, size_t err
 		snprintf(err, errlen, "/dev/kvm: unsupported KVM API version %d", ret);
 		return -ENOTSUP;
 	}
-	if (prefetch_cpuid)
-		vm->cpuid_prefetch = cpuid_prefetch_start(vm->kvm_fd);
+	if (fetch_cpuid)
+		vm->cpuid_job = bgjob_start(vm_fetch_cpuid, vm);
 	vm->vm_fd = kvm_ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
 	if (vm->vm_fd < 0) {
 		snprintf(err, errlen, "KVM_CREATE_VM failed: %s", strerror_safe(-vm->vm_fd));
@@ -70,9 +77,39 @@ static int vm_open_kvm(struct vm *vm, bool prefetch_cpuid, char *err, size_t err
 	return 0;
 }
 
-static int vm_setup_irqchip(struct vm *vm)
+/* Both mostly wait, the memslot for an SRCU grace period, the PIT for
+ * kthreadd to start its thread: a background step (needs the irqchip). */
+static int vm_setup_slots_pit(void *opaque)
 {
 	struct kvm_pit_config pit = { .flags = KVM_PIT_SPEAKER_DUMMY };
+	struct vm *vm = opaque;
+	int ret = vm_set_memslots(vm, 0);
+
+	if (ret)
+		return ret;
+	ret = kvm_ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit);
+	return ret < 0 ? ret : 0;
+}
+
+/* Wait for (or run) the background creation steps still out. */
+static int vm_finish_jobs(struct vm *vm)
+{
+	int ret = 0, r;
+
+	if (vm->cpuid_job) {
+		ret = bgjob_finish(vm->cpuid_job, vm_fetch_cpuid, vm);
+		vm->cpuid_job = NULL;
+	}
+	if (vm->slots_pit_job) {
+		r = bgjob_finish(vm->slots_pit_job, vm_setup_slots_pit, vm);
+		vm->slots_pit_job = NULL;
+		ret = ret ? ret : r;
+	}
+	return ret;
+}
+
+static int vm_setup_irqchip(struct vm *vm)
+{
 	int ret;
 
 	/* Best effort: needed on VMX hosts, meaningless elsewhere. */
@@ -85,9 +122,7 @@ static int vm_setup_irqchip(struct vm *vm)
 	ret = kvm_ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0);
 	if (ret < 0)
 		return ret;
-	ret = kvm_ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit);
-	if (ret < 0)
-		return ret;
+	vm->slots_pit_job = bgjob_start(vm_setup_slots_pit, vm);
 	return irq_init(vm);
 }
 
@@ -211,9 +246,11 @@ static int vm_create_vcpus(struct vm *vm, const struct kvm_cpuid2 *cpuid)
 		if (!vm->cpuid)
 			return -ENOMEM;
 		memcpy(vm->cpuid, cpuid, size);
+	} else if (vm->cpuid_job) {
+		ret = bgjob_finish(vm->cpuid_job, vm_fetch_cpuid, vm);
+		vm->cpuid_job = NULL;
 	} else {
-		ret = cpuid_prefetch_take(vm->cpuid_prefetch, vm->kvm_fd, &vm->cpuid);
-		vm->cpuid_prefetch = NULL;
+		ret = vm_fetch_cpuid(vm);
 	}
 
 	if (ret)
@@ -289,9 +326,6 @@ int vm_create_restore(struct vm **out, const struct vm_config *cfg, struct guest
 			goto fail_quiet;
 		}
 	}
-	ret = vm_set_memslots(vm, 0);
-	if (ret)
-		goto fail;
 	ret = vm_setup_irqchip(vm);
 	if (ret)
 		goto fail;
@@ -299,6 +333,9 @@ int vm_create_restore(struct vm **out, const struct vm_config *cfg, struct guest
 	if (ret)
 		goto fail_quiet;
 	ret = vm_create_vcpus(vm, cpuid);
+	if (ret)
+		goto fail;
+	ret = vm_finish_jobs(vm);
 	if (ret)
 		goto fail;
 	*out = vm;
@@ -520,6 +557,9 @@ void vm_destroy(struct vm *vm)
 		vm_request_exit(vm, 0, "VM destroyed");
 		vm_wait_exit(vm);
 	}
+	/* A failed creation may leave steps out: no use running them now. */
+	bgjob_cancel(vm->cpuid_job);
+	bgjob_cancel(vm->slots_pit_job);
 	evl_destroy(&vm->loop);
 	vm_coalesced_destroy(vm);
 	for (dev = vm->devices; dev; dev = next) {
@@ -533,7 +573,6 @@ void vm_destroy(struct vm *vm)
 		free(vm->vcpus);
 	}
 	free(vm->cpuid);
-	cpuid_prefetch_drop(vm->cpuid_prefetch);
 	irq_destroy(vm);
 	if (vm->vm_fd >= 0)
 		close(vm->vm_fd);

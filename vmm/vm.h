@@ -22,7 +22,7 @@
 #include "vmm/mem.h"
 
 struct pci_bus;
-struct cpuid_prefetch;
+struct bgjob;
 
 enum vm_state { VM_STATE_CREATED, VM_STATE_RUNNING, VM_STATE_PAUSED, VM_STATE_SHUTDOWN };
 
@@ -56,7 +56,10 @@ struct vm {
 	struct pci_bus *pci;               /* PCI root bus (devices/pci_vm.c) */
 	struct boot_entry boot;
 	struct kvm_cpuid2 *cpuid;          /* per-VM template; per-vCPU APIC ids patched in */
-	struct cpuid_prefetch *cpuid_prefetch; /* until vCPU creation takes it */
+	/* Creation steps running in the background (vmm/bgjob.h) until
+	 * vm_create_restore finishes them. */
+	struct bgjob *cpuid_job;           /* KVM_GET_SUPPORTED_CPUID into cpuid */
+	struct bgjob *slots_pit_job;       /* RAM memslots, in-kernel PIT */
 
 	/* Interrupt routing: the GSI table we last gave KVM_SET_GSI_ROUTING. */
 	pthread_mutex_t irq_lock;
