@@ -59,7 +59,7 @@ struct vm {
 	/* Creation steps running in the background (vmm/bgjob.h) until
 	 * vm_create_restore finishes them. */
 	struct bgjob *cpuid_job;           /* KVM_GET_SUPPORTED_CPUID into cpuid */
-	struct bgjob *slots_pit_job;       /* RAM memslots, in-kernel PIT */
+	struct bgjob *pit_job;             /* KVM_CREATE_PIT2 */
 
 	/* Interrupt routing: the GSI table we last gave KVM_SET_GSI_ROUTING. */
 	pthread_mutex_t irq_lock;

@@ -146,7 +146,7 @@ Test(vm_core, background_cpuid_matches_a_direct_fetch)
 
 		memcpy(copy, direct, sizeof(*direct) + direct->nent * sizeof(direct->entries[0]));
 		cr_assert_null(vm->cpuid_job);
-		cr_assert_null(vm->slots_pit_job);
+		cr_assert_null(vm->pit_job);
 		cr_assert(same_cpuid(copy, vm->cpuid), "run %d", i);
 		free(copy);
 		vm_destroy(vm);
