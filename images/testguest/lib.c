@@ -40,13 +40,24 @@ int memcmp(const void *a, const void *b, size_t n)
 	return 0;
 }
 
+/* Index of the first byte @c in s[0..n), or n if there is none: one repne
+ * scasb, which the emulator also runs in bulk (a byte loop costs about six
+ * emulated instructions per byte). */
+size_t memscan(const void *s, int c, size_t n)
+{
+	const void *p = s;
+	size_t left = n;
+	bool found;
+
+	if (!n)
+		return 0;
+	__asm__ volatile("repne scasb" : "+D"(p), "+c"(left), "=@ccz"(found) : "a"(c) : "memory");
+	return found ? n - left - 1 : n;
+}
+
 size_t strlen(const char *s)
 {
-	size_t n = 0;
-
-	while (s[n])
-		n++;
-	return n;
+	return memscan(s, 0, SIZE_MAX);
 }
 
 int strcmp(const char *a, const char *b)
@@ -137,14 +148,14 @@ static void out_number(struct out *o, u64 v, bool neg, unsigned base, bool upper
 int guest_vsnprintf(char *buf, size_t size, const char *fmt, va_list ap)
 {
 	struct out o = { buf, size, 0 };
+	const char *end = fmt + strlen(fmt);
 
 	for (; *fmt; fmt++) {
 		if (*fmt != '%') {
-			const char *text = fmt;
+			size_t n = memscan(fmt, '%', (size_t)(end - fmt));
 
-			while (fmt[1] && fmt[1] != '%')
-				fmt++;
-			out_str(&o, text, (size_t)(fmt - text) + 1);
+			out_str(&o, fmt, n);
+			fmt += n - 1;
 			continue;
 		}
 		fmt++;
