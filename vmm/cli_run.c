@@ -254,7 +254,7 @@ static int teardown_helper(void *opaque)
 		_exit(0);
 	/* Readable once every thread of the parent has exited (after each one's
 	 * exit_mm and exit_files): only then drop the last references. */
-	while (poll(&pfd, 1, -1) < 0)
+	while (poll(&pfd, 1, -1) < 0 && errno == EINTR)
 		;
 	_exit(0);
 	return 0;
