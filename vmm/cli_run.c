@@ -224,21 +224,22 @@ static void report_rss(const struct vm *vm)
  * the last user of our address space runs exit_mmap and KVM's MMU notifier
  * goes, more when the VM fd closes), all on the exit path before our parent
  * sees the status. Once the guest has finished, a helper process that shares
- * our address space (CLONE_VM) and holds copies of our fds (both taken by
- * clone() itself) keeps them alive past our exit, and lets go only when our
- * whole thread group is gone (its pidfd turns readable): the teardown is then
- * the helper's exit, off the caller's path. It must outlive every thread of
- * ours, including the KVM NX-recovery worker (a vhost task in our thread
- * group): whichever task drops the last mm reference pays the grace period.
- * (PR_SET_PDEATHSIG cannot do this: it fires when the creating thread exits,
- * while the rest of the group still runs, so the helper often died first.)
- * We close our stdio before the clone: the output is complete, our parent
- * sees EOF at once, and the helper never holds the caller's pipes or terminal.
- * We do not wait for the helper to start: everything it needs it already
- * holds. VMM_SYNC_TEARDOWN=1 turns this off (the ASan pass sets it so leak
- * checks run at exit). Returns only when teardown is synchronous: unset, or
- * the helper cannot be started (then with stdio closed: nothing is left to
- * print on that path). */
+ * our address space (CLONE_VM) and our fd table (CLONE_FILES) keeps both
+ * alive past our exit, and lets go only when our whole thread group is gone
+ * (its pidfd turns readable): the teardown is then the helper's exit, off the
+ * caller's path. It must outlive every thread of ours, including the KVM
+ * NX-recovery worker (a vhost task in our thread group): whichever task drops
+ * the last mm reference pays the grace period. (PR_SET_PDEATHSIG cannot do
+ * this: it fires when the creating thread exits, while the rest of the group
+ * still runs, so the helper often died first.)
+ * The helper first takes a private copy of the fd table and closes its copies
+ * of stdio: our stdio then closes with our own exit, as for any process, so
+ * a caller reading our output sees EOF together with the exit status (one
+ * that polls for the status after EOF does not sleep on a still-running
+ * process). We do not wait for the helper to start: clone() already gave it
+ * the mm and the table. VMM_SYNC_TEARDOWN=1 turns this off (the ASan pass
+ * sets it so leak checks run at exit). Returns only when teardown is
+ * synchronous: unset, or the helper cannot be started. */
 #define TEARDOWN_STACK_SIZE (16 * 1024)
 
 static int teardown_helper(void *opaque)
@@ -246,6 +247,13 @@ static int teardown_helper(void *opaque)
 	pid_t parent = (pid_t)(intptr_t)opaque;
 	struct pollfd pfd = { .events = POLLIN };
 
+	/* Our own table (the VM fds stay open in it), without the caller's
+	 * stdio. Should that fail, leave at once: sharing it, we would keep
+	 * the caller's pipes open. */
+	if (unshare(CLONE_FILES) < 0)
+		_exit(0);
+	for (int fd = STDIN_FILENO; fd <= STDERR_FILENO; fd++)
+		close(fd);
 	pfd.fd = (int)syscall(SYS_pidfd_open, parent, 0);
 	/* Checked after pidfd_open: if our parent's thread group had already
 	 * gone, we were reparented and the pid may name another process. Its
@@ -270,9 +278,7 @@ static void run_exit_fast(int status)
 	stack = mmap(NULL, TEARDOWN_STACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (stack == MAP_FAILED)
 		return;
-	for (int fd = STDIN_FILENO; fd <= STDERR_FILENO; fd++)
-		close(fd);
-	if (clone(teardown_helper, (char *)stack + TEARDOWN_STACK_SIZE, CLONE_VM | SIGCHLD,
+	if (clone(teardown_helper, (char *)stack + TEARDOWN_STACK_SIZE, CLONE_VM | CLONE_FILES | SIGCHLD,
 		  (void *)(intptr_t)getpid()) >= 0)
 		_exit(status);
 	munmap(stack, TEARDOWN_STACK_SIZE);
