@@ -439,11 +439,21 @@ void virtq_unpop(struct virtqueue *vq, uint16_t n)
 	vq->st.last_avail_idx = (uint16_t)(vq->st.last_avail_idx - n);
 }
 
-void virtq_fill(struct virtqueue *vq, const struct virtq_elem *elem, uint32_t len, uint16_t pos)
+void virtq_fill_head(struct virtqueue *vq, uint16_t head, uint32_t len, uint16_t pos)
 {
-	struct virtio_device *vdev = vq->vdev;
 	uint16_t slot = (uint16_t)(vq->st.used_idx + pos) % vq->st.size;
 	struct vring_used_elem *ue;
+
+	if (!vq->used)
+		return;
+	ue = &vq->used->ring[slot];
+	ue->id = head;
+	ue->len = len;
+	mem_mark_dirty(vq->vdev->mem, vq->used_gpa + 4 + 8ULL * slot, 8);
+}
+
+void virtq_fill(struct virtqueue *vq, const struct virtq_elem *elem, uint32_t len, uint16_t pos)
+{
 	uint32_t left = len;
 
 	if (!vq->used)
@@ -452,13 +462,10 @@ void virtq_fill(struct virtqueue *vq, const struct virtq_elem *elem, uint32_t le
 	for (unsigned i = elem->out_num; i < elem->out_num + elem->in_num && left; i++) {
 		uint32_t n = left < elem->iov[i].iov_len ? left : (uint32_t)elem->iov[i].iov_len;
 
-		mem_mark_dirty(vdev->mem, elem->gpa[i], n);
+		mem_mark_dirty(vq->vdev->mem, elem->gpa[i], n);
 		left -= n;
 	}
-	ue = &vq->used->ring[slot];
-	ue->id = elem->head;
-	ue->len = len;
-	mem_mark_dirty(vdev->mem, vq->used_gpa + 4 + 8ULL * slot, 8);
+	virtq_fill_head(vq, elem->head, len, pos);
 }
 
 void virtq_flush(struct virtqueue *vq, uint16_t count)

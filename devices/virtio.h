@@ -189,6 +189,9 @@ void virtq_unpop(struct virtqueue *vq, uint16_t n);
 /* Write a used element at used_idx + @pos without publishing it; marks the
  * first @len bytes of the chain's writable buffers dirty. */
 void virtq_fill(struct virtqueue *vq, const struct virtq_elem *elem, uint32_t len, uint16_t pos);
+/* The same for a chain known by its head, whose buffers the device did not
+ * write (TX: @len 0); marks only the used entry dirty. */
+void virtq_fill_head(struct virtqueue *vq, uint16_t head, uint32_t len, uint16_t pos);
 /* Publish @count filled elements (store-release of used->idx). */
 void virtq_flush(struct virtqueue *vq, uint16_t count);
 static inline void virtq_push(struct virtqueue *vq, const struct virtq_elem *elem, uint32_t len)
