@@ -253,16 +253,20 @@ int virtq_enable(struct virtqueue *vq)
 
 int virtio_device_remap_rings(struct virtio_device *vdev)
 {
-	for (unsigned i = 0; i < vdev->nr_queues; i++) {
+	int ret = 0;
+
+	for (unsigned i = 0; i < vdev->nr_queues && !ret; i++) {
 		struct virtqueue *vq = &vdev->vqs[i];
 
 		if (vq->st.enabled && virtq_map_rings(vq)) {
 			virtio_device_set_broken(vdev, "queue %u: ring no longer mapped", i);
 			vq->st.enabled = false;
-			return -EFAULT;
+			ret = -EFAULT;
 		}
 	}
-	return 0;
+	if (vdev->ops && vdev->ops->dma_changed)
+		vdev->ops->dma_changed(vdev);
+	return ret;
 }
 
 static bool virtq_running(const struct virtqueue *vq)

@@ -105,6 +105,10 @@ struct virtio_device_ops {
 	void (*driver_ok)(struct virtio_device *vdev);
 	/* Device reset: stop processing, drop back-end state. vdev->lock held. */
 	void (*reset)(struct virtio_device *vdev);
+	/* Optional: the DMA translation changed (virtio_device_remap_rings(),
+	 * e.g. an IOMMU UNMAP): buffer addresses translated earlier and still
+	 * held (I/O in flight) must not be used anymore. vdev->lock held. */
+	void (*dma_changed)(struct virtio_device *vdev);
 };
 
 struct virtio_transport_ops {
@@ -164,7 +168,8 @@ void virtio_device_set_status(struct virtio_device *vdev, uint8_t status);
 void virtio_device_set_guest_features(struct virtio_device *vdev, unsigned word, uint32_t val);
 /* Enable the selected queue: check size/alignment, map rings. Lock held. */
 int virtq_enable(struct virtqueue *vq);
-/* Re-translate ring addresses of enabled queues (after an IOMMU change). Lock held. */
+/* Re-translate ring addresses of enabled queues (after an IOMMU change) and
+ * tell the device (ops->dma_changed). Lock held. */
 int virtio_device_remap_rings(struct virtio_device *vdev);
 /* Mark the device NEEDS_RESET (driver violated the spec). Lock held. */
 void virtio_device_set_broken(struct virtio_device *vdev, const char *fmt, ...)

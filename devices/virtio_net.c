@@ -211,12 +211,18 @@ static void net_reset(struct virtio_device *vdev)
 	net->st.active_pairs = 1;
 }
 
+static void net_dma_changed(struct virtio_device *vdev)
+{
+	net_io_dma_changed(to_net(vdev));
+}
+
 static const struct virtio_device_ops virtio_net_vdev_ops = {
 	.get_config = net_get_config,
 	.set_config = net_set_config,
 	.features_ok = net_features_ok,
 	.driver_ok = net_driver_ok,
 	.reset = net_reset,
+	.dma_changed = net_dma_changed,
 };
 
 /* ---- control queue (§5.1.6.5) -------------------------------------------------------- */

@@ -636,6 +636,19 @@ int virtio_net_drain(struct virtio_net *net, bool discard)
 	return ret;
 }
 
+void net_io_dma_changed(struct virtio_net *net)
+{
+	bool posted[VIRTIO_NET_MAX_PAIRS];
+
+	for (unsigned i = 0; i < net->nr_pairs; i++)
+		posted[i] = net->qp[i].rx_inflight != 0;
+	virtio_net_drain(net, false);
+	for (unsigned i = 0; i < net->nr_pairs; i++)
+		if (posted[i] && net_rx_may_post(&net->qp[i]))
+			net_rx_wait_readable(&net->qp[i]);
+	net_io_submit(net);
+}
+
 /* ---- setup and teardown ------------------------------------------------------------- */
 
 int net_io_init(struct virtio_net *net)

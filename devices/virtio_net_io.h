@@ -39,6 +39,10 @@ void net_io_reap(struct virtio_net *net);
 int net_io_submit(struct virtio_net *net);
 /* Publish TX used entries and send the interrupts the driver asked for. */
 void net_io_publish(struct virtio_net *net);
+/* The DMA translation changed (IOMMU unmap): take back the reads posted on
+ * addresses translated before, and post again only once a frame is there,
+ * so the new translation decides (a fault, if the buffer is gone). */
+void net_io_dma_changed(struct virtio_net *net);
 
 /* virtio_net.c: signal a queue's kick eventfd so the event loop looks at it. */
 void net_kick_self(struct virtqueue *vq);

@@ -356,6 +356,42 @@ Test(virtio_net, quiesce_stops_guest_ram_writes)
 	cr_assert_eq(buf(0, 0)[12], 0x44);
 }
 
+/* An IOMMU stand-in: identity, except that buffer 0 of the RX queue can be unmapped. */
+static bool rx_buf0_mapped = true;
+
+static int test_translate(void *opaque, uint64_t iova, uint64_t len, bool write, uint64_t *gpa)
+{
+	if (!rx_buf0_mapped && iova < BUF(0, 0) + 0x1000 && iova + len > BUF(0, 0))
+		return -EFAULT;
+	*gpa = iova;
+	return 0;
+}
+
+Test(virtio_net, dma_change_takes_back_the_posted_read)
+{
+	uint8_t frame[12 + 60];
+
+	virtio_device_set_dma_translate(&net.vdev, test_translate, NULL);
+	start(BASE_FEATURES | (1ULL << VIRTIO_F_ACCESS_PLATFORM));
+	post_rx(1, 2048);
+	memset(buf(0, 0), 0xee, 64);
+	cr_assert_eq(rx(), 0);
+	cr_assert_eq(net.qp[0].rx_inflight, 1);
+	/* The driver unmaps the buffer; the IOMMU tells the device. */
+	rx_buf0_mapped = false;
+	pthread_mutex_lock(&net.vdev.lock);
+	virtio_device_remap_rings(&net.vdev);
+	pthread_mutex_unlock(&net.vdev.lock);
+	cr_assert_eq(net.qp[0].rx_inflight, 0, "no read left on the old translation");
+	cr_assert(net.qp[0].rx_polling, "the next read waits for a frame");
+	/* The frame comes: translating the buffer again fails, nothing is written. */
+	rx_frame(frame, sizeof(frame), 0x77);
+	cr_assert_lt(rx(), 0);
+	cr_assert(net.vdev.broken);
+	cr_assert_eq(buf(0, 0)[12], 0xee);
+	cr_assert_eq(used(0)->idx, 0);
+}
+
 /* A back end that pushes back: the write waits in io_uring, and the used
  * entry waits for the write. */
 Test(virtio_net, tx_used_entry_follows_the_write)
