@@ -126,7 +126,7 @@ static bool apit_can_connect(const char *sock)
 
 static pid_t apit_spawn(char *const argv[], const char *out_path)
 {
-	pid_t pid = fork();
+	pid_t pid = harness_fork();
 
 	cr_assert_neq(pid, -1);
 	if (pid == 0) {
@@ -318,7 +318,7 @@ static int apit_run(char *const argv[], char *out, size_t outlen)
 	pid_t pid;
 
 	cr_assert_eq(pipe(pfd), 0);
-	pid = fork();
+	pid = harness_fork();
 	cr_assert_neq(pid, -1);
 	if (pid == 0) {
 		int devnull = open("/dev/null", O_WRONLY);
