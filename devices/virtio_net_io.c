@@ -223,7 +223,10 @@ int virtio_net_tx_process(struct net_queue_pair *qp, bool *more)
 	virtq_set_notification(vq, false);
 	for (;;) {
 		if (frames >= VIRTIO_NET_TX_BUDGET) {
-			*more = virtq_avail_count(vq) != 0;
+			/* Out of budget: come back if there is more, else ask for a
+			 * kick (a full ring drained in one pass must not leave
+			 * avail_event behind, or the driver never kicks again). */
+			*more = virtq_avail_count(vq) != 0 || virtq_set_notification(vq, true);
 			break;
 		}
 		if (!net_tx_room(qp)) {

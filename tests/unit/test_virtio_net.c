@@ -202,6 +202,33 @@ Test(virtio_net, tx_budget_yields)
 	cr_assert_eq(net.qp[0].tx_frames, (uint64_t)total);
 }
 
+/* A 256-entry TX ring posted full with EVENT_IDX: one pass hits the budget
+ * exactly and must still ask for the next kick (avail_event), or the driver
+ * would wait for completions that never trigger one. */
+Test(virtio_net, tx_full_ring_in_one_pass_still_asks_for_a_kick)
+{
+	struct virtqueue *vq = net.qp[0].txq;
+	uint16_t *avail_event;
+	bool more;
+
+	start(BASE_FEATURES | (1ULL << VIRTIO_RING_F_EVENT_IDX));
+	pthread_mutex_lock(&net.vdev.lock);
+	vq->st.size = VIRTIO_NET_TX_BUDGET;
+	cr_assert_eq(virtq_enable(vq), 0);
+	pthread_mutex_unlock(&net.vdev.lock);
+	memset(buf(1, 0), 0, 12 + 60);
+	for (uint16_t i = 0; i < VIRTIO_NET_TX_BUDGET; i++) {
+		*desc(1, i) = (struct vring_desc){ BUF(1, 0), 12 + 60, 0, 0 };
+		avail(1)->ring[i] = i;
+	}
+	avail(1)->idx = VIRTIO_NET_TX_BUDGET;
+	cr_assert_eq(tx(&more), VIRTIO_NET_TX_BUDGET);
+	cr_assert(!more);
+	avail_event = mem_gpa_to_hva(&mem, RING(1) + 0x2000 + 4 + 8 * VIRTIO_NET_TX_BUDGET, 2);
+	cr_assert_eq(*avail_event, VIRTIO_NET_TX_BUDGET, "the device asks for a kick at the next frame");
+	cr_assert_eq(used(1)->idx + net.inflight, VIRTIO_NET_TX_BUDGET);
+}
+
 /* RX queue 0: post @n single-descriptor buffers of @size bytes. */
 static void post_rx(unsigned n, uint32_t size)
 {
