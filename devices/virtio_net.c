@@ -265,6 +265,13 @@ int virtio_net_ctrl_process(struct virtio_net *net)
 	while ((r = virtq_pop(vq, e)) > 0) {
 		uint8_t hdr[2], ack;
 
+		if (r == VIRTQ_FAULT) {
+			/* IOMMU refused the command or ack buffer: no ack written. */
+			net->ctrl_errors++;
+			virtq_push(vq, e, 0);
+			n++;
+			continue;
+		}
 		/* §5.1.6.5: class+command readable, then one writable ack byte. */
 		if (e->out_len < 2 || e->in_len < 1) {
 			virtio_device_set_broken(&net->vdev, "ctrl: malformed command chain %u", e->head);
@@ -587,7 +594,7 @@ static void virtio_net_dev_info(struct device *dev, struct cJSON *obj)
 static void virtio_net_dev_counters(struct device *dev, struct cJSON *obj)
 {
 	struct virtio_net *net = dev_to_net(dev);
-	uint64_t c[8] = { 0 };
+	uint64_t c[10] = { 0 };
 
 	for (unsigned i = 0; i < net->nr_pairs; i++) {
 		const struct net_queue_pair *qp = &net->qp[i];
@@ -595,6 +602,7 @@ static void virtio_net_dev_counters(struct device *dev, struct cJSON *obj)
 		c[0] += qp->rx_frames, c[1] += qp->rx_bytes, c[2] += qp->rx_no_buffers;
 		c[3] += qp->rx_errors, c[4] += qp->tx_frames, c[5] += qp->tx_bytes;
 		c[6] += qp->tx_errors, c[7] += qp->tx_batches;
+		c[8] += qp->rx_faults, c[9] += qp->tx_faults;
 	}
 	cJSON_AddNumberToObject(obj, "rx_frames", (double)c[0]);
 	cJSON_AddNumberToObject(obj, "rx_bytes", (double)c[1]);
@@ -604,6 +612,11 @@ static void virtio_net_dev_counters(struct device *dev, struct cJSON *obj)
 	cJSON_AddNumberToObject(obj, "tx_bytes", (double)c[5]);
 	cJSON_AddNumberToObject(obj, "tx_errors", (double)c[6]);
 	cJSON_AddNumberToObject(obj, "tx_batches", (double)c[7]);
+	cJSON_AddNumberToObject(obj, "rx_iommu_faults", (double)c[8]);
+	cJSON_AddNumberToObject(obj, "tx_iommu_faults", (double)c[9]);
+	/* Behind a vIOMMU: the device's DMA cache (virtio.h). */
+	cJSON_AddNumberToObject(obj, "dma_cache_hits", (double)net->vdev.dma_cache_hits);
+	cJSON_AddNumberToObject(obj, "dma_cache_misses", (double)net->vdev.dma_cache_misses);
 	cJSON_AddNumberToObject(obj, "resets", (double)net->vdev.resets);
 	cJSON_AddNumberToObject(obj, "needs_reset_events", (double)net->vdev.broken_count);
 }

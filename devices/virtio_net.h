@@ -49,6 +49,7 @@ struct net_tx_slot {
 	struct virtio_net_hdr_mrg_rxbuf hdr;   /* the sanitized header the write sends */
 	uint32_t len;                      /* bytes the write must take */
 	uint16_t head;
+	bool done;                         /* written (or dropped): its used entry may follow */
 };
 
 struct net_queue_pair {
@@ -60,9 +61,8 @@ struct net_queue_pair {
 	struct virtq_elem *rx_elems;   /* VIRTIO_NET_RX_ELEMS */
 	struct virtq_elem *tx_elem;
 	/* In flight on the io_uring (virtio_net_io.c). */
-	struct net_tx_slot *tx_slots;  /* VIRTIO_NET_QUEUE_SIZE */
-	uint16_t *tx_free;             /* free slot numbers */
-	unsigned tx_nfree;
+	struct net_tx_slot *tx_slots;  /* VIRTIO_NET_QUEUE_SIZE, a ring in pop order */
+	uint16_t tx_head, tx_count;    /* oldest chain not yet used; chains in the ring */
 	uint16_t tx_filled;            /* used entries written, not yet published */
 	bool tx_stalled;               /* every slot in flight: resume on a completion */
 	uint16_t rx_inflight;          /* chains (rx_elems[0..n)) under the posted read; 0: none */
@@ -74,6 +74,8 @@ struct net_queue_pair {
 	/* Counters (frames, bytes, errors). */
 	uint64_t rx_frames, rx_bytes, rx_no_buffers, rx_errors;
 	uint64_t tx_frames, tx_bytes, tx_errors, tx_batches;
+	/* Chains failed on an IOMMU translation fault (returned with length 0). */
+	uint64_t rx_faults, tx_faults;
 };
 
 /* Serializable device state (besides the virtio common state). */
@@ -124,11 +126,13 @@ void virtio_net_uninit(struct virtio_net *net);
 
 /* Data path (virtio_net_io.c; vdev.lock held). Return frames moved, or
  * -errno when the device went NEEDS_RESET. tx_process hands at most
- * VIRTIO_NET_TX_BUDGET frames to the back end in one io_uring submission and
+ * VIRTIO_NET_TX_BUDGET chains to the back end in one io_uring submission and
  * publishes the used entries of those whose write completed (with a TAP:
  * all, before it returns); *more is set if the queue still had work.
  * rx_process delivers the frames completed reads brought and keeps one
- * read posted while the guest has buffers. */
+ * read posted while the guest has buffers. A chain whose buffer the IOMMU
+ * refuses fails alone (virtio.h, VIRTQ_FAULT): a TX frame is dropped, an RX
+ * buffer returned empty; counted in tx_faults/rx_faults. */
 int virtio_net_tx_process(struct net_queue_pair *qp, bool *more);
 int virtio_net_rx_process(struct net_queue_pair *qp);
 int virtio_net_ctrl_process(struct virtio_net *net);

@@ -122,10 +122,43 @@ static bool net_tx_header(struct virtio_net *net, struct virtio_net_hdr_mrg_rxbu
 	}
 }
 
-/* The chain is done (sent or dropped): its used entry, published later. */
-static void net_tx_used(struct net_queue_pair *qp, uint16_t head)
+/* TX slots form a ring in pop order: the oldest chain at tx_head. Used
+ * entries are written in that order too, each once its chain is done (its
+ * write completed, or it was dropped), so the driver sees them in the order
+ * it posted them even when a later write completes first. */
+static unsigned net_tx_take(struct net_queue_pair *qp, uint16_t head)
 {
-	virtq_fill_head(qp->txq, head, 0, qp->tx_filled++);
+	unsigned slot = (qp->tx_head + qp->tx_count++) % VIRTIO_NET_QUEUE_SIZE;
+
+	qp->tx_slots[slot].head = head;
+	qp->tx_slots[slot].done = false;
+	return slot;
+}
+
+/* Write the used entries of the done chains at the front (published later). */
+static void net_tx_collect(struct net_queue_pair *qp)
+{
+	struct virtio_net *net = qp->net;
+	bool freed = false;
+
+	while (qp->tx_count && qp->tx_slots[qp->tx_head].done) {
+		if (!net->discard)
+			virtq_fill_head(qp->txq, qp->tx_slots[qp->tx_head].head, 0, qp->tx_filled++);
+		qp->tx_head = (uint16_t)((qp->tx_head + 1) % VIRTIO_NET_QUEUE_SIZE);
+		qp->tx_count--;
+		freed = true;
+	}
+	if (freed && qp->tx_stalled && !net->discard) {
+		qp->tx_stalled = false;
+		net->kicked[qp->txq->index] = true;
+	}
+}
+
+/* A chain that goes back without a write (dropped frame, IOMMU fault). */
+static void net_tx_drop(struct net_queue_pair *qp, uint16_t head)
+{
+	qp->tx_slots[net_tx_take(qp, head)].done = true;
+	net_tx_collect(qp);
 }
 
 /* Queue the write of one popped chain, or drop the frame. Returns 0, or
@@ -133,7 +166,7 @@ static void net_tx_used(struct net_queue_pair *qp, uint16_t head)
 static int net_tx_queue(struct net_queue_pair *qp, const struct virtq_elem *e)
 {
 	struct virtio_net *net = qp->net;
-	uint16_t slot = qp->tx_free[qp->tx_nfree - 1];
+	unsigned slot = (qp->tx_head + qp->tx_count) % VIRTIO_NET_QUEUE_SIZE;
 	struct net_tx_slot *s = &qp->tx_slots[slot];
 	size_t skip = VIRTIO_NET_HDR_LEN;
 	struct io_uring_sqe *sqe;
@@ -150,7 +183,7 @@ static int net_tx_queue(struct net_queue_pair *qp, const struct virtq_elem *e)
 	sqe = net_tx_header(net, &s->hdr) ? net_io_sqe(net, e->out_num + 1, &iov) : NULL;
 	if (!sqe) {
 		qp->tx_errors++;   /* dropped: bad offload request (or no ring) */
-		net_tx_used(qp, e->head);
+		net_tx_drop(qp, e->head);
 		return 0;
 	}
 	iov[0] = (struct iovec){ .iov_base = &s->hdr, .iov_len = VIRTIO_NET_HDR_LEN };
@@ -165,9 +198,8 @@ static int net_tx_queue(struct net_queue_pair *qp, const struct virtq_elem *e)
 					   .iov_len = len - skip };
 		skip = 0;
 	}
-	s->head = e->head;
+	net_tx_take(qp, e->head);
 	s->len = e->out_len;
-	qp->tx_nfree--;
 	io_uring_prep_writev(sqe, qp->fd, iov, n, 0);
 	net_io_use_file(sqe, qp);
 	io_uring_sqe_set_data64(sqe, net_tag(NET_TAG_TX, qp->index, slot));
@@ -181,7 +213,7 @@ static void net_tx_done(struct net_queue_pair *qp, unsigned slot, int res)
 	struct net_tx_slot *s = &qp->tx_slots[slot];
 
 	net->inflight--;
-	qp->tx_free[qp->tx_nfree++] = (uint16_t)slot;
+	s->done = true;
 	if (res == (int)s->len) {
 		qp->tx_frames++;
 		qp->tx_bytes += s->len - VIRTIO_NET_HDR_LEN;
@@ -191,13 +223,7 @@ static void net_tx_done(struct net_queue_pair *qp, unsigned slot, int res)
 		 * frame: dropped, as a NIC would. */
 		qp->tx_errors++;
 	}
-	if (net->discard)
-		return;
-	net_tx_used(qp, s->head);
-	if (qp->tx_stalled) {
-		qp->tx_stalled = false;
-		net->kicked[qp->txq->index] = true;
-	}
+	net_tx_collect(qp);
 }
 
 /* Chains in flight or filled but unpublished must stay below the queue
@@ -205,16 +231,14 @@ static void net_tx_done(struct net_queue_pair *qp, unsigned slot, int res)
  * twice gets throttled, not corrupted rings). */
 static bool net_tx_room(const struct net_queue_pair *qp)
 {
-	unsigned busy = VIRTIO_NET_QUEUE_SIZE - qp->tx_nfree + qp->tx_filled;
-
-	return qp->tx_nfree && busy < qp->txq->st.size;
+	return qp->tx_count < VIRTIO_NET_QUEUE_SIZE && qp->tx_count + qp->tx_filled < qp->txq->st.size;
 }
 
 int virtio_net_tx_process(struct net_queue_pair *qp, bool *more)
 {
 	struct virtio_net *net = qp->net;
 	struct virtqueue *vq = qp->txq;
-	int frames = 0, r = 0;
+	int frames = 0, chains = 0, r = 0;
 
 	*more = false;
 	net_io_reap(net);   /* earlier writes: free their slots */
@@ -222,7 +246,7 @@ int virtio_net_tx_process(struct net_queue_pair *qp, bool *more)
 		return 0;
 	virtq_set_notification(vq, false);
 	for (;;) {
-		if (frames >= VIRTIO_NET_TX_BUDGET) {
+		if (chains >= VIRTIO_NET_TX_BUDGET) {
 			/* Out of budget: come back if there is more, else ask for a
 			 * kick (a full ring drained in one pass must not leave
 			 * avail_event behind, or the driver never kicks again). */
@@ -241,6 +265,14 @@ int virtio_net_tx_process(struct net_queue_pair *qp, bool *more)
 			if (virtq_set_notification(vq, true))
 				continue;
 			break;
+		}
+		chains++;
+		if (r == VIRTQ_FAULT) {
+			/* The IOMMU refused a buffer: this frame is dropped (its
+			 * chain goes back unread), the queue goes on. */
+			qp->tx_faults++;
+			net_tx_drop(qp, qp->tx_elem->head);
+			continue;
 		}
 		r = net_tx_queue(qp, qp->tx_elem);
 		if (r < 0)
@@ -270,14 +302,23 @@ static size_t net_rx_max_frame(const struct virtio_net *net)
 }
 
 /* Pop RX chains until they can hold @need bytes. Returns the number popped,
- * or -errno if the driver broke the spec. *cap gets their total size. */
-static int net_rx_gather(struct net_queue_pair *qp, size_t need, size_t *cap)
+ * or -errno if the driver broke the spec. *cap gets their total size.
+ *
+ * A chain the IOMMU refuses (VIRTQ_FAULT) cannot take a frame: as the first
+ * one it is returned at once with used length 0, nothing written (counted in
+ * rx_faults; an interrupt follows at publish), and the next one is tried.
+ * Behind chains already gathered it is given back (virtq_unpop: it fails
+ * again later without a second fault report, once the chains before it are
+ * used), and *fault_stop tells the caller that no more room will come before
+ * it: receive into what was gathered instead of waiting for more. */
+static int net_rx_gather(struct net_queue_pair *qp, size_t need, size_t *cap, bool *fault_stop)
 {
 	struct virtio_net *net = qp->net;
 	bool mrg = net_has(net, VIRTIO_NET_F_MRG_RXBUF);
 	int k = 0;
 
 	*cap = 0;
+	*fault_stop = false;
 	while (k < VIRTIO_NET_RX_ELEMS && *cap < need) {
 		struct virtq_elem *e = &qp->rx_elems[k];
 		int r = virtq_pop(qp->rxq, e);
@@ -286,6 +327,17 @@ static int net_rx_gather(struct net_queue_pair *qp, size_t need, size_t *cap)
 			return r;
 		if (r == 0)
 			break;
+		if (r == VIRTQ_FAULT) {
+			if (k) {
+				virtq_unpop(qp->rxq, 1);
+				*fault_stop = true;
+				break;
+			}
+			qp->rx_faults++;
+			virtq_push(qp->rxq, e, 0);
+			qp->notify_rx = true;
+			continue;
+		}
 		k++;
 		/* §5.1.6.3: RX buffers are device-writable and hold at least the header. */
 		if (e->out_num || e->in_len < VIRTIO_NET_HDR_LEN) {
@@ -308,14 +360,15 @@ static int net_rx_buffers(struct net_queue_pair *qp)
 	size_t need = net_rx_max_frame(net), cap;
 
 	for (;;) {
-		int k = net_rx_gather(qp, need, &cap);
+		bool fault_stop;
+		int k = net_rx_gather(qp, need, &cap, &fault_stop);
 
 		if (k < 0)
 			return k;
 		/* Too little room for a full-size frame and nothing more posted:
 		 * wait for buffers rather than truncate (unless the guest has
-		 * already posted all it can). */
-		if (k > 0 && (cap >= need || k == VIRTIO_NET_RX_ELEMS ||
+		 * already posted all it can, or a faulting buffer is next). */
+		if (k > 0 && (cap >= need || k == VIRTIO_NET_RX_ELEMS || fault_stop ||
 			      cap >= (size_t)VIRTIO_NET_HDR_LEN + net->mtu + NET_ETH_OVERHEAD))
 			return k;
 		virtq_unpop(qp->rxq, (uint16_t)k);
@@ -664,12 +717,8 @@ int net_io_init(struct virtio_net *net)
 		int fl = fcntl(qp->fd, F_GETFL);
 
 		qp->tx_slots = calloc(VIRTIO_NET_QUEUE_SIZE, sizeof(*qp->tx_slots));
-		qp->tx_free = calloc(VIRTIO_NET_QUEUE_SIZE, sizeof(*qp->tx_free));
-		if (!qp->tx_slots || !qp->tx_free)
+		if (!qp->tx_slots)
 			return -ENOMEM;
-		for (unsigned s = 0; s < VIRTIO_NET_QUEUE_SIZE; s++)
-			qp->tx_free[s] = (uint16_t)(VIRTIO_NET_QUEUE_SIZE - 1 - s);
-		qp->tx_nfree = VIRTIO_NET_QUEUE_SIZE;
 		/* Blocking, so a read without a frame parks in io_uring instead of
 		 * completing with -EAGAIN at once. */
 		if (fl < 0 || fcntl(qp->fd, F_SETFL, fl & ~O_NONBLOCK) < 0)
@@ -713,9 +762,7 @@ void net_io_exit(struct virtio_net *net)
 	}
 	for (unsigned i = 0; net->qp && i < net->nr_pairs; i++) {
 		free(net->qp[i].tx_slots);
-		free(net->qp[i].tx_free);
 		net->qp[i].tx_slots = NULL;
-		net->qp[i].tx_free = NULL;
 	}
 	free(net->iov_pool);
 	net->iov_pool = NULL;
