@@ -346,16 +346,20 @@ int virtq_enable(struct virtqueue *vq)
 
 int virtio_device_remap_rings(struct virtio_device *vdev)
 {
-	for (unsigned i = 0; i < vdev->nr_queues; i++) {
+	int ret = 0;
+
+	for (unsigned i = 0; i < vdev->nr_queues && !ret; i++) {
 		struct virtqueue *vq = &vdev->vqs[i];
 
 		if (vq->st.enabled && virtq_map_rings(vq)) {
 			virtio_device_set_broken(vdev, "queue %u: ring no longer mapped", i);
 			vq->st.enabled = false;
-			return -EFAULT;
+			ret = -EFAULT;
 		}
 	}
-	return 0;
+	if (vdev->ops && vdev->ops->dma_changed)
+		vdev->ops->dma_changed(vdev);
+	return ret;
 }
 
 static bool virtq_running(const struct virtqueue *vq)
@@ -593,11 +597,21 @@ void virtq_unpop(struct virtqueue *vq, uint16_t n)
 	vq->st.last_avail_idx = (uint16_t)(vq->st.last_avail_idx - n);
 }
 
-void virtq_fill(struct virtqueue *vq, const struct virtq_elem *elem, uint32_t len, uint16_t pos)
+void virtq_fill_head(struct virtqueue *vq, uint16_t head, uint32_t len, uint16_t pos)
 {
-	struct virtio_device *vdev = vq->vdev;
 	uint16_t slot = (uint16_t)(vq->st.used_idx + pos) % vq->st.size;
 	struct vring_used_elem *ue;
+
+	if (!vq->used)
+		return;
+	ue = &vq->used->ring[slot];
+	ue->id = head;
+	ue->len = len;
+	mem_mark_dirty(vq->vdev->mem, vq->used_gpa + 4 + 8ULL * slot, 8);
+}
+
+void virtq_fill(struct virtqueue *vq, const struct virtq_elem *elem, uint32_t len, uint16_t pos)
+{
 	uint32_t left = len;
 
 	if (!vq->used)
@@ -606,13 +620,10 @@ void virtq_fill(struct virtqueue *vq, const struct virtq_elem *elem, uint32_t le
 	for (unsigned i = elem->out_num; i < elem->out_num + elem->in_num && left; i++) {
 		uint32_t n = left < elem->iov[i].iov_len ? left : (uint32_t)elem->iov[i].iov_len;
 
-		mem_mark_dirty(vdev->mem, elem->gpa[i], n);
+		mem_mark_dirty(vq->vdev->mem, elem->gpa[i], n);
 		left -= n;
 	}
-	ue = &vq->used->ring[slot];
-	ue->id = elem->head;
-	ue->len = len;
-	mem_mark_dirty(vdev->mem, vq->used_gpa + 4 + 8ULL * slot, 8);
+	virtq_fill_head(vq, elem->head, len, pos);
 }
 
 void virtq_flush(struct virtqueue *vq, uint16_t count)

@@ -129,6 +129,10 @@ struct virtio_device_ops {
 	void (*driver_ok)(struct virtio_device *vdev);
 	/* Device reset: stop processing, drop back-end state. vdev->lock held. */
 	void (*reset)(struct virtio_device *vdev);
+	/* Optional: the DMA translation changed (virtio_device_remap_rings(),
+	 * e.g. an IOMMU UNMAP): buffer addresses translated earlier and still
+	 * held (I/O in flight) must not be used anymore. vdev->lock held. */
+	void (*dma_changed)(struct virtio_device *vdev);
 };
 
 struct virtio_transport_ops {
@@ -221,7 +225,8 @@ void virtio_device_set_status(struct virtio_device *vdev, uint8_t status);
 void virtio_device_set_guest_features(struct virtio_device *vdev, unsigned word, uint32_t val);
 /* Enable the selected queue: check size/alignment, map rings. Lock held. */
 int virtq_enable(struct virtqueue *vq);
-/* Re-translate ring addresses of enabled queues (after an IOMMU change). Lock held. */
+/* Re-translate ring addresses of enabled queues (after an IOMMU change) and
+ * tell the device (ops->dma_changed). Lock held. */
 int virtio_device_remap_rings(struct virtio_device *vdev);
 /* Mark the device NEEDS_RESET (driver violated the spec). Lock held. */
 void virtio_device_set_broken(struct virtio_device *vdev, const char *fmt, ...)
@@ -257,6 +262,9 @@ void virtq_unpop(struct virtqueue *vq, uint16_t n);
 /* Write a used element at used_idx + @pos without publishing it; marks the
  * first @len bytes of the chain's writable buffers dirty. */
 void virtq_fill(struct virtqueue *vq, const struct virtq_elem *elem, uint32_t len, uint16_t pos);
+/* The same for a chain known by its head, whose buffers the device did not
+ * write (TX: @len 0); marks only the used entry dirty. */
+void virtq_fill_head(struct virtqueue *vq, uint16_t head, uint32_t len, uint16_t pos);
 /* Publish @count filled elements (store-release of used->idx). */
 void virtq_flush(struct virtqueue *vq, uint16_t count);
 static inline void virtq_push(struct virtqueue *vq, const struct virtq_elem *elem, uint32_t len)

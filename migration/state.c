@@ -420,12 +420,12 @@ int state_tree_open(struct state_tree **out, const void *blob, size_t len, char 
 	 * buffer may change under us (a mapped file). */
 	memcpy(t->blob, blob, len);
 	t->len = len;
-	/* We write version 17 (libfdt's fdt_create). Older layouts are refused
-	 * before libfdt walks them: fdt_check_full of libfdt 1.6.1 dereferences
-	 * NULL when a version < 16 tree has a root name without '/' (found by
-	 * tests/fuzz/fuzz_state). */
-	if (fdt_magic(t->blob) == FDT_MAGIC && fdt_version(t->blob) < 16) {
-		snprintf(err, errlen, "state: not a valid state tree: FDT version %u (16 or later expected)",
+	/* Our trees are version 17 (what fdt_create writes). Older layouts
+	 * (full-path node names, no strings size) take paths in libfdt 1.6.1's
+	 * fdt_check_full that dereference NULL on crafted input (found by
+	 * fuzz_state): refuse them before it looks. */
+	if (fdt_magic(t->blob) == FDT_MAGIC && fdt_version(t->blob) < 17) {
+		snprintf(err, errlen, "state: device tree version %u is not supported (17 expected)",
 			 fdt_version(t->blob));
 		goto fail;
 	}

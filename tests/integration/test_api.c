@@ -127,7 +127,7 @@ static bool apit_can_connect(const char *sock)
 
 static pid_t apit_spawn(char *const argv[], const char *out_path)
 {
-	pid_t pid = fork();
+	pid_t pid = harness_fork();
 
 	cr_assert_neq(pid, -1);
 	if (pid == 0) {
@@ -333,7 +333,7 @@ static int apit_run(char *const argv[], char *out, size_t outlen)
 	pid_t pid;
 
 	cr_assert_eq(pipe(pfd), 0);
-	pid = fork();
+	pid = harness_fork();
 	cr_assert_neq(pid, -1);
 	if (pid == 0) {
 		int devnull = open("/dev/null", O_WRONLY);
@@ -1100,7 +1100,7 @@ static pid_t apit_vf_server(const char *path)
 		free(srv);
 		cr_skip_test("test VF server not built");
 	}
-	pid = fork();
+	pid = harness_fork();
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {
 		execl(srv, srv, "--socket", path, (char *)NULL);

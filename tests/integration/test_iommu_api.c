@@ -140,7 +140,7 @@ Test(iommu_api, vm_info_lists_domains_endpoints_mappings, .timeout = 120)
 	cr_assert_not_null(mkdtemp(dir));
 	snprintf(sock, sizeof(sock), "%s/api.sock", dir);
 	snprintf(console, sizeof(console), "%s/console.log", dir);
-	pid = fork();
+	pid = harness_fork();
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {
 		int fd = open("/dev/null", O_WRONLY);

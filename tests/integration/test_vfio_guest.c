@@ -32,7 +32,7 @@ static void vf_boot_opts(struct vf_run *v, const char *scenario, const char *con
 	cr_assert(access(srv, X_OK) == 0, "test server %s missing", srv);
 	snprintf(v->sock, sizeof(v->sock), "/tmp/vfnic-%d-%d.sock", getpid(), seq);
 	snprintf(v->cfg, sizeof(v->cfg), "/tmp/vfnic-%d-%d.json", getpid(), seq++);
-	v->server = fork();
+	v->server = harness_fork();
 	cr_assert_geq(v->server, 0);
 	if (v->server == 0) {
 		const char *argv[12] = { srv, "--socket", v->sock };

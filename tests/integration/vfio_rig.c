@@ -39,7 +39,7 @@ static pid_t spawn_server(int fd, const char *const extra[])
 	pid_t pid;
 
 	cr_assert(access(path, X_OK) == 0, "test server %s missing (make %s)", path, path);
-	pid = fork();
+	pid = harness_fork();
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {
 		char fdarg[16];

@@ -216,6 +216,33 @@ Test(virtio_net, tx_budget_yields)
 	cr_assert_eq(net.qp[0].tx_frames, (uint64_t)total);
 }
 
+/* A 256-entry TX ring posted full with EVENT_IDX: one pass hits the budget
+ * exactly and must still ask for the next kick (avail_event), or the driver
+ * would wait for completions that never trigger one. */
+Test(virtio_net, tx_full_ring_in_one_pass_still_asks_for_a_kick)
+{
+	struct virtqueue *vq = net.qp[0].txq;
+	uint16_t *avail_event;
+	bool more;
+
+	start(BASE_FEATURES | (1ULL << VIRTIO_RING_F_EVENT_IDX));
+	pthread_mutex_lock(&net.vdev.lock);
+	vq->st.size = VIRTIO_NET_TX_BUDGET;
+	cr_assert_eq(virtq_enable(vq), 0);
+	pthread_mutex_unlock(&net.vdev.lock);
+	memset(buf(1, 0), 0, 12 + 60);
+	for (uint16_t i = 0; i < VIRTIO_NET_TX_BUDGET; i++) {
+		*desc(1, i) = (struct vring_desc){ BUF(1, 0), 12 + 60, 0, 0 };
+		avail(1)->ring[i] = i;
+	}
+	avail(1)->idx = VIRTIO_NET_TX_BUDGET;
+	cr_assert_eq(tx(&more), VIRTIO_NET_TX_BUDGET);
+	cr_assert(!more);
+	avail_event = mem_gpa_to_hva(&mem, RING(1) + 0x2000 + 4 + 8 * VIRTIO_NET_TX_BUDGET, 2);
+	cr_assert_eq(*avail_event, VIRTIO_NET_TX_BUDGET, "the device asks for a kick at the next frame");
+	cr_assert_eq(used(1)->idx + net.inflight, VIRTIO_NET_TX_BUDGET);
+}
+
 /* RX queue 0: post @n single-descriptor buffers of @size bytes. */
 static void post_rx(unsigned n, uint32_t size)
 {
@@ -245,12 +272,18 @@ Test(virtio_net, rx_mergeable_buffers_and_dirty_pages)
 	cr_assert_eq(h->num_buffers, 2);
 	cr_assert_eq(memcmp(buf(0, 0) + 12, frame + 12, 1024 - 12), 0);
 	cr_assert_eq(memcmp(buf(0, 1), frame + 1024, sizeof(frame) - 1024), 0);
-	/* The two unused buffers went back: the next frame starts at buffer 2. */
-	cr_assert_eq(virtq_avail_count(net.qp[0].rxq), 2);
 	/* VMM writes into guest RAM are in the dirty bitmap. */
 	uint64_t p0 = BUF(0, 0) / 4096, pu = (RING(0) + 0x2000) / 4096;
 	cr_assert(mem_take_dirty_word(&mem, p0 / 64) & (1ULL << (p0 % 64)));
 	cr_assert(mem_take_dirty_word(&mem, pu / 64) & (1ULL << (pu % 64)));
+	/* The two unused buffers went back, and the read for the next frame
+	 * is posted on them: it starts at buffer 2. */
+	cr_assert_eq(net.qp[0].rx_inflight, 2);
+	cr_assert_eq(send(peer, frame, 100, 0), 100);
+	cr_assert_eq(rx(), 1);
+	cr_assert_eq(used(0)->idx, 3);
+	cr_assert_eq(used(0)->ring[2].id, 2);
+	cr_assert_eq(used(0)->ring[2].len, 100);
 }
 
 Test(virtio_net, rx_waits_for_buffers)
@@ -265,6 +298,200 @@ Test(virtio_net, rx_waits_for_buffers)
 	cr_assert(!net.qp[0].rx_blocked);
 	cr_assert_eq(used(0)->ring[0].len, sizeof(frame));
 	cr_assert_eq(rx(), 0, "back end empty");
+}
+
+/* A frame sent to the back end (which is not read at once: io_uring parks the read). */
+static uint8_t *rx_frame(uint8_t *frame, size_t len, uint8_t fill)
+{
+	memset(frame, 0, VIRTIO_NET_HDR_LEN);
+	memset(frame + VIRTIO_NET_HDR_LEN, fill, len - VIRTIO_NET_HDR_LEN);
+	cr_assert_eq(send(peer, frame, len, 0), (ssize_t)len);
+	return frame;
+}
+
+Test(virtio_net, rx_read_posted_ahead_completes_when_a_frame_arrives)
+{
+	uint8_t frame[12 + 60];
+
+	post_rx(2, 2048);
+	memset(buf(0, 0), 0xee, 64);
+	cr_assert_eq(rx(), 0, "back end empty");
+	cr_assert_eq(net.qp[0].rx_inflight, 1, "a read is posted on buffer 0");
+	cr_assert_eq(net.inflight, 1);
+	cr_assert_eq(used(0)->idx, 0);
+	cr_assert_eq(buf(0, 0)[12], 0xee, "nothing written yet");
+	/* The kernel fills the buffer; the used entry follows the completion. */
+	rx_frame(frame, sizeof(frame), 0x5a);
+	cr_assert_eq(rx(), 1);
+	cr_assert_eq(used(0)->idx, 1);
+	cr_assert_eq(used(0)->ring[0].len, sizeof(frame));
+	cr_assert_eq(buf(0, 0)[12], 0x5a);
+	cr_assert_eq(net.qp[0].rx_inflight, 1, "the next read is posted on buffer 1");
+}
+
+Test(virtio_net, rx_too_few_buffers_waits_without_spinning)
+{
+	/* With MRG_RXBUF one 1 KiB buffer cannot take a full-size frame: the
+	 * device waits for more (this once looped forever). */
+	post_rx(1, 1024);
+	cr_assert_eq(rx(), 0);
+	cr_assert(net.qp[0].rx_blocked);
+	cr_assert_eq(net.qp[0].rx_inflight, 0);
+	cr_assert_eq(virtq_avail_count(net.qp[0].rxq), 1);
+}
+
+Test(virtio_net, reset_cancels_the_posted_read)
+{
+	uint8_t frame[12 + 60], got[128];
+
+	post_rx(2, 2048);
+	memset(buf(0, 0), 0xee, 64);
+	cr_assert_eq(rx(), 0);
+	cr_assert_eq(net.inflight, 1);
+	pthread_mutex_lock(&net.vdev.lock);
+	virtio_device_reset(&net.vdev);
+	pthread_mutex_unlock(&net.vdev.lock);
+	cr_assert_eq(net.inflight, 0, "nothing left in flight after a reset");
+	cr_assert_eq(net.qp[0].rx_inflight, 0);
+	/* The driver may reuse the memory now: a frame must not land there. */
+	rx_frame(frame, sizeof(frame), 0x5a);
+	cr_assert_eq(buf(0, 0)[12], 0xee);
+	cr_assert_eq(recv(net.qp[0].fd, got, sizeof(got), MSG_DONTWAIT), (ssize_t)sizeof(frame),
+		     "the frame stayed in the back end");
+}
+
+Test(virtio_net, drain_gives_the_read_chains_back)
+{
+	uint8_t frame[12 + 60];
+
+	post_rx(2, 2048);
+	cr_assert_eq(rx(), 0);
+	cr_assert_eq(net.qp[0].rxq->st.last_avail_idx, 1);
+	pthread_mutex_lock(&net.vdev.lock);
+	cr_assert_eq(virtio_net_drain(&net, false), 0);
+	pthread_mutex_unlock(&net.vdev.lock);
+	cr_assert_eq(net.inflight, 0);
+	cr_assert_eq(net.qp[0].rxq->st.last_avail_idx, 0, "buffer 0 is available again");
+	cr_assert_eq(virtq_avail_count(net.qp[0].rxq), 2);
+	rx_frame(frame, sizeof(frame), 0x33);
+	cr_assert_eq(rx(), 1);
+	cr_assert_eq(used(0)->ring[0].id, 0);
+	cr_assert_eq(buf(0, 0)[12], 0x33);
+}
+
+Test(virtio_net, quiesce_stops_guest_ram_writes)
+{
+	uint8_t frame[12 + 60];
+
+	post_rx(2, 2048);
+	memset(buf(0, 0), 0xee, 64);
+	cr_assert_eq(rx(), 0);
+	virtio_net_quiesce(&net, true);
+	cr_assert_eq(net.inflight, 0);
+	rx_frame(frame, sizeof(frame), 0x44);
+	cr_assert_eq(rx(), 0, "stopped");
+	cr_assert_eq(buf(0, 0)[12], 0xee);
+	cr_assert_eq(used(0)->idx, 0);
+	virtio_net_quiesce(&net, false);
+	cr_assert_eq(rx(), 1);
+	cr_assert_eq(buf(0, 0)[12], 0x44);
+}
+
+/* An IOMMU stand-in: identity page by page, except that buffer 0 of the RX
+ * queue can be unmapped (bump the generation then, like the real owner). */
+static bool rx_buf0_mapped = true;
+static _Atomic uint64_t dma_gen = 1;
+
+static int test_translate(void *opaque, uint64_t iova, uint64_t len, bool write,
+			  struct virtio_dma_range *r)
+{
+	uint64_t page = iova & ~0xfffULL;
+
+	if (!rx_buf0_mapped && iova < BUF(0, 0) + 0x1000 && iova + len > BUF(0, 0))
+		return -EFAULT;
+	if (((iova + len - 1) & ~0xfffULL) != page)
+		return -EFAULT;   /* the test's buffers never cross a page */
+	*r = (struct virtio_dma_range){ .start = page, .last = page + 0xfff, .gpa = page,
+					.gen = dma_gen, .perm = VIRTIO_DMA_READ | VIRTIO_DMA_WRITE };
+	return 0;
+}
+
+Test(virtio_net, dma_change_takes_back_the_posted_read)
+{
+	uint8_t frame[12 + 60], got[128];
+
+	cr_assert_eq(virtio_device_set_dma_translate(&net.vdev, test_translate, NULL, &dma_gen), 0);
+	start(BASE_FEATURES | (1ULL << VIRTIO_F_ACCESS_PLATFORM));
+	post_rx(1, 2048);
+	memset(buf(0, 0), 0xee, 64);
+	cr_assert_eq(rx(), 0);
+	cr_assert_eq(net.qp[0].rx_inflight, 1);
+	/* The driver unmaps the buffer; the IOMMU tells the device. */
+	rx_buf0_mapped = false;
+	dma_gen++;
+	pthread_mutex_lock(&net.vdev.lock);
+	virtio_device_remap_rings(&net.vdev);
+	pthread_mutex_unlock(&net.vdev.lock);
+	cr_assert_eq(net.qp[0].rx_inflight, 0, "no read left on the old translation");
+	cr_assert(net.qp[0].rx_polling, "the next read waits for a frame");
+	/* The frame comes: the buffer faults and comes back empty, nothing is
+	 * written, the frame stays in the back end for the next buffer. */
+	rx_frame(frame, sizeof(frame), 0x77);
+	cr_assert_eq(rx(), 0);
+	cr_assert_not(net.vdev.broken);
+	cr_assert_eq(net.qp[0].rx_faults, 1);
+	cr_assert_eq(used(0)->idx, 1);
+	cr_assert_eq(used(0)->ring[0].len, 0);
+	cr_assert_eq(buf(0, 0)[12], 0xee);
+	cr_assert_eq(recv(net.qp[0].fd, got, sizeof(got), MSG_DONTWAIT), (ssize_t)sizeof(frame));
+}
+
+/* A back end that pushes back: the write waits in io_uring, and the used
+ * entry waits for the write. */
+Test(virtio_net, tx_used_entry_follows_the_write)
+{
+	struct virtio_net_hdr_mrg_rxbuf h = { 0 };
+	static uint8_t payload[2000], got[4096];
+	int sndbuf = 4096, frames = QSZ / 2, n = 0;
+	bool more;
+
+	cr_assert_eq(setsockopt(net.qp[0].fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)), 0);
+	for (uint16_t d = 0; d < QSZ; d += 2)
+		post_tx_frame(d, &h, payload, sizeof(payload));
+	cr_assert_eq(tx(&more), frames);
+	cr_assert_lt(used(1)->idx, frames, "writes the socket cannot take yet are not used");
+	cr_assert_gt(net.inflight, 0);
+	/* Used entries follow in posting order: one behind a pending write waits too. */
+	cr_assert_leq(used(1)->idx + net.inflight, (unsigned)frames);
+	while (n < frames) {
+		cr_assert_eq(recv(peer, got, sizeof(got), 0), 12 + (ssize_t)sizeof(payload));
+		n++;
+		tx(&more);   /* reaps what the room made complete */
+	}
+	cr_assert_eq(used(1)->idx, frames);
+	cr_assert_eq(net.inflight, 0);
+	cr_assert_eq(net.qp[0].tx_frames, (uint64_t)frames);
+}
+
+Test(virtio_net, tx_drain_drops_a_blocked_write)
+{
+	struct virtio_net_hdr_mrg_rxbuf h = { 0 };
+	static uint8_t payload[2000];
+	int sndbuf = 4096;
+	bool more;
+
+	cr_assert_eq(setsockopt(net.qp[0].fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)), 0);
+	for (uint16_t d = 0; d < QSZ; d += 2)
+		post_tx_frame(d, &h, payload, sizeof(payload));
+	cr_assert_eq(tx(&more), QSZ / 2);
+	cr_assert_gt(net.inflight, 0);
+	pthread_mutex_lock(&net.vdev.lock);
+	cr_assert_eq(virtio_net_drain(&net, false), 0);
+	pthread_mutex_unlock(&net.vdev.lock);
+	cr_assert_eq(net.inflight, 0);
+	cr_assert_eq(used(1)->idx, QSZ / 2, "every chain is used: sent or dropped");
+	cr_assert_eq(net.qp[0].tx_frames + net.qp[0].tx_errors, (uint64_t)QSZ / 2);
+	cr_assert_gt(net.qp[0].tx_errors, 0);
 }
 
 Test(virtio_net, rx_device_readable_buffer_needs_reset)
