@@ -330,6 +330,21 @@ static int api_listen(const char *path)
 			return ret;
 		}
 	}
+	/*
+	 * Bind under a temporary name and rename() it into place once listening:
+	 * a client that sees the socket file can connect at once (no window where
+	 * the file exists but connect() gets ECONNREFUSED). Paths too long for
+	 * the temporary suffix are bound directly.
+	 */
+	char tmp[sizeof(sa.sun_path)];
+	int n = snprintf(tmp, sizeof(tmp), "%s.%d~", path, (int)getpid());
+	bool staged = n > 0 && (size_t)n < sizeof(tmp);
+
+	if (staged)
+		memcpy(sa.sun_path, tmp, (size_t)n + 1);
+	else
+		snprintf(tmp, sizeof(tmp), "%s", path);
+	unlink(tmp);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -errno;
@@ -339,14 +354,15 @@ static int api_listen(const char *path)
 	umask(old_mask);
 	if (ret < 0) {
 		ret = -errno;
-		log_err("api", "cannot bind '%s': %s", path, strerror_safe(errno));
+		log_err("api", "cannot bind '%s': %s", tmp, strerror_safe(errno));
 		close(fd);
 		return ret;
 	}
-	if (chmod(path, API_SOCK_MODE) < 0 || listen(fd, API_LISTEN_BACKLOG) < 0) {
+	if (chmod(tmp, API_SOCK_MODE) < 0 || listen(fd, API_LISTEN_BACKLOG) < 0 ||
+	    (staged && rename(tmp, path) < 0)) {
 		ret = -errno;
 		log_err("api", "cannot listen on '%s': %s", path, strerror_safe(errno));
-		unlink(path);
+		unlink(tmp);
 		close(fd);
 		return ret;
 	}
