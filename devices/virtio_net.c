@@ -178,7 +178,7 @@ static void net_driver_ok(struct virtio_device *vdev)
 void virtio_net_backend_sync(struct virtio_net *net)
 {
 	pthread_mutex_lock(&net->vdev.lock);
-	net->held = true;
+	net->vdev.quiesced = true;
 	for (unsigned i = 0; i < net->nr_pairs; i++)
 		net->qp[i].rx_blocked = false;
 	net_apply_active_pairs(net);
@@ -188,17 +188,25 @@ void virtio_net_backend_sync(struct virtio_net *net)
 
 void virtio_net_restore_done(struct virtio_net *net)
 {
+	virtio_net_announce(net);   /* -EOPNOTSUPP without GUEST_ANNOUNCE: fine */
+}
+
+void virtio_net_quiesce(struct virtio_net *net, bool on)
+{
 	bool running;
 
+	virtio_device_quiesce(&net->vdev, on);
+	if (on)
+		return;
 	pthread_mutex_lock(&net->vdev.lock);
-	net->held = false;
 	running = net->vdev.st.status & VIRTIO_CONFIG_S_DRIVER_OK;
 	pthread_mutex_unlock(&net->vdev.lock);
-	if (!running)
-		return;
-	for (unsigned i = 0; i < net->vdev.nr_queues; i++)
-		net_kick_self(&net->vdev.vqs[i]);
-	virtio_net_announce(net);   /* -EOPNOTSUPP without GUEST_ANNOUNCE: fine */
+	/* Kicks and TAP wake-ups consumed while quiesced went unanswered, and
+	 * buffers or frames posted before a snapshot were never looked at: look
+	 * at every queue once (a kick reaches the TAP side through RX). */
+	if (running)
+		for (unsigned i = 0; i < net->vdev.nr_queues; i++)
+			net_kick_self(&net->vdev.vqs[i]);
 }
 
 static void net_reset(struct virtio_device *vdev)
@@ -296,6 +304,8 @@ int virtio_net_tx_process(struct net_queue_pair *qp, bool *more)
 	int frames = 0, r = 0;
 
 	*more = false;
+	if (qp->net->vdev.quiesced)
+		return 0;
 	virtq_set_notification(vq, false);
 	for (;;) {
 		if (frames >= VIRTIO_NET_TX_BUDGET) {
@@ -423,7 +433,7 @@ int virtio_net_rx_process(struct net_queue_pair *qp)
 	size_t need = net_rx_max_frame(net), cap;
 	int frames = 0, ret = 0;
 
-	if (qp->index >= net->st.active_pairs)
+	if (qp->index >= net->st.active_pairs || net->vdev.quiesced)
 		return 0;
 	qp->rx_blocked = false;
 	while (frames < NET_RX_BUDGET) {
@@ -499,6 +509,8 @@ int virtio_net_ctrl_process(struct virtio_net *net)
 	struct virtq_elem *e = net->ctrl_elem;
 	int r, n = 0;
 
+	if (net->vdev.quiesced)
+		return 0;
 	while ((r = virtq_pop(vq, e)) > 0) {
 		uint8_t hdr[2], ack;
 
@@ -680,7 +692,7 @@ static void net_process(struct virtio_net *net, const struct net_work *w)
 	struct virtio_device *vdev = &net->vdev;
 
 	pthread_mutex_lock(&vdev->lock);
-	for (unsigned i = 0; i < net->nr_pairs && !vdev->broken && !net->held; i++) {
+	for (unsigned i = 0; i < net->nr_pairs && !vdev->broken && !vdev->quiesced; i++) {
 		struct net_queue_pair *qp = &net->qp[i];
 		bool more = false;
 
@@ -693,7 +705,7 @@ static void net_process(struct virtio_net *net, const struct net_work *w)
 		    (w->tap[i] && virtq_avail_count(qp->rxq)))
 			virtio_net_rx_process(qp);
 	}
-	if (w->queue[ctrl_queue_index(net)] && !vdev->broken && !net->held)
+	if (w->queue[ctrl_queue_index(net)] && !vdev->broken && !vdev->quiesced)
 		virtio_net_ctrl_process(net);
 	pthread_mutex_unlock(&vdev->lock);
 }
@@ -776,6 +788,16 @@ static void virtio_net_dev_reset(struct device *dev)
 		pci_device_reset(&net->vp.pci);
 }
 
+static void virtio_net_dev_quiesce(struct device *dev)
+{
+	virtio_net_quiesce(dev_to_net(dev), true);
+}
+
+static void virtio_net_dev_unquiesce(struct device *dev)
+{
+	virtio_net_quiesce(dev_to_net(dev), false);
+}
+
 static void virtio_net_free(struct virtio_net *net)
 {
 	if (net->ring_in_loop && net->vm)
@@ -845,6 +867,8 @@ static const struct device_ops virtio_net_dev_ops = {
 	.load = virtio_net_dev_load,
 	.info = virtio_net_dev_info,
 	.counters = virtio_net_dev_counters,
+	.quiesce = virtio_net_dev_quiesce,
+	.unquiesce = virtio_net_dev_unquiesce,
 };
 
 int virtio_net_create(struct vm *vm, const struct net_config *cfg, unsigned idx, char *err,

@@ -15,7 +15,13 @@
  * kick eventfd and every back-end fd complete into it, and the ring fd is
  * watched by the VM's event loop. Nothing spins while idle: with EVENT_IDX
  * the device asks for a kick only when it has drained a queue, and it reads
- * the TAP only while the guest has RX buffers posted. */
+ * the TAP only while the guest has RX buffers posted.
+ *
+ * Quiesce (VM paused: migration, snapshot, restore): the data path runs
+ * synchronously under vdev.lock (io_uring only polls; no read or write is
+ * ever in flight there), so once the quiesced flag is set under that lock
+ * nothing reads the TAP or writes guest RAM until the data path restarts.
+ * Frames meanwhile wait in the TAP, TX chains in the ring. */
 #ifndef DEVICES_VIRTIO_NET_H
 #define DEVICES_VIRTIO_NET_H
 
@@ -72,7 +78,6 @@ struct virtio_net {
 	unsigned tun_offloads;         /* TUN_F_* the back end accepted when probed */
 	struct io_uring ring;
 	bool ring_ready, ring_in_loop;
-	bool held;                     /* data path held during a restore */
 	uint64_t ctrl_cmds, ctrl_errors, announces;
 };
 
@@ -103,16 +108,20 @@ int virtio_net_announce(struct virtio_net *net);
  * returns how many devices were asked. */
 int virtio_net_announce_all(struct vm *vm);
 
+/* Stop (@on) or restart the data path (device_ops quiesce/unquiesce; see
+ * above). Restarting looks at every queue once. */
+void virtio_net_quiesce(struct virtio_net *net, bool on);
+
 /* After a load replaced the virtio and device state (virtio_net_state.c):
  * bring the back end in line (TUNSETOFFLOAD for the negotiated offloads,
- * TUNSETQUEUE for the active pairs) and hold the data path (frames the TAP
- * delivers meanwhile wait there) until the rest of the VM is restored:
- * an interrupt sent before the irqchip/LAPIC state is written would be lost. */
+ * TUNSETQUEUE for the active pairs) and quiesce the data path (frames the
+ * TAP delivers meanwhile wait there) until the VM resumes: an interrupt sent
+ * before the irqchip/LAPIC state is written would be lost, and a migration
+ * destination must not touch guest RAM before the hand-over is committed. */
 void virtio_net_backend_sync(struct virtio_net *net);
 /* The whole VM is restored (vCPU and irqchip state written, vCPUs not yet
- * running): release the data path, look at every queue once (buffers and
- * frames posted before the snapshot), and announce (GUEST_ANNOUNCE) so
- * peers relearn the MAC on the new host. Returns the number of devices. */
+ * running): ask the guest to announce itself (GUEST_ANNOUNCE) so peers
+ * relearn the MAC on the new host. The data path restarts with vm_resume(). */
 void virtio_net_restore_done(struct virtio_net *net);
 int virtio_net_restore_done_all(struct vm *vm);
 /* device_ops save/load (virtio_net_state.c). */

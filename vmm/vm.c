@@ -252,6 +252,7 @@ int vm_create_restore(struct vm **out, const struct vm_config *cfg, struct guest
 	vm->kvm_fd = vm->vm_fd = -1;
 	vm->mem.fd = -1;
 	pthread_mutex_init(&vm->lock, NULL);
+	pthread_mutex_init(&vm->pause_lock, NULL);
 	pthread_cond_init(&vm->cond, NULL);
 	vm->state = VM_STATE_CREATED;
 	vm->nr_vcpus = cfg->cpus;
@@ -395,7 +396,18 @@ static void vm_kick_all(struct vm *vm)
 		vcpu_kick(&vm->vcpus[i]);
 }
 
-int vm_pause(struct vm *vm)
+/* device_ops quiesce/unquiesce of every device (see device.h). */
+static void vm_quiesce_devices(struct vm *vm, bool on)
+{
+	for (struct device *d = vm->devices; d; d = d->next) {
+		void (*fn)(struct device *) = on ? d->ops->quiesce : d->ops->unquiesce;
+
+		if (fn)
+			fn(d);
+	}
+}
+
+static int vm_pause_vcpus(struct vm *vm)
 {
 	pthread_mutex_lock(&vm->lock);
 	if (vm->state != VM_STATE_RUNNING) {
@@ -419,10 +431,26 @@ int vm_pause(struct vm *vm)
 	return 0;
 }
 
+/* The vCPUs first (they may kick devices), then the device back ends. */
+int vm_pause(struct vm *vm)
+{
+	int ret;
+
+	pthread_mutex_lock(&vm->pause_lock);
+	ret = vm_pause_vcpus(vm);
+	if (!ret)
+		vm_quiesce_devices(vm, true);
+	pthread_mutex_unlock(&vm->pause_lock);
+	return ret;
+}
+
 int vm_start_paused(struct vm *vm)
 {
 	int ret;
 
+	pthread_mutex_lock(&vm->pause_lock);
+	/* Before the event loop runs: no back end starts until vm_resume(). */
+	vm_quiesce_devices(vm, true);
 	pthread_mutex_lock(&vm->lock);
 	vm->pause_requested = true;
 	pthread_mutex_unlock(&vm->lock);
@@ -430,35 +458,44 @@ int vm_start_paused(struct vm *vm)
 	pthread_mutex_lock(&vm->lock);
 	if (ret) {
 		vm->pause_requested = false;
-		pthread_mutex_unlock(&vm->lock);
-		return ret;
+		goto out;
 	}
 	/* No need to wait for the threads to park: pause_requested was set before
 	 * they existed, and a vCPU thread checks it under vm->lock before every
 	 * KVM_RUN, so none can run guest code until vm_resume(). Not waiting saves
 	 * a scheduling round trip per vCPU on restore. */
 	if (vm->exit_requested) {
-		pthread_mutex_unlock(&vm->lock);
-		return -ESHUTDOWN;
+		ret = -ESHUTDOWN;
+		goto out;
 	}
 	vm->state = VM_STATE_PAUSED;
 	pthread_cond_broadcast(&vm->cond);
+out:
 	pthread_mutex_unlock(&vm->lock);
-	return 0;
+	pthread_mutex_unlock(&vm->pause_lock);
+	return ret;
 }
 
+/* The device back ends first: what the vCPUs kick from now on is served. */
 int vm_resume(struct vm *vm)
 {
+	int ret = 0;
+
+	pthread_mutex_lock(&vm->pause_lock);
 	pthread_mutex_lock(&vm->lock);
-	if (vm->state != VM_STATE_PAUSED) {
-		pthread_mutex_unlock(&vm->lock);
-		return -EBUSY;
-	}
-	vm->pause_requested = false;
-	vm->state = VM_STATE_RUNNING;
-	pthread_cond_broadcast(&vm->cond);
+	if (vm->state != VM_STATE_PAUSED)
+		ret = -EBUSY;
 	pthread_mutex_unlock(&vm->lock);
-	return 0;
+	if (!ret) {
+		vm_quiesce_devices(vm, false);
+		pthread_mutex_lock(&vm->lock);
+		vm->pause_requested = false;
+		vm->state = VM_STATE_RUNNING;
+		pthread_cond_broadcast(&vm->cond);
+		pthread_mutex_unlock(&vm->lock);
+	}
+	pthread_mutex_unlock(&vm->pause_lock);
+	return ret;
 }
 
 void vm_request_exit(struct vm *vm, int status, const char *fmt, ...)
@@ -535,6 +572,7 @@ void vm_destroy(struct vm *vm)
 	bus_destroy(&vm->mmio);
 	config_free(&vm->cfg);
 	pthread_mutex_destroy(&vm->lock);
+	pthread_mutex_destroy(&vm->pause_lock);
 	pthread_cond_destroy(&vm->cond);
 	free(vm);
 }

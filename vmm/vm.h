@@ -61,6 +61,9 @@ struct vm {
 	struct kvm_irq_routing *routing;
 	unsigned next_gsi;
 
+	/* Serializes vm_pause/vm_start_paused/vm_resume as a whole (vCPUs and
+	 * device quiesce together). */
+	pthread_mutex_t pause_lock;
 	/* Lifecycle, guarded by lock; cond signals state changes. */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
@@ -91,11 +94,13 @@ int vm_start(struct vm *vm);
  * stopped (an exit was requested). Saves a thread hand-off at start and at
  * exit for `vmm run`. The caller still calls vm_wait_exit (or exits). */
 int vm_run_on_caller(struct vm *vm);
-/* Park every vCPU at a clean point (out of KVM_RUN); returns when all are parked. */
+/* Park every vCPU at a clean point (out of KVM_RUN), then quiesce every
+ * device back end (device_ops.quiesce); returns when all are stopped. */
 int vm_pause(struct vm *vm);
 /* Like vm_start, but the vCPU threads park before their first KVM_RUN and the
  * VM ends up PAUSED (restore, incoming migration: resume is the caller's choice). */
 int vm_start_paused(struct vm *vm);
+/* Restart the device back ends (device_ops.unquiesce), then the vCPUs. */
 int vm_resume(struct vm *vm);
 /* Ask the VM to stop: status becomes the process exit status. Safe from any
  * thread, including vCPU threads; the first request wins. */

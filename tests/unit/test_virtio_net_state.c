@@ -304,10 +304,12 @@ Test(virtio_net_state, round_trip_mid_traffic)
 	cr_assert_eq(dst.net->st.mac[5], 0x99);
 	cr_assert_eq(dst.net->st.status, VIRTIO_NET_S_LINK_UP | VIRTIO_NET_S_ANNOUNCE);
 	cr_assert_eq(dst.net->st.active_pairs, 2);
-	cr_assert(dst.net->held, "data path held until the VM is restored");
+	cr_assert(dst.net->vdev.quiesced, "data path quiesced until the VM resumes");
 	virtio_net_restore_done(dst.net);
-	cr_assert_not(dst.net->held);
+	cr_assert(dst.net->vdev.quiesced, "announcing does not restart the data path");
 	cr_assert_eq(dst.net->announces, 1, "GUEST_ANNOUNCE requested after restore");
+	virtio_net_quiesce(dst.net, false);
+	cr_assert_not(dst.net->vdev.quiesced);
 
 	/* Mid-traffic: a frame lands in a buffer posted before the snapshot ... */
 	memset(frame, 0, sizeof(frame));
@@ -354,7 +356,7 @@ static void assert_untouched(void)
 	cr_assert_eq(dst.net->st.mac[5], 0x22);
 	cr_assert_eq(dst.net->st.status, VIRTIO_NET_S_LINK_UP);
 	cr_assert_eq(dst.net->st.active_pairs, 1);
-	cr_assert_not(dst.net->held);
+	cr_assert_not(dst.net->vdev.quiesced);
 }
 
 static void expect_refused(mutate_fn mutate, const char *where, const char *what)
