@@ -135,6 +135,13 @@ int net_tap_open(const char *ifname, unsigned *nr_queues, bool queues_given, int
 		 char *err, size_t errlen);
 int net_macvtap_open(const char *ifname, unsigned *nr_queues, bool queues_given, int *fds,
 		     uint8_t mac[6], char *err, size_t errlen);
+/* An fd handed over by another process (live update) is a TAP/macvtap
+ * queue of @ifname with the vnet header on; -EINVAL and a reason otherwise. */
+int net_backend_check_fd(int fd, const char *ifname, char *err, size_t errlen);
+/* Live update, source side: the back-end fds (one per queue pair, still
+ * owned by the device) of @vm's @idx-th virtio-net and the TUN_F_* offloads
+ * it accepts. Returns the number of fds, -ENOENT (no such NIC) or -E2BIG. */
+int virtio_net_backend_fds(struct vm *vm, unsigned idx, int *fds, unsigned max, unsigned *tun_offloads);
 /* Probe which TUN_F_* offloads the fd accepts (leaves them off). */
 unsigned net_tap_probe_offloads(int fd);
 int net_tap_set_offloads(int fd, unsigned tun_flags);

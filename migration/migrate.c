@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "api/config_json.h"
+#include "devices/virtio_net.h"
 #include "migration/dirty.h"
 #include "migration/migrate_lane.h"
 #include "migration/snapshot.h"
@@ -493,7 +494,33 @@ static int migrate_precopy(struct mig_source *m)
 	return ret;
 }
 
-/* Live update: the destination maps our memfd; nothing but state is copied. */
+_Static_assert(VIRTIO_NET_MAX_PAIRS <= MIG_MAX_FDS, "one NETFDS frame carries a NIC's queues");
+
+/* Live update: every virtio-net's queue fds (TAP/macvtap), one NETFDS frame
+ * per NIC. The peer gets new references to the same queues; ours stay open
+ * and untouched, so a failed update leaves this VM exactly as it was. */
+static int send_net_fds(struct mig_source *m)
+{
+	for (unsigned i = 0; i < m->vm->cfg.nr_nets; i++) {
+		uint8_t p[MIG_NETFDS_SIZE] = { 0 };
+		int fds[MIG_MAX_FDS], n, ret;
+		unsigned offloads = 0;
+
+		n = virtio_net_backend_fds(m->vm, i, fds, MIG_MAX_FDS, &offloads);
+		if (n <= 0)
+			return fail(m, n ? n : -ENODEV, "net%u: no back-end fds to hand over", i);
+		mig_put_u32(p, i);
+		mig_put_u32(p + 4, (uint32_t)n);
+		mig_put_u32(p + 8, offloads);
+		ret = mig_send_fds(main_stream(m), MIG_NETFDS, p, sizeof(p), fds, (unsigned)n);
+		if (ret)
+			return fail_stream(m, main_stream(m), ret, "handing over the TAP fds");
+	}
+	return 0;
+}
+
+/* Live update: the destination maps our memfd and takes our TAP queues;
+ * nothing but state is copied. */
 static int migrate_local(struct mig_source *m)
 {
 	uint8_t size[8];
@@ -503,7 +530,9 @@ static int migrate_local(struct mig_source *m)
 	ret = mig_send_fd(main_stream(m), MIG_MEMFD, size, sizeof(size), m->vm->mem.fd);
 	if (ret)
 		return fail_stream(m, main_stream(m), ret, "handing over the memory fd");
-	ret = send_config(m);
+	ret = send_net_fds(m);
+	if (!ret)
+		ret = send_config(m);
 	if (!ret)
 		ret = pause_vm(m);
 	if (!ret)

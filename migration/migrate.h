@@ -10,9 +10,11 @@
  * A paused VM migrates too (nothing is dirtied: one pass) and stays paused at
  * the destination.
  *
- * Live update (params.local): the RAM memfd goes over SCM_RIGHTS and the
- * destination maps the same pages; only the state tree is copied, during a
- * pause that does not grow with RAM size.
+ * Live update (params.local): the RAM memfd and every virtio-net's queue fds
+ * (TAP/macvtap) go over SCM_RIGHTS; the destination maps the same pages and
+ * uses the same queues. Only the state tree is copied, during a pause that
+ * does not grow with RAM size. The source keeps its own fds untouched until
+ * it stops for good, so a failed update leaves it as it was.
  *
  * Destination: mig_incoming() listens, receives, and returns a running VM
  * only after it has acked the complete stream; on any incomplete or bad

@@ -54,6 +54,7 @@ struct mig_incoming {
 	unsigned nr_lanes;
 	struct in_lane lanes[MIG_MAX_LANES];
 	struct guest_mem mem;        /* until the VM takes it */
+	struct vm_inherit inherit;   /* live update: TAP fds, until the NICs take them */
 	struct vm *vm;
 	char *config;
 	size_t config_len;
@@ -293,28 +294,99 @@ static int memory_fresh(struct mig_incoming *in)
 	return memory_from_fd(in, fd);
 }
 
+/* One NETFDS frame (live update): the queue fds of one NIC. */
+static int take_net_fds(struct mig_incoming *in, struct mig_frame *f)
+{
+	struct vm_inherit_net *n;
+	uint32_t idx, count;
+
+	if (f->len != MIG_NETFDS_SIZE) {
+		mig_frame_close_fds(f);
+		return refuse(in, -EPROTO, "NETFDS frame of %zu bytes", f->len);
+	}
+	idx = mig_get_u32(f->data);
+	count = mig_get_u32(f->data + 4);
+	if (idx >= CONFIG_MAX_NETS || count != f->nr_fds || count > VM_INHERIT_MAX_FDS ||
+	    mig_get_u32(f->data + 12) || in->inherit.nets[idx].nr_fds) {
+		mig_frame_close_fds(f);
+		return refuse(in, -EPROTO, "NETFDS frame for net %u: %u fds announced, %u came (or a repeat)",
+			      idx, count, f->nr_fds);
+	}
+	n = &in->inherit.nets[idx];
+	for (unsigned i = 0; i < count; i++)
+		n->fds[i] = f->fds[i];
+	n->nr_fds = count;
+	n->tun_offloads = mig_get_u32(f->data + 8);
+	f->nr_fds = 0;
+	return 0;
+}
+
+/* A live update hands over every NIC's queues, and only those. */
+static int check_net_fds(struct mig_incoming *in, const struct vm_config *cfg)
+{
+	for (unsigned i = 0; i < CONFIG_MAX_NETS; i++) {
+		bool have = in->inherit.nets[i].nr_fds > 0;
+
+		if (i < cfg->nr_nets && !have)
+			return refuse(in, -EPROTO, "live update without the fds of net%u (TAP '%s')", i,
+				      cfg->nets[i].ifname);
+		if (i >= cfg->nr_nets && have)
+			return refuse(in, -EPROTO, "fds for net%u, but the VM has %u NICs", i, cfg->nr_nets);
+	}
+	return 0;
+}
+
+static void close_net_fds(struct vm_inherit *inh)
+{
+	for (unsigned i = 0; i < CONFIG_MAX_NETS; i++) {
+		for (unsigned q = 0; q < inh->nets[i].nr_fds; q++)
+			if (inh->nets[i].fds[q] >= 0)
+				close(inh->nets[i].fds[q]);
+		inh->nets[i].nr_fds = 0;
+	}
+}
+
+/* Live update: the memfd, then NETFDS frames until CONFIG. */
+static int receive_config(struct mig_incoming *in, struct mig_frame *f)
+{
+	bool local = in->hello.features & MIG_FEAT_LOCAL;
+	int ret;
+
+	if (local) {
+		ret = mig_recv(&in->lanes[0].s, f, MIG_TYPE_BIT(MIG_MEMFD));
+		if (ret)
+			return refuse(in, ret, "%s", in->lanes[0].s.err);
+		if (f->len != 8 || mig_get_u64(f->data) != in->hello.mem_size) {
+			mig_frame_close_fds(f);
+			return refuse(in, -EPROTO, "MEMFD frame does not match the announced RAM size");
+		}
+		ret = memory_from_fd(in, f->fds[0]);
+		if (ret)
+			return ret;
+	}
+	for (;;) {
+		ret = mig_recv(&in->lanes[0].s, f, MIG_TYPE_BIT(MIG_CONFIG) | (local ? MIG_TYPE_BIT(MIG_NETFDS) : 0));
+		if (ret)
+			return refuse(in, ret, "%s", in->lanes[0].s.err);
+		if (f->type == MIG_CONFIG)
+			return 0;
+		ret = take_net_fds(in, f);
+		if (ret)
+			return ret;
+	}
+}
+
 static int build_vm(struct mig_incoming *in)
 {
+	struct vm_create_opts opts = { .mem = &in->mem };
 	struct vm_config cfg;
 	struct mig_frame f;
 	char err[512] = "";
 	int ret;
 
-	if (in->hello.features & MIG_FEAT_LOCAL) {
-		ret = mig_recv(&in->lanes[0].s, &f, MIG_TYPE_BIT(MIG_MEMFD));
-		if (ret)
-			return refuse(in, ret, "%s", in->lanes[0].s.err);
-		if (f.len != 8 || mig_get_u64(f.data) != in->hello.mem_size) {
-			close(f.fd);
-			return refuse(in, -EPROTO, "MEMFD frame does not match the announced RAM size");
-		}
-		ret = memory_from_fd(in, f.fd);
-		if (ret)
-			return ret;
-	}
-	ret = mig_recv(&in->lanes[0].s, &f, MIG_TYPE_BIT(MIG_CONFIG));
+	ret = receive_config(in, &f);
 	if (ret)
-		return refuse(in, ret, "%s", in->lanes[0].s.err);
+		return ret;
 	in->config = malloc(f.len + 1);
 	if (!in->config)
 		return refuse(in, -ENOMEM, "out of memory");
@@ -337,14 +409,17 @@ static int build_vm(struct mig_incoming *in)
 		free(cfg.console_path);
 		cfg.console_path = in->o->console_path ? strdup(in->o->console_path) : NULL;
 	}
-	if (!(in->hello.features & MIG_FEAT_LOCAL)) {
+	if (in->hello.features & MIG_FEAT_LOCAL) {
+		ret = check_net_fds(in, &cfg);
+		opts.inherit = &in->inherit;
+	} else {
 		ret = memory_fresh(in);
-		if (ret) {
-			config_free(&cfg);
-			return ret;
-		}
 	}
-	ret = vm_create_bare(&in->vm, &cfg, &in->mem, err, sizeof(err));
+	if (ret) {
+		config_free(&cfg);
+		return ret;
+	}
+	ret = vm_create_with(&in->vm, &cfg, &opts, err, sizeof(err));
 	config_free(&cfg);
 	if (ret) {
 		mem_destroy(&in->mem);
@@ -487,6 +562,7 @@ static void incoming_cleanup(struct mig_incoming *in, bool ok)
 		in->vm = NULL;
 	}
 	mem_destroy(&in->mem);
+	close_net_fds(&in->inherit);
 	free(in->config);
 	free(in->state);
 }

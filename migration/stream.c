@@ -25,6 +25,7 @@ const char *mig_frame_name(unsigned type)
 	case MIG_ERROR:    return "ERROR";
 	case MIG_LANE_END: return "LANE_END";
 	case MIG_MEMFD:    return "MEMFD";
+	case MIG_NETFDS:   return "NETFDS";
 	}
 	return "unknown";
 }
@@ -41,6 +42,7 @@ size_t mig_frame_max_len(unsigned type)
 	case MIG_ERROR:    return MIG_ERROR_MAX;
 	case MIG_LANE_END: return 0;
 	case MIG_MEMFD:    return 8;
+	case MIG_NETFDS:   return MIG_NETFDS_SIZE;
 	}
 	return 0;
 }
@@ -130,26 +132,29 @@ void mig_frame_header(uint8_t hdr[MIG_HDR_SIZE], unsigned type, const void *payl
 	mig_put_u32(hdr + 12, crc);
 }
 
-static int send_iov(struct mig_stream *s, struct iovec *iov, int n, int fd)
+static int send_iov(struct mig_stream *s, struct iovec *iov, int n, const int *fds, unsigned nr_fds)
 {
-	char cbuf[CMSG_SPACE(sizeof(int))];
+	char cbuf[CMSG_SPACE(sizeof(int) * MIG_MAX_FDS)];
 	struct msghdr msg = { .msg_iov = iov, .msg_iovlen = (size_t)n };
-	bool fd_pending = fd >= 0;
+	bool fd_pending = nr_fds > 0;
 
+	if (nr_fds > MIG_MAX_FDS)
+		return -EINVAL;
 	while (msg.msg_iovlen) {
 		ssize_t w;
 
 		if (fd_pending) {
 			struct cmsghdr *c;
 
+			/* The fds travel with the first byte of the frame. */
 			memset(cbuf, 0, sizeof(cbuf));
 			msg.msg_control = cbuf;
-			msg.msg_controllen = sizeof(cbuf);
+			msg.msg_controllen = CMSG_SPACE(sizeof(int) * nr_fds);
 			c = CMSG_FIRSTHDR(&msg);
 			c->cmsg_level = SOL_SOCKET;
 			c->cmsg_type = SCM_RIGHTS;
-			c->cmsg_len = CMSG_LEN(sizeof(int));
-			memcpy(CMSG_DATA(c), &fd, sizeof(int));
+			c->cmsg_len = CMSG_LEN(sizeof(int) * nr_fds);
+			memcpy(CMSG_DATA(c), fds, sizeof(int) * nr_fds);
 		} else {
 			msg.msg_control = NULL;
 			msg.msg_controllen = 0;
@@ -177,7 +182,8 @@ static int send_iov(struct mig_stream *s, struct iovec *iov, int n, int fd)
 	return 0;
 }
 
-static int send_frame(struct mig_stream *s, unsigned type, const void *payload, size_t len, int fd)
+static int send_frame(struct mig_stream *s, unsigned type, const void *payload, size_t len, const int *fds,
+		      unsigned nr_fds)
 {
 	uint8_t hdr[MIG_HDR_SIZE];
 	struct iovec iov[2] = { { hdr, MIG_HDR_SIZE }, { (void *)payload, len } };
@@ -185,17 +191,23 @@ static int send_frame(struct mig_stream *s, unsigned type, const void *payload, 
 	if (len > UINT32_MAX)
 		return -EMSGSIZE;
 	mig_frame_header(hdr, type, payload, len);
-	return send_iov(s, iov, len ? 2 : 1, fd);
+	return send_iov(s, iov, len ? 2 : 1, fds, nr_fds);
 }
 
 int mig_send(struct mig_stream *s, unsigned type, const void *payload, size_t len)
 {
-	return send_frame(s, type, payload, len, -1);
+	return send_frame(s, type, payload, len, NULL, 0);
 }
 
 int mig_send_fd(struct mig_stream *s, unsigned type, const void *payload, size_t len, int fd)
 {
-	return send_frame(s, type, payload, len, fd);
+	return send_frame(s, type, payload, len, &fd, 1);
+}
+
+int mig_send_fds(struct mig_stream *s, unsigned type, const void *payload, size_t len, const int *fds,
+		 unsigned nr_fds)
+{
+	return send_frame(s, type, payload, len, fds, nr_fds);
 }
 
 void mig_send_error(struct mig_stream *s, const char *fmt, ...)
@@ -212,7 +224,7 @@ void mig_send_error(struct mig_stream *s, const char *fmt, ...)
 	if ((size_t)n >= sizeof(msg))
 		n = sizeof(msg) - 1;
 	if (s->fd >= 0)
-		send_frame(s, MIG_ERROR, msg, (size_t)n, -1);
+		send_frame(s, MIG_ERROR, msg, (size_t)n, NULL, 0);
 }
 
 static int wait_readable(struct mig_stream *s)
@@ -234,13 +246,41 @@ static int wait_readable(struct mig_stream *s)
 	return 0;
 }
 
-/* Read exactly @len bytes (and an fd, if one comes with them). */
-static int recv_exact(struct mig_stream *s, void *buf, size_t len, int *fd_out)
+/* Where received fds go: up to MIG_MAX_FDS, the rest closed and counted. */
+struct fd_sink {
+	int *fds;
+	unsigned nr, dropped;
+};
+
+static void take_fds(struct msghdr *msg, struct fd_sink *sink)
+{
+	if (msg->msg_flags & MSG_CTRUNC)
+		sink->dropped++;   /* the kernel closed what did not fit */
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(msg); c; c = CMSG_NXTHDR(msg, c)) {
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < n; i++) {
+			int fd;
+
+			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+			if (sink->nr < MIG_MAX_FDS) {
+				sink->fds[sink->nr++] = fd;
+			} else {
+				close(fd);
+				sink->dropped++;
+			}
+		}
+	}
+}
+
+/* Read exactly @len bytes (and the fds that come with them, if @sink). */
+static int recv_exact(struct mig_stream *s, void *buf, size_t len, struct fd_sink *sink)
 {
 	uint8_t *p = buf;
 
 	while (len) {
-		char cbuf[CMSG_SPACE(sizeof(int))];
+		char cbuf[CMSG_SPACE(sizeof(int) * MIG_MAX_FDS)];
 		struct iovec iov = { p, len };
 		struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
 		ssize_t r;
@@ -248,7 +288,7 @@ static int recv_exact(struct mig_stream *s, void *buf, size_t len, int *fd_out)
 
 		if (ret)
 			return ret;
-		if (fd_out) {
+		if (sink) {
 			msg.msg_control = cbuf;
 			msg.msg_controllen = sizeof(cbuf);
 		}
@@ -264,22 +304,8 @@ static int recv_exact(struct mig_stream *s, void *buf, size_t len, int *fd_out)
 			snprintf(s->err, sizeof(s->err), "the peer closed the connection");
 			return -ECONNRESET;
 		}
-		if (fd_out) {
-			for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-				if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-					continue;
-				size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-				for (size_t i = 0; i < n; i++) {
-					int fd;
-
-					memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-					if (*fd_out < 0)
-						*fd_out = fd;
-					else
-						close(fd); /* only one fd is expected: drop extras */
-				}
-			}
-		}
+		if (sink)
+			take_fds(&msg, sink);
 		s->bytes_received += (uint64_t)r;
 		p += r;
 		len -= (size_t)r;
@@ -310,16 +336,40 @@ static int ensure_buf(struct mig_stream *s, size_t len)
 	return 0;
 }
 
+void mig_frame_close_fds(struct mig_frame *f)
+{
+	for (unsigned i = 0; i < f->nr_fds; i++)
+		if (f->fds[i] >= 0)
+			close(f->fds[i]);
+	f->nr_fds = 0;
+}
+
+/* The fd count a frame of @type must bring (checked before it is returned). */
+static int check_fds(struct mig_stream *s, unsigned type, unsigned nr, unsigned dropped)
+{
+	bool fd_type = MIG_FD_TYPES & MIG_TYPE_BIT(type);
+
+	if (dropped)
+		return proto_error(s, "%s frame with more than %u file descriptors", mig_frame_name(type),
+				   MIG_MAX_FDS);
+	if (!fd_type && nr)
+		return proto_error(s, "%s frame with %u file descriptor(s) attached", mig_frame_name(type), nr);
+	if (fd_type && (nr == 0 || (type == MIG_MEMFD && nr != 1)))
+		return proto_error(s, "%s frame with %u file descriptors", mig_frame_name(type), nr);
+	return 0;
+}
+
 int mig_recv(struct mig_stream *s, struct mig_frame *f, uint32_t allowed)
 {
 	uint8_t hdr[MIG_HDR_SIZE];
 	unsigned type;
 	uint32_t len, crc, want;
-	int fd = -1, ret;
+	struct fd_sink sink = { .fds = f->fds };
+	int ret;
 
 	memset(f, 0, sizeof(*f));
-	f->fd = -1;
-	ret = recv_exact(s, hdr, MIG_HDR_SIZE, (allowed & MIG_TYPE_BIT(MIG_MEMFD)) ? &fd : NULL);
+	ret = recv_exact(s, hdr, MIG_HDR_SIZE, (allowed & MIG_FD_TYPES) ? &sink : NULL);
+	f->nr_fds = sink.nr;
 	if (ret)
 		goto fail;
 	type = (unsigned)hdr[4] | (unsigned)hdr[5] << 8;
@@ -370,18 +420,15 @@ int mig_recv(struct mig_stream *s, struct mig_frame *f, uint32_t allowed)
 		ret = -ECONNABORTED;
 		goto fail;
 	}
-	if (type == MIG_MEMFD && fd < 0) {
-		ret = proto_error(s, "MEMFD frame without a file descriptor");
+	ret = check_fds(s, type, sink.nr, sink.dropped);
+	if (ret)
 		goto fail;
-	}
 	f->type = type;
 	f->data = s->buf;
 	f->len = len;
-	f->fd = fd;
 	return 0;
 fail:
-	if (fd >= 0)
-		close(fd);
+	mig_frame_close_fds(f);
 	return ret;
 }
 

@@ -16,6 +16,7 @@
  *	       RAM size, lanes)             ->
  *	                                    <-   ACK (hello accepted) | ERROR
  *	[MEMFD + SCM_RIGHTS fd]  (live update only)
+ *	[NETFDS + SCM_RIGHTS fds, one per virtio-net]  (live update only)
  *	CONFIG (vm.create JSON)             ->
  *	                                    <-   ACK (VM built) | ERROR
  *	PAGES ... (passes, on every lane)   ->
@@ -42,6 +43,7 @@
 #define MIG_CONFIG_MAX (1u << 20)
 #define MIG_ERROR_MAX 512u
 #define MIG_MAX_LANES 8u
+#define MIG_MAX_FDS 16u                  /* fds one frame may carry (a NIC's queue pairs) */
 
 /* Features a source may ask for in HELLO; a destination refuses unknown bits. */
 #define MIG_FEAT_LOCAL    (1u << 0)      /* live update: RAM arrives as a memfd over SCM_RIGHTS */
@@ -57,8 +59,13 @@ enum mig_frame_type {
 	MIG_ERROR = 7,
 	MIG_LANE_END = 8,
 	MIG_MEMFD = 9,
-	MIG_FRAME_TYPE_MAX = MIG_MEMFD,
+	MIG_NETFDS = 10,
+	MIG_FRAME_TYPE_MAX = MIG_NETFDS,
 };
+
+/* Frame types that carry fds (SCM_RIGHTS); a receiver takes fds only when
+ * it allows one of these. */
+#define MIG_FD_TYPES (MIG_TYPE_BIT(MIG_MEMFD) | MIG_TYPE_BIT(MIG_NETFDS))
 
 #define MIG_TYPE_BIT(t) (1u << (t))
 
@@ -76,6 +83,12 @@ struct mig_hello {
 
 /* DONE payload: u32 flags. */
 #define MIG_DONE_PAUSED 1u               /* the VM was paused at the source: keep it paused */
+
+/* NETFDS payload (16 bytes): u32 net index (the config's nets[]), u32 fd
+ * count (the NIC's queue pairs, 1..MIG_MAX_FDS; exactly that many fds come
+ * with the frame, queue pair order), u32 TUN_F_* offloads the back end
+ * accepts, u32 reserved (0). */
+#define MIG_NETFDS_SIZE 16
 
 /* PAGES payload: u32 count, u32 reserved (0), count x u64 entries, then
  * 4096 bytes for every entry that is not a zero page. An entry is the page's
@@ -103,8 +116,12 @@ struct mig_frame {
 	unsigned type;
 	const uint8_t *data;             /* valid until the next receive on the stream */
 	size_t len;
-	int fd;                          /* MEMFD: the received fd (the caller owns it), else -1 */
+	int fds[MIG_MAX_FDS];            /* MEMFD/NETFDS: received fds (the caller owns them) */
+	unsigned nr_fds;
 };
+
+/* Close the fds a frame brought (after a refusal). */
+void mig_frame_close_fds(struct mig_frame *f);
 
 void mig_stream_init(struct mig_stream *s, int fd);
 /* Close the socket and free the buffer. */
@@ -114,12 +131,17 @@ void mig_stream_close(struct mig_stream *s);
 void mig_frame_header(uint8_t hdr[MIG_HDR_SIZE], unsigned type, const void *payload, size_t len);
 
 int mig_send(struct mig_stream *s, unsigned type, const void *payload, size_t len);
-/* Send a frame and @fd alongside it (SCM_RIGHTS; UNIX sockets only). */
+/* Send a frame and @fd alongside it (SCM_RIGHTS; UNIX sockets only). The
+ * sender keeps its own fds: the peer gets new references to the same files. */
 int mig_send_fd(struct mig_stream *s, unsigned type, const void *payload, size_t len, int fd);
+int mig_send_fds(struct mig_stream *s, unsigned type, const void *payload, size_t len, const int *fds,
+		 unsigned nr_fds);
 /* Tell the peer why we give up; best effort (the socket may be gone). */
 void mig_send_error(struct mig_stream *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* Receive one frame whose type is in @allowed (MIG_TYPE_BIT()s). An ERROR
+/* Receive one frame whose type is in @allowed (MIG_TYPE_BIT()s). A frame of
+ * an fd-carrying type must bring 1..MIG_MAX_FDS fds (MEMFD exactly one);
+ * fds on any other frame are closed and refused. An ERROR
  * frame from the peer is always accepted and turned into -ECONNABORTED with
  * the peer's text in s->err. Returns 0, or -EPROTO (malformed, s->err says
  * how), -ECONNRESET (peer closed), -ETIMEDOUT, or another -errno. */

@@ -237,9 +237,22 @@ int vm_create_bare(struct vm **out, const struct vm_config *cfg, struct guest_me
 int vm_create_restore(struct vm **out, const struct vm_config *cfg, struct guest_mem *mem,
 		      const struct kvm_cpuid2 *cpuid, char *err, size_t errlen)
 {
+	struct vm_create_opts o = { .mem = mem, .cpuid = cpuid };
+
+	return vm_create_with(out, cfg, &o, err, errlen);
+}
+
+int vm_create_with(struct vm **out, const struct vm_config *cfg, const struct vm_create_opts *o,
+		   char *err, size_t errlen)
+{
+	static const struct vm_create_opts none;
+	struct guest_mem *mem;
 	struct vm *vm;
 	int ret;
 
+	if (!o)
+		o = &none;
+	mem = o->mem;
 	*out = NULL;
 	if (errlen)
 		err[0] = '\0';
@@ -289,10 +302,12 @@ int vm_create_restore(struct vm **out, const struct vm_config *cfg, struct guest
 	ret = vm_setup_irqchip(vm);
 	if (ret)
 		goto fail;
+	vm->inherit = o->inherit;
 	ret = vm_create_devices(vm, err, errlen);
+	vm->inherit = NULL;
 	if (ret)
 		goto fail_quiet;
-	ret = vm_create_vcpus(vm, cpuid);
+	ret = vm_create_vcpus(vm, o->cpuid);
 	if (ret)
 		goto fail;
 	*out = vm;

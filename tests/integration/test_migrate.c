@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -309,36 +310,45 @@ Test(migrate_fail, destination_out_of_space, .timeout = 90)
 	mt_env_cleanup(&e);
 }
 
+/* A fake source: start `vmm run --incoming unix:...` in @dst and connect to
+ * it; HELLO (with @features) is sent and acked. */
+static void fake_source_hello(struct mt_env *e, struct mt_proc *dst, struct mig_stream *s, uint32_t features)
+{
+	char url[160], path[128];
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct mig_hello h = { .version = MIG_VERSION, .page_size = MIG_PAGE_SIZE, .lanes = 1,
+			       .mem_size = 16 << 20, .features = features };
+	uint8_t hello[MIG_HELLO_SIZE];
+	struct mig_frame f;
+	int fd;
+
+	mt_path(e, path, sizeof(path), "in.sock");
+	snprintf(url, sizeof(url), "unix:%s", path);
+	const char *argv[] = { "run", "--incoming", url, NULL };
+	mt_spawn(e, dst, argv);
+	fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	memcpy(sa.sun_path, path, strnlen(path, sizeof(sa.sun_path) - 1));
+	for (int i = 0; i < 200 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)); i++)
+		usleep(10000);
+	mig_stream_init(s, fd);
+	s->recv_timeout_ms = 5000;
+	mig_hello_encode(&h, hello);
+	cr_assert_eq(mig_send(s, MIG_HELLO, hello, sizeof(hello)), 0);
+	cr_assert_eq(mig_recv(s, &f, MIG_TYPE_BIT(MIG_ACK)), 0, "%s", s->err);
+}
+
 /* A fake source that stops halfway: the destination exits without running the guest. */
 Test(migrate_fail, destination_exits_on_truncated_stream, .timeout = 60)
 {
 	struct mt_env e;
 	struct mt_proc dst;
-	char url[160], path[128];
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct mig_hello h = { .version = MIG_VERSION, .page_size = MIG_PAGE_SIZE, .lanes = 1,
-			       .mem_size = 16 << 20 };
-	uint8_t hello[MIG_HELLO_SIZE];
 	struct mig_stream s;
 	struct mig_frame f;
 	char *kernel = harness_image_path("testguest.elf"), cfg[512];
-	int fd;
 
 	need_kvm();
 	mt_env_init(&e);
-	mt_path(&e, path, sizeof(path), "in.sock");
-	snprintf(url, sizeof(url), "unix:%s", path);
-	const char *argv[] = { "run", "--incoming", url, NULL };
-	mt_spawn(&e, &dst, argv);
-	fd = socket(AF_UNIX, SOCK_STREAM, 0);
-	memcpy(sa.sun_path, path, strnlen(path, sizeof(sa.sun_path) - 1));
-	for (int i = 0; i < 200 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)); i++)
-		usleep(10000);
-	mig_stream_init(&s, fd);
-	s.recv_timeout_ms = 5000;
-	mig_hello_encode(&h, hello);
-	cr_assert_eq(mig_send(&s, MIG_HELLO, hello, sizeof(hello)), 0);
-	cr_assert_eq(mig_recv(&s, &f, MIG_TYPE_BIT(MIG_ACK)), 0, "%s", s.err);
+	fake_source_hello(&e, &dst, &s, 0);
 	snprintf(cfg, sizeof(cfg), "{\"kernel\":\"%s\",\"cpus\":1,\"memory_mib\":16}", kernel);
 	free(kernel);
 	cr_assert_eq(mig_send(&s, MIG_CONFIG, cfg, strlen(cfg)), 0);
@@ -356,6 +366,56 @@ Test(migrate_fail, destination_exits_on_truncated_stream, .timeout = 60)
 	cr_assert(strstr(err, "outside RAM"), "%s", err);
 	free(err);
 	mt_env_cleanup(&e);
+}
+
+/* A hostile live-update source: the fd it hands over as net0's TAP queue is
+ * a memfd. The destination checks every handed-over fd (TUNGETIFF: a queue
+ * of the configured interface) and refuses with a message naming it, never
+ * running the guest; a NIC without fds is refused as well. */
+static void forged_tap_fds(bool send_fds, const char *want)
+{
+	struct mt_env e;
+	struct mt_proc dst;
+	char cfg[512], *kernel = harness_image_path("testguest.elf"), *err;
+	uint8_t size[8], netfds[MIG_NETFDS_SIZE] = { 0 };
+	struct mig_stream s;
+	struct mig_frame f;
+	int mfd = memfd_create("ram", MFD_CLOEXEC), fake = memfd_create("not-a-tap", MFD_CLOEXEC);
+
+	need_kvm();
+	cr_assert(mfd >= 0 && fake >= 0 && ftruncate(mfd, 16 << 20) == 0);
+	mt_env_init(&e);
+	fake_source_hello(&e, &dst, &s, MIG_FEAT_LOCAL);
+	mig_put_u64(size, 16 << 20);
+	cr_assert_eq(mig_send_fd(&s, MIG_MEMFD, size, sizeof(size), mfd), 0);
+	if (send_fds) {
+		mig_put_u32(netfds + 4, 1);
+		cr_assert_eq(mig_send_fd(&s, MIG_NETFDS, netfds, sizeof(netfds), fake), 0);
+	}
+	snprintf(cfg, sizeof(cfg), "{\"kernel\":\"%s\",\"cpus\":1,\"memory_mib\":16,"
+		 "\"nets\":[{\"tap\":\"vmmnotap%d\"}]}", kernel, (int)getpid() % 10000);
+	free(kernel);
+	cr_assert_eq(mig_send(&s, MIG_CONFIG, cfg, strlen(cfg)), 0);
+	cr_assert_eq(mig_recv(&s, &f, MIG_TYPE_BIT(MIG_ACK)), -ECONNABORTED, "the forged fds were accepted");
+	cr_assert(strstr(s.err, want), "%s", s.err);
+	mig_stream_close(&s);
+	cr_assert_eq(mt_wait(&dst, harness_timeout_ms(10000)), 125);
+	err = mt_err(&dst);
+	cr_assert(strstr(err, want), "%s", err);
+	free(err);
+	close(mfd);
+	close(fake);
+	mt_env_cleanup(&e);
+}
+
+Test(migrate_fail, live_update_forged_tap_fd_refused, .timeout = 60)
+{
+	forged_tap_fds(true, "is not a TAP/macvtap queue");
+}
+
+Test(migrate_fail, live_update_without_tap_fds_refused, .timeout = 60)
+{
+	forged_tap_fds(false, "without the fds of net0");
 }
 
 /* A paused VM migrates in one pass and stays paused at the destination

@@ -3,6 +3,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <fcntl.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -217,13 +218,74 @@ Test(migrate_stream, fd_passing)
 	mig_put_u64(size, 8192);
 	cr_assert_eq(mig_send_fd(&a, MIG_MEMFD, size, 8, mfd), 0);
 	cr_assert_eq(mig_recv(&b, &f, MIG_TYPE_BIT(MIG_MEMFD)), 0);
-	cr_assert_geq(f.fd, 0);
-	cr_assert_eq(lseek(f.fd, 0, SEEK_END), 8192);
-	close(f.fd);
+	cr_assert_eq(f.nr_fds, 1);
+	cr_assert_eq(lseek(f.fds[0], 0, SEEK_END), 8192);
+	close(f.fds[0]);
 	/* A MEMFD frame without an fd is refused. */
 	cr_assert_eq(mig_send(&a, MIG_MEMFD, size, 8), 0);
 	cr_assert_eq(mig_recv(&b, &f, MIG_TYPE_BIT(MIG_MEMFD)), -EPROTO);
 	close(mfd);
+	mig_stream_close(&a);
+	mig_stream_close(&b);
+}
+
+static unsigned open_fds(void)
+{
+	unsigned n = 0;
+
+	for (int fd = 0; fd < 1024; fd++)
+		if (fcntl(fd, F_GETFD) >= 0)
+			n++;
+	return n;
+}
+
+/* NETFDS: several fds in one frame, in order; the sender keeps its own. Fds
+ * where none belong, too many, or a count the frame type forbids are
+ * refused, and whatever came is closed (no fd leaks into the receiver). */
+Test(migrate_stream, several_fds_and_refusals)
+{
+	struct mig_stream a, b;
+	struct mig_frame f;
+	uint8_t payload[MIG_NETFDS_SIZE] = { 0 };
+	int fds[MIG_MAX_FDS + 1];
+	unsigned before;
+
+	for (unsigned i = 0; i <= MIG_MAX_FDS; i++) {
+		fds[i] = memfd_create("q", MFD_CLOEXEC);
+		cr_assert_geq(fds[i], 0);
+		cr_assert_eq(ftruncate(fds[i], 4096 * (i + 1)), 0);
+	}
+	pair(&a, &b);
+	cr_assert_eq(mig_send_fds(&a, MIG_NETFDS, payload, sizeof(payload), fds, 3), 0);
+	cr_assert_eq(mig_recv(&b, &f, MIG_TYPE_BIT(MIG_NETFDS)), 0);
+	cr_assert_eq(f.type, MIG_NETFDS);
+	cr_assert_eq(f.nr_fds, 3);
+	for (unsigned i = 0; i < 3; i++) {
+		cr_assert_neq(f.fds[i], fds[i], "a new reference, not the sender's number");
+		cr_assert_eq(lseek(f.fds[i], 0, SEEK_END), 4096 * (i + 1), "fd %u out of order", i);
+	}
+	mig_frame_close_fds(&f);
+	cr_assert_eq(lseek(fds[0], 0, SEEK_END), 4096, "the sender still owns its fd");
+
+	before = open_fds();
+	/* An fd on a frame that carries none. */
+	cr_assert_eq(mig_send_fd(&a, MIG_CONFIG, "{}", 2, fds[0]), 0);
+	cr_assert_eq(mig_recv(&b, &f, MIG_TYPE_BIT(MIG_CONFIG) | MIG_TYPE_BIT(MIG_NETFDS)), -EPROTO);
+	cr_assert(strstr(b.err, "CONFIG frame with 1 file descriptor"), "%s", b.err);
+	/* MEMFD with two. */
+	cr_assert_eq(mig_send_fds(&a, MIG_MEMFD, payload, 8, fds, 2), 0);
+	cr_assert_eq(mig_recv(&b, &f, MIG_TYPE_BIT(MIG_MEMFD)), -EPROTO);
+	/* NETFDS without any. */
+	cr_assert_eq(mig_send(&a, MIG_NETFDS, payload, sizeof(payload)), 0);
+	cr_assert_eq(mig_recv(&b, &f, MIG_TYPE_BIT(MIG_NETFDS)), -EPROTO);
+	/* More than a frame may carry: the sender refuses to build it. */
+	cr_assert_eq(mig_send_fds(&a, MIG_NETFDS, payload, sizeof(payload), fds, MIG_MAX_FDS + 1), -EINVAL);
+	/* An fd-carrying frame where it is not expected: the kernel drops the fds. */
+	cr_assert_eq(mig_send_fds(&a, MIG_NETFDS, payload, sizeof(payload), fds, 4), 0);
+	cr_assert_eq(mig_recv(&b, &f, MIG_TYPE_BIT(MIG_CONFIG)), -EPROTO);
+	cr_assert_eq(open_fds(), before, "refused frames leaked fds");
+	for (unsigned i = 0; i <= MIG_MAX_FDS; i++)
+		close(fds[i]);
 	mig_stream_close(&a);
 	mig_stream_close(&b);
 }
