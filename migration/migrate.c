@@ -53,6 +53,7 @@ struct mig_source {
 	struct mig_lane lanes[MIG_MAX_LANES];
 	struct mig_dirty dirty;
 	bool paused_by_us;
+	bool handed_over;            /* COMMIT sent: the VM must never resume here by itself */
 	bool was_paused;             /* migrating a paused VM: it stays paused at the destination */
 	uint64_t pause_ns;
 	char *config_json;
@@ -434,7 +435,8 @@ static int send_state(struct mig_source *m)
 	return 0;
 }
 
-/* DONE, then the ACK that hands the VM over. Cancel is refused from here on. */
+/* DONE, the destination's ready ACK, then COMMIT: the hand-over (stream.h
+ * lists what each side does on each failure). Cancel is refused from DONE on. */
 static int commit(struct mig_source *m)
 {
 	struct mig_frame f;
@@ -461,10 +463,24 @@ static int commit(struct mig_source *m)
 		return fail_stream(m, main_stream(m), ret, "sending DONE");
 	ret = mig_recv(main_stream(m), &f, MIG_TYPE_BIT(MIG_ACK));
 	if (ret)
-		return fail_stream(m, main_stream(m), ret, "waiting for the destination's final ACK");
+		return fail_stream(m, main_stream(m), ret, "waiting for the destination's ACK");
 	pthread_mutex_lock(&m->lock);
 	m->prog.dest_ack_us = us_since(t0);
 	pthread_mutex_unlock(&m->lock);
+	/* A failed send delivered no valid COMMIT (a partial frame fails its
+	 * checksum): the destination will not run the guest, we may resume. */
+	ret = mig_send(main_stream(m), MIG_COMMIT, NULL, 0);
+	if (ret)
+		return fail_stream(m, main_stream(m), ret, "sending COMMIT");
+	/* From here on the destination may be running the guest: whatever
+	 * happens, this VM never resumes by itself. */
+	m->handed_over = true;
+	ret = mig_recv(main_stream(m), &f, MIG_TYPE_BIT(MIG_ACK));
+	if (ret)
+		return fail(m, ret, "the destination did not confirm the committed hand-over (%s); it may be "
+			    "running the guest, so the VM stays paused here: resume it (vm.resume) only if the "
+			    "destination does not run it", main_stream(m)->err[0] ? main_stream(m)->err :
+			    strerror_safe(-ret));
 	return 0;
 }
 
@@ -577,7 +593,7 @@ static void *mig_source_thread(void *arg)
 	if (ret == 0) {
 		/* The destination owns the VM now: stop ours for good. */
 		vm_request_exit(m->vm, 0, "migrated to %s", m->p.url);
-	} else if (m->paused_by_us) {
+	} else if (m->paused_by_us && !m->handed_over) {
 		if (vm_resume(m->vm))
 			fail(m, -EIO, "cannot resume the VM after a failed migration");
 	}
@@ -592,8 +608,9 @@ static void *mig_source_thread(void *arg)
 	m->prog.total_us = (now_ns() - m->start_ns) / 1000;
 	pthread_mutex_unlock(&m->lock);
 	if (ret)
-		log_err("migrate", "migration to %s %s, the VM keeps running here: %s", m->p.url,
-			ret == -ECANCELED ? "cancelled" : "failed", m->prog.message);
+		log_err("migrate", "migration to %s %s, %s: %s", m->p.url,
+			ret == -ECANCELED ? "cancelled" : "failed",
+			m->handed_over ? "the VM stays paused here" : "the VM keeps running here", m->prog.message);
 	else
 		log_info("migrate", "migrated to %s in %llu us (downtime %llu us)", m->p.url,
 			 (unsigned long long)m->prog.total_us, (unsigned long long)m->prog.downtime_us);

@@ -1,8 +1,10 @@
 /* The destination side of live migration and live update. See migrate.h.
  *
- * Nothing of the guest runs until the whole stream has arrived, the state has
- * been applied, and our ACK is on its way; every failure before that tells
- * the source why (an ERROR frame) and destroys what was built. */
+ * Nothing of the guest runs (no vCPU, no device back end, no guest-RAM write)
+ * until the whole stream has arrived, the state has been applied, our ready
+ * ACK has gone out and the source's COMMIT has come in; every failure before
+ * that tells the source why (an ERROR frame, if it still listens) and
+ * destroys what was built. */
 #include "migration/migrate.h"
 
 #include <errno.h>
@@ -500,8 +502,11 @@ static int receive_stream(struct mig_incoming *in)
 	}
 }
 
+/* Apply the state (the NICs stay quiesced, the vCPUs parked), ack "ready",
+ * and run the guest only once the source has committed the hand-over. */
 static int finish(struct mig_incoming *in)
 {
+	struct mig_frame f;
 	char err[512] = "";
 	int ret = join_lanes(in);
 
@@ -514,15 +519,22 @@ static int finish(struct mig_incoming *in)
 	ret = vm_start_paused(in->vm);
 	if (ret)
 		return refuse(in, ret, "cannot start the vCPU threads: %s", strerror_safe(-ret));
-	/* The ACK hands the VM over: the source stops for good when it reads it. */
 	ret = mig_send(&in->lanes[0].s, MIG_ACK, NULL, 0);
 	if (ret)
 		return refuse(in, ret, "the source is gone before the hand-over: %s", in->lanes[0].s.err);
-	if (in->leave_paused)
-		return 0; /* paused at the source, paused here: vm.resume is the user's call */
-	ret = vm_resume(in->vm);
+	ret = mig_recv(&in->lanes[0].s, &f, MIG_TYPE_BIT(MIG_COMMIT));
 	if (ret)
-		return refuse(in, ret, "cannot resume the VM");
+		return refuse(in, ret, "the source did not commit the hand-over: %s", in->lanes[0].s.err);
+	/* Committed: the VM is ours, whatever happens to the connection now. */
+	if (!in->leave_paused) {
+		ret = vm_resume(in->vm);
+		if (ret)
+			log_err("migrate", "cannot resume the migrated VM: %s", strerror_safe(-ret));
+	}
+	/* Paused at the source, paused here: vm.resume is the user's call. */
+	if (mig_send(&in->lanes[0].s, MIG_ACK, NULL, 0))
+		log_warn("migrate", "the source did not get the final ACK (%s); it keeps its copy paused",
+			 in->lanes[0].s.err);
 	return 0;
 }
 

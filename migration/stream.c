@@ -26,6 +26,7 @@ const char *mig_frame_name(unsigned type)
 	case MIG_LANE_END: return "LANE_END";
 	case MIG_MEMFD:    return "MEMFD";
 	case MIG_NETFDS:   return "NETFDS";
+	case MIG_COMMIT:   return "COMMIT";
 	}
 	return "unknown";
 }
@@ -43,6 +44,7 @@ size_t mig_frame_max_len(unsigned type)
 	case MIG_LANE_END: return 0;
 	case MIG_MEMFD:    return 8;
 	case MIG_NETFDS:   return MIG_NETFDS_SIZE;
+	case MIG_COMMIT:   return 0;
 	}
 	return 0;
 }

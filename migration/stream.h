@@ -23,7 +23,24 @@
  *	LANE_END (on every extra lane)      ->
  *	STATE (state tree DTB)              ->
  *	DONE (flags: leave paused)          ->
- *	                                    <-   ACK (state applied: the destination owns the VM) | ERROR
+ *	                                    <-   ACK (ready: state applied, nothing runs) | ERROR
+ *	COMMIT (the source has stopped for good) ->
+ *	                                    <-   ACK (running here; for the source's report only)
+ *
+ * The hand-over is the COMMIT: the destination runs the guest (vCPUs, device
+ * back ends, any guest-RAM write) only after receiving it, and the source
+ * sends it only after the ready ACK, never resuming after a COMMIT that may
+ * have arrived. Each side on each failure:
+ *   - before the ready ACK reaches the source: the source resumes; the
+ *     destination (no COMMIT) exits without running the guest;
+ *   - the COMMIT send fails: nothing of it arrived (a partial frame fails its
+ *     checksum), so the source resumes and the destination exits;
+ *   - COMMIT sent, no final ACK (connection cut, destination killed): the
+ *     destination may run the guest or may never have seen the COMMIT; the
+ *     source cannot tell, so it keeps the VM paused (never resumes by
+ *     itself) and says so; an operator who knows the destination does not
+ *     run the guest may vm.resume it there;
+ *   - COMMIT and final ACK: the source's VM exits ("migrated to URL").
  *
  * The receiver treats everything as hostile: unknown types, oversized or
  * truncated frames, bad checksums and out-of-range fields are refused with an
@@ -36,7 +53,7 @@
 #include <stdint.h>
 
 #define MIG_MAGIC 0x464d4d56u            /* "VMMF" as little-endian bytes */
-#define MIG_VERSION 1
+#define MIG_VERSION 2                   /* 2: COMMIT hand-over (1 ran the guest at the first ACK) */
 #define MIG_HDR_SIZE 16
 #define MIG_PAGE_SIZE 4096u
 #define MIG_PAGES_PER_FRAME 256u         /* 1 MiB of page data per PAGES frame at most */
@@ -60,7 +77,8 @@ enum mig_frame_type {
 	MIG_LANE_END = 8,
 	MIG_MEMFD = 9,
 	MIG_NETFDS = 10,
-	MIG_FRAME_TYPE_MAX = MIG_NETFDS,
+	MIG_COMMIT = 11,
+	MIG_FRAME_TYPE_MAX = MIG_COMMIT,
 };
 
 /* Frame types that carry fds (SCM_RIGHTS); a receiver takes fds only when

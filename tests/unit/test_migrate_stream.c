@@ -190,7 +190,7 @@ Test(migrate_stream, hello_checks)
 	cr_assert_eq(mig_hello_decode(buf, sizeof(buf) - 1, &out, err, sizeof(err)), -EPROTO);
 
 	struct { size_t off; uint32_t v; const char *msg; } cases[] = {
-		{ 0, 2, "format version 2" }, { 4, 0x80, "unknown features" },
+		{ 0, 1, "format version 1" }, { 4, 0x80, "unknown features" },
 		{ 8, 65536, "page size 65536" }, { 12, 0, "out of range" }, { 12, 99, "out of range" },
 		{ 24, 2, "lane 2 of 2" },
 	};
