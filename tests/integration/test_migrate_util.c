@@ -1,6 +1,7 @@
 #include "test_migrate_util.h"
 
 #include <criterion/criterion.h>
+#include <criterion/logging.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -311,6 +312,21 @@ void mt_start_failure_source(struct mt_env *e, struct mt_proc *src, char *sock, 
 	usleep(200000);
 }
 
+/* On a failure: what the source VM was doing (state, migration, console). */
+static void source_report(struct mt_proc *src, const char *sock)
+{
+	cJSON *info = NULL;
+	char *json, *out = mt_out(src), *err = mt_err(src);
+
+	mt_api(sock, "GET", "vm.info", NULL, &info);
+	json = info ? cJSON_PrintUnformatted(info) : NULL;
+	cr_log_error("source vm.info: %s\nstdout:\n%s\nstderr:\n%s", json ? json : "(no answer)", out, err);
+	free(json);
+	cJSON_Delete(info);
+	free(out);
+	free(err);
+}
+
 void mt_source_survives(struct mt_proc *src, const char *sock, const char *st, const char *msg,
 			const char *want_status, const char *want_msg)
 {
@@ -320,7 +336,10 @@ void mt_source_survives(struct mt_proc *src, const char *sock, const char *st, c
 	if (want_msg)
 		cr_assert(strstr(msg, want_msg), "want '%s' in '%s'", want_msg, msg);
 	/* The guest keeps running at the source and finishes its checks. */
-	cr_assert(mt_wait_state(sock, "shutdown", harness_timeout_ms(30000)), "the source VM did not finish");
+	if (!mt_wait_state(sock, "shutdown", harness_timeout_ms(30000))) {
+		source_report(src, sock);
+		cr_assert_fail("the source VM did not finish");
+	}
 	cr_assert_eq(mt_api(sock, "GET", "vm.info", NULL, &info), 200);
 	ex = cJSON_GetObjectItemCaseSensitive(info, "exit");
 	status = cJSON_GetObjectItemCaseSensitive(ex, "status");
