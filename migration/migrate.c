@@ -606,6 +606,8 @@ static void *mig_source_thread(void *arg)
 		m->prog.status = ret == -ECANCELED ? MIG_STATUS_CANCELLED : MIG_STATUS_FAILED;
 	}
 	m->prog.total_us = (now_ns() - m->start_ns) / 1000;
+	/* With the status: whoever has seen the final status sees done too. */
+	atomic_store(&m->done, true);
 	pthread_mutex_unlock(&m->lock);
 	if (ret)
 		log_err("migrate", "migration to %s %s, %s: %s", m->p.url,
@@ -614,7 +616,6 @@ static void *mig_source_thread(void *arg)
 	else
 		log_info("migrate", "migrated to %s in %llu us (downtime %llu us)", m->p.url,
 			 (unsigned long long)m->prog.total_us, (unsigned long long)m->prog.downtime_us);
-	atomic_store(&m->done, true);
 	return NULL;
 }
 

@@ -140,6 +140,9 @@ Test(migrate_fail, cancel_keeps_source_and_destination_never_runs, .timeout = 90
 	cr_assert_eq(mt_send_migration(sock, body), 200);
 	cr_assert(mt_wait_bytes(sock, 8 << 20, harness_timeout_ms(10000)));
 	cJSON *r;
+	/* The migration pauses and resumes the VM itself: hands off meanwhile. */
+	cr_assert_eq(mt_api(sock, "PUT", "vm.pause", NULL, NULL), 409);
+	cr_assert_eq(mt_api(sock, "PUT", "vm.snapshot", "{\"destination\": \"/nonexistent\"}", NULL), 409);
 	cr_assert_eq(mt_api(sock, "PUT", "vm.migration-cancel", NULL, &r), 200);
 	cJSON_Delete(r);
 	mt_wait_migration(sock, st, sizeof(st), msg, sizeof(msg), harness_timeout_ms(10000));
