@@ -484,12 +484,26 @@ static int commit(struct mig_source *m)
 	return 0;
 }
 
+/* Paused, with device back ends quiesced, guest RAM holds still until the
+ * migration ends (vm.resume is refused meanwhile): pages can go from RAM in
+ * place, without a copy. */
+static void lanes_stable(struct mig_source *m)
+{
+	for (unsigned i = 0; i < m->nr_lanes; i++)
+		lane_set_stable(&m->lanes[i]);
+}
+
 static int migrate_precopy(struct mig_source *m)
 {
-	int ret = precopy(m);
+	int ret;
 
+	if (m->was_paused)
+		lanes_stable(m);
+	ret = precopy(m);
 	if (!ret)
 		ret = pause_vm(m);
+	if (!ret)
+		lanes_stable(m);
 	if (!ret)
 		ret = dirty_sync(&m->dirty) ? fail(m, -EIO, "reading the dirty log failed") : 0;
 	if (!ret) {
@@ -564,7 +578,7 @@ static void close_lanes(struct mig_source *m)
 	m->lanes_open = false;
 	pthread_mutex_unlock(&m->lock);
 	for (unsigned i = 0; i < m->nr_lanes; i++)
-		if (m->lanes[i].buf[0] || m->lanes[i].s.fd > 0)
+		if (m->lanes[i].slot[0].data || m->lanes[i].s.fd > 0)
 			lane_destroy(&m->lanes[i]);
 }
 

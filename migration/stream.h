@@ -51,6 +51,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #define MIG_MAGIC 0x464d4d56u            /* "VMMF" as little-endian bytes */
 #define MIG_VERSION 2                   /* 2: COMMIT hand-over (1 ran the guest at the first ACK) */
@@ -108,10 +109,12 @@ struct mig_hello {
  * accepts, u32 reserved (0). */
 #define MIG_NETFDS_SIZE 16
 
-/* PAGES payload: u32 count, u32 reserved (0), count x u64 entries, then
- * 4096 bytes for every entry that is not a zero page. An entry is the page's
- * byte offset in guest RAM (the memfd) with bit 0 set for "this page is all
- * zeroes" (no data follows for it). */
+/* PAGES payload: u32 count, u32 reserved (0), count x u64 entries, then the
+ * data: 4096 bytes for every entry that is not a zero page, in entry order.
+ * An entry is the page's byte offset in guest RAM (the memfd) with bit 0 set
+ * for "this page is all zeroes" (no data for it). Entries first, so a
+ * receiver knows where every page goes before its data arrives and can
+ * receive it in place. */
 #define MIG_PAGE_ZERO 1ULL
 
 const char *mig_frame_name(unsigned type);
@@ -147,8 +150,12 @@ void mig_stream_close(struct mig_stream *s);
 
 /* Encode a header for @payload into @hdr (used by the batching sender too). */
 void mig_frame_header(uint8_t hdr[MIG_HDR_SIZE], unsigned type, const void *payload, size_t len);
+/* The same for a payload in pieces (@iov, @n entries, in order). */
+void mig_frame_header_iov(uint8_t hdr[MIG_HDR_SIZE], unsigned type, const struct iovec *iov, unsigned n);
 
 int mig_send(struct mig_stream *s, unsigned type, const void *payload, size_t len);
+/* Send @iov (a whole frame, header included); the entries are used up. */
+int mig_send_iov(struct mig_stream *s, struct iovec *iov, unsigned n);
 /* Send a frame and @fd alongside it (SCM_RIGHTS; UNIX sockets only). The
  * sender keeps its own fds: the peer gets new references to the same files. */
 int mig_send_fd(struct mig_stream *s, unsigned type, const void *payload, size_t len, int fd);
@@ -164,6 +171,26 @@ void mig_send_error(struct mig_stream *s, const char *fmt, ...) __attribute__((f
  * the peer's text in s->err. Returns 0, or -EPROTO (malformed, s->err says
  * how), -ECONNRESET (peer closed), -ETIMEDOUT, or another -errno. */
 int mig_recv(struct mig_stream *s, struct mig_frame *f, uint32_t allowed);
+
+/* Receiving one frame in pieces, for PAGES whose data goes straight into
+ * guest RAM: begin reads and checks the header as mig_recv does (fds are not
+ * taken; an ERROR frame is read whole and returned as -ECONNABORTED with the
+ * peer's text in s->err), part reads the next payload bytes into @iov (at
+ * most MIG_RX_MAX_IOV entries; never past the payload), end checks that the
+ * payload is used up and its CRC. What part wrote is unchecked until end. */
+#define MIG_RX_MAX_IOV (MIG_PAGES_PER_FRAME + 2)
+
+struct mig_rx {
+	unsigned type;
+	uint32_t len, left;
+	uint32_t crc, crc_want;
+};
+
+int mig_recv_begin(struct mig_stream *s, struct mig_rx *rx, uint32_t allowed);
+int mig_recv_part(struct mig_stream *s, struct mig_rx *rx, const struct iovec *iov, unsigned n);
+int mig_recv_end(struct mig_stream *s, struct mig_rx *rx);
+/* After begin, for a frame to take whole after all: its payload into @f, as mig_recv. */
+int mig_recv_whole(struct mig_stream *s, struct mig_rx *rx, struct mig_frame *f);
 
 /* Little-endian field helpers for payloads. */
 static inline void mig_put_u32(uint8_t *p, uint32_t v)
