@@ -326,8 +326,7 @@ static int parse_nets(struct vm_config *cfg, const cJSON *v, char *err, size_t e
 enum dev_field { DF_VFIO, DF_VFIO_USER, DF_IOMMU, DF_COUNT };
 static const char *const dev_fields[DF_COUNT] = { "vfio", "vfio-user", "iommu" };
 
-/* One "devices" element into @dev; dev->path is allocated on success. */
-static int parse_device(struct device_config *dev, const cJSON *obj, const char *field,
+int config_device_from_cjson(struct device_config *dev, const cJSON *obj, const char *field,
 			char *err, size_t errlen)
 {
 	const size_t sun_path_max = sizeof(((struct sockaddr_un *)0)->sun_path) - 1;
@@ -397,7 +396,7 @@ static int parse_devices(struct vm_config *cfg, const cJSON *v, char *err, size_
 	cfg->nr_devices = 0;
 	cJSON_ArrayForEach(e, v) {
 		snprintf(field, sizeof(field), "devices[%u]", cfg->nr_devices);
-		ret = parse_device(&cfg->devices[cfg->nr_devices], e, field, err, errlen);
+		ret = config_device_from_cjson(&cfg->devices[cfg->nr_devices], e, field, err, errlen);
 		if (ret)
 			return ret;
 		cfg->nr_devices++;

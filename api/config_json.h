@@ -44,6 +44,12 @@ int config_from_cjson(struct vm_config *cfg, const cJSON *root, char *err, size_
 int config_net_from_cjson(struct net_config *net, const cJSON *obj, const char *field,
 			  char *err, size_t errlen);
 
+/* Parse one "devices" element ({"vfio-user": "/run/vf0.sock", ...}) into
+ * @dev (dev->path allocated on success; the caller frees it). Used by
+ * vm.create and vm.add-device. */
+int config_device_from_cjson(struct device_config *dev, const cJSON *obj, const char *field,
+			     char *err, size_t errlen);
+
 /* Serialize @cfg in the shape above (all fields present, defaults included).
  * Returns NULL only on allocation failure; the caller cJSON_Delete()s it. */
 cJSON *config_to_json(const struct vm_config *cfg);

@@ -378,6 +378,22 @@ static void act_report(struct api_vmctl *ctl, bool counters, struct api_result *
 
 /* --- hotplug: the body is checked, then refused ---------------------------- */
 
+/* Why every hotplug action gets 409: the PCI model (devices/pci.c) is a
+ * conventional host bridge whose functions are fixed at vm.create; it has no
+ * hotplug controller (no PCIe slot with Hot-Plug Capable, no ACPI _EJ0/GPE
+ * hotplug), so a guest could neither find a new function nor release one. */
+#define NO_PCI_HOTPLUG "the PCI model has no hotplug controller (functions are fixed at vm.create)"
+
+/* The 409 for a valid hotplug request; @hint says what to do instead. */
+static void refuse_hotplug(struct api_vmctl *ctl, const char *action, const char *hint,
+			   struct api_result *r)
+{
+	if (vmctl_phase(ctl) == API_PHASE_NONE)
+		api_result_error(r, 409, "%s: there is no VM (use vm.create first)", action);
+	else
+		api_result_error(r, 409, "%s: not supported: %s%s", action, NO_PCI_HOTPLUG, hint);
+}
+
 static void act_add_net(struct api_vmctl *ctl, const cJSON *body, struct api_result *r)
 {
 	struct net_config net;
@@ -387,12 +403,22 @@ static void act_add_net(struct api_vmctl *ctl, const cJSON *body, struct api_res
 		api_result_error(r, 400, "vm.add-net: %s", err);
 		return;
 	}
-	if (vmctl_phase(ctl) == API_PHASE_NONE) {
-		api_result_error(r, 409, "vm.add-net: there is no VM (use vm.create first)");
+	refuse_hotplug(ctl, "vm.add-net", "; list the device in vm.create's \"nets\"", r);
+}
+
+static void act_add_device(struct api_vmctl *ctl, const cJSON *body, struct api_result *r)
+{
+	struct device_config dev;
+	char err[256];
+	int ret = config_device_from_cjson(&dev, body, "device", err, sizeof(err));
+
+	if (ret) {
+		api_result_error(r, ret == -ENOMEM ? 500 : 400, "vm.add-device: %s",
+				 ret == -ENOMEM ? "out of memory" : err);
 		return;
 	}
-	api_result_error(r, 409, "vm.add-net: network device hotplug is not supported by the device "
-			 "model yet; list the device in vm.create's \"nets\"");
+	free(dev.path);
+	refuse_hotplug(ctl, "vm.add-device", "; list the device in vm.create's \"devices\"", r);
 }
 
 static void act_remove_device(struct api_vmctl *ctl, const cJSON *body, struct api_result *r)
@@ -415,12 +441,7 @@ static void act_remove_device(struct api_vmctl *ctl, const cJSON *body, struct a
 		api_result_error(r, 400, "vm.remove-device: id: required (a name from vm.info)");
 		return;
 	}
-	if (vmctl_phase(ctl) == API_PHASE_NONE) {
-		api_result_error(r, 409, "vm.remove-device: there is no VM (use vm.create first)");
-		return;
-	}
-	api_result_error(r, 409, "vm.remove-device: device hot-unplug is not supported by the "
-			 "device model yet");
+	refuse_hotplug(ctl, "vm.remove-device", "", r);
 }
 
 /* --- vm.snapshot / vm.restore (migration/snapshot.h) ----------------------- */
@@ -591,6 +612,10 @@ void api_vmctl_run(struct api_server *srv, const struct api_action_desc *a, cons
 		act_add_net(ctl, body, r);
 		goto out;
 	}
+	if (a->action == API_VM_ADD_DEVICE) {
+		act_add_device(ctl, body, r);
+		goto out;
+	}
 	if (a->action == API_VM_REMOVE_DEVICE) {
 		act_remove_device(ctl, body, r);
 		goto out;
@@ -659,6 +684,7 @@ void api_vmctl_run(struct api_server *srv, const struct api_action_desc *a, cons
 		api_migration_action(ctl, a, body, r);
 		break;
 	case API_VM_ADD_NET:
+	case API_VM_ADD_DEVICE:
 	case API_VM_REMOVE_DEVICE:
 	case API_NR_ACTIONS:
 		api_result_error(r, 409, "%s: there is no VM (use vm.create first)", a->name);

@@ -766,14 +766,16 @@ static void tlb_fill(struct iommu *io, struct iommu_endpoint *e, uint64_t iova, 
 }
 
 static int translate_slow(struct iommu *io, struct iommu_endpoint *e, uint64_t iova, uint64_t len,
-			  uint32_t perm, uint64_t *gpa, struct iommu_fault *fault)
+			  uint32_t perm, struct iommu_xlate *x, struct iommu_fault *fault)
 {
 	struct iommu_mapping *first = NULL;
-	uint64_t fault_addr = iova;
+	uint64_t fault_addr = iova, gpa;
 	uint8_t reason;
 	int r;
 
 	pthread_mutex_lock(&io->lock);
+	/* Changes bump gen under this lock: the result is valid at this gen. */
+	x->gen = atomic_load_explicit(&io->gen, memory_order_relaxed);
 	if (!e->domain) {
 		/* §5.13.6: unattached endpoints are in bypass mode iff config.bypass. */
 		if (atomic_load(&io->bypass))
@@ -783,18 +785,26 @@ static int translate_slow(struct iommu *io, struct iommu_endpoint *e, uint64_t i
 	}
 	if (e->domain->bypass)
 		goto bypass;
-	r = domain_walk(e->domain, iova, len, perm, gpa, &fault_addr, &first);
+	r = domain_walk(e->domain, iova, len, perm, &gpa, &fault_addr, &first);
 	if (r) {
 		reason = IOMMU_FAULT_R_MAPPING;
 		goto fault;
 	}
-	if (iova + len - 1 <= first->virt_end)
+	if (iova + len - 1 <= first->virt_end) {
+		*x = (struct iommu_xlate){ .start = first->node.key, .last = first->virt_end,
+					   .phys = first->phys, .flags = first->flags, .gen = x->gen };
 		tlb_fill(io, e, iova, first->node.key, first->virt_end, first->phys, first->flags);
+	} else {
+		/* Crossing into contiguous mappings: exactly the range asked for. */
+		*x = (struct iommu_xlate){ .start = iova, .last = iova + len - 1, .phys = gpa,
+					   .flags = perm, .gen = x->gen };
+	}
 	pthread_mutex_unlock(&io->lock);
 	return 0;
 
 bypass:
-	*gpa = iova;
+	*x = (struct iommu_xlate){ .start = 0, .last = UINT64_MAX, .phys = 0,
+				   .flags = IOMMU_MAP_F_READ | IOMMU_MAP_F_WRITE, .gen = x->gen };
 	tlb_fill(io, e, iova, 0, UINT64_MAX, 0, IOMMU_MAP_F_READ | IOMMU_MAP_F_WRITE);
 	pthread_mutex_unlock(&io->lock);
 	return 0;
@@ -815,13 +825,14 @@ fault:
 }
 
 int iommu_translate_ep_slow(struct iommu *io, struct iommu_endpoint *e, uint64_t iova,
-			    uint64_t len, uint32_t perm, uint64_t *gpa, struct iommu_fault *fault)
+			    uint64_t len, uint32_t perm, struct iommu_xlate *x,
+			    struct iommu_fault *fault)
 {
 	if (!len || iova + len - 1 < iova || !perm ||
 	    (perm & ~(IOMMU_PERM_READ | IOMMU_PERM_WRITE)))
 		return -EINVAL;
 	atomic_fetch_add_explicit(&e->tlb_misses, 1, memory_order_relaxed);
-	return translate_slow(io, e, iova, len, perm, gpa, fault);
+	return translate_slow(io, e, iova, len, perm, x, fault);
 }
 
 int iommu_translate(struct iommu *io, uint32_t ep, uint64_t iova, uint64_t len, uint32_t perm,

@@ -176,10 +176,23 @@ int iommu_map(struct iommu *io, uint32_t domain, uint64_t virt_start, uint64_t v
 	      uint64_t phys, uint32_t flags);
 int iommu_unmap(struct iommu *io, uint32_t domain, uint64_t virt_start, uint64_t virt_end);
 
-/* The out-of-line part of iommu_translate_ep(): argument checks, cache
+/* A successful translation, as a range a caller may cache: IOVAs
+ * [start, last] map linearly to phys.. with access @flags, as long as the
+ * IOMMU's generation (io->gen) still equals @gen. It always contains the
+ * range asked for (when that crosses contiguous mappings, it is exactly
+ * that range). */
+struct iommu_xlate {
+	uint64_t start, last;
+	uint64_t phys;                     /* guest-physical address of start */
+	uint32_t flags;                    /* IOMMU_MAP_F_READ | IOMMU_MAP_F_WRITE */
+	uint64_t gen;
+};
+
+/* The out-of-line part of iommu_translate_ep_range(): argument checks, cache
  * miss, tree walk under the lock, cache fill, fault record. */
 int iommu_translate_ep_slow(struct iommu *io, struct iommu_endpoint *ep, uint64_t iova,
-			    uint64_t len, uint32_t perm, uint64_t *gpa, struct iommu_fault *fault);
+			    uint64_t len, uint32_t perm, struct iommu_xlate *x,
+			    struct iommu_fault *fault);
 
 static inline unsigned iommu_tlb_index(uint64_t iova)
 {
@@ -190,53 +203,70 @@ static inline unsigned iommu_tlb_index(uint64_t iova)
  * the current generation, the whole range inside the entry and the
  * permission. Inline: this is the DMA fast path of every translated device. */
 static inline bool iommu_tlb_lookup(struct iommu *io, struct iommu_endpoint *e, uint64_t iova,
-				    uint64_t len, uint32_t perm, uint64_t *gpa)
+				    uint64_t len, uint32_t perm, struct iommu_xlate *x)
 {
 	struct iommu_tlb_entry *t = &e->tlb[iommu_tlb_index(iova)];
-	uint64_t start, end, phys;
-	uint32_t seq;
+	uint64_t start, end, gen;
+	uint32_t seq, flags;
 
 	seq = atomic_load_explicit(&t->seq, memory_order_acquire);
 	if (seq & 1)
 		return false;
 	/* Early exits on values that may be torn only cause a miss; the
 	 * values used for the result are validated by the second seq read. */
-	if (__atomic_load_n(&t->gen, __ATOMIC_RELAXED) !=
-	    atomic_load_explicit(&io->gen, memory_order_acquire))
+	gen = __atomic_load_n(&t->gen, __ATOMIC_RELAXED);
+	if (gen != atomic_load_explicit(&io->gen, memory_order_acquire))
 		return false;
 	start = __atomic_load_n(&t->start, __ATOMIC_RELAXED);
 	end = __atomic_load_n(&t->end, __ATOMIC_RELAXED);
 	/* len >= 1 and no wrap are checked by the caller. */
 	if (iova < start || iova - start > end - start || len - 1 > end - iova)
 		return false;
-	if ((__atomic_load_n(&t->flags, __ATOMIC_RELAXED) & perm) != perm)
+	flags = __atomic_load_n(&t->flags, __ATOMIC_RELAXED);
+	if ((flags & perm) != perm)
 		return false;
-	phys = __atomic_load_n(&t->phys, __ATOMIC_RELAXED);
+	x->phys = __atomic_load_n(&t->phys, __ATOMIC_RELAXED);
 	atomic_thread_fence(memory_order_acquire);
 	if (atomic_load_explicit(&t->seq, memory_order_relaxed) != seq)
 		return false;
-	*gpa = phys + (iova - start);
+	x->start = start;
+	x->last = end;
+	x->flags = flags;
+	x->gen = gen;
 	return true;
 }
 
 /* Translate [iova, iova+len) for endpoint @ep with access @perm (IOMMU_PERM_*).
  * The range may span adjacent mappings only if their physical ranges are
- * contiguous too. 0 and *gpa on success; -EFAULT with *fault filled when the
+ * contiguous too. 0 and *x on success; -EFAULT with *fault filled when the
  * access is not allowed (fault may be NULL); -EINVAL on len 0, wrap or a bad
  * @perm. Cache hits are counted without a locked instruction (a relaxed
  * load + store: concurrent translators may lose a count, fine for vm.info). */
-static inline int iommu_translate_ep(struct iommu *io, struct iommu_endpoint *ep, uint64_t iova,
-				     uint64_t len, uint32_t perm, uint64_t *gpa,
-				     struct iommu_fault *fault)
+static inline int iommu_translate_ep_range(struct iommu *io, struct iommu_endpoint *ep,
+					   uint64_t iova, uint64_t len, uint32_t perm,
+					   struct iommu_xlate *x, struct iommu_fault *fault)
 {
 	if (__builtin_expect(len && iova + len - 1 >= iova && perm && perm <= 3, 1) &&
-	    iommu_tlb_lookup(io, ep, iova, len, perm, gpa)) {
+	    iommu_tlb_lookup(io, ep, iova, len, perm, x)) {
 		atomic_store_explicit(&ep->tlb_hits,
 				      atomic_load_explicit(&ep->tlb_hits, memory_order_relaxed) + 1,
 				      memory_order_relaxed);
 		return 0;
 	}
-	return iommu_translate_ep_slow(io, ep, iova, len, perm, gpa, fault);
+	return iommu_translate_ep_slow(io, ep, iova, len, perm, x, fault);
+}
+
+/* The same, giving just the guest-physical address of @iova in *gpa. */
+static inline int iommu_translate_ep(struct iommu *io, struct iommu_endpoint *ep, uint64_t iova,
+				     uint64_t len, uint32_t perm, uint64_t *gpa,
+				     struct iommu_fault *fault)
+{
+	struct iommu_xlate x;
+	int r = iommu_translate_ep_range(io, ep, iova, len, perm, &x, fault);
+
+	if (!r)
+		*gpa = x.phys + (iova - x.start);
+	return r;
 }
 /* By endpoint ID (looks the endpoint up; unknown -> -ENOENT). */
 int iommu_translate(struct iommu *io, uint32_t ep, uint64_t iova, uint64_t len, uint32_t perm,

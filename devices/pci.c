@@ -59,6 +59,7 @@ void pci_device_init(struct pci_device *d, const char *name, const struct pci_de
 	d->ops = ops;
 	d->opaque = opaque;
 	d->cap_free = 0x40;   /* first byte after the type 0 header */
+	d->intx_gsi = -1;
 	pthread_mutex_init(&d->msix_lock, NULL);
 	d->msix.bar = -1;
 	/* Command: I/O, memory, bus master, SERR, INTx disable are writable

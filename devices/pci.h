@@ -123,6 +123,9 @@ struct pci_device {
 	uint8_t w1cmask[PCI_CFG_SIZE];/* bits the guest clears by writing 1 */
 	uint16_t cap_tail;            /* offset of the last capability, 0 = none */
 	uint16_t cap_free;            /* next free offset for capabilities */
+	/* IOAPIC GSI the VMM wired to the Interrupt Pin, -1 = none: the DSDT's
+	 * _PRT tells the guest (Interrupt Line is only a guest-writable hint). */
+	int intx_gsi;
 	struct pci_bar bars[PCI_NUM_BARS];
 	pthread_mutex_t msix_lock;
 	struct pci_msix msix;

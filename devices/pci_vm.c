@@ -8,6 +8,7 @@
 #include "migration/state.h"
 #include "vmm/acpi.h"
 #include "vmm/layout.h"
+#include "vmm/log.h"
 #include "vmm/vm.h"
 
 static int pci_vm_msi_route_add(void *opaque, uint64_t addr, uint32_t data, unsigned *gsi)
@@ -138,4 +139,15 @@ void pci_vm_acpi_config(const struct pci_bus *bus, struct acpi_config *acpi)
 	acpi->pci_ecam_base = bus ? bus->ecam_base : 0;
 	acpi->pci_bus_start = 0;
 	acpi->pci_bus_end = 0;   /* one bus: ECAM covers bus 0 only */
+	acpi->nr_pci_irqs = 0;
+	for (unsigned s = 0; bus && s < PCI_MAX_SLOTS; s++) {
+		const struct pci_device *d = bus->slots[s];
+		unsigned pin = d ? d->cfg[PCI_INTERRUPT_PIN] : 0;   /* 1 = INTA# */
+
+		/* Only pins the VMM wired to a GSI: the _PRT describes that wiring. */
+		if (pin < 1 || pin > 4 || d->intx_gsi < 0)
+			continue;
+		if (acpi_config_add_pci_irq(acpi, s, pin - 1, (uint32_t)d->intx_gsi))
+			log_warn(d->name, "INTx on GSI %d cannot be described in ACPI", d->intx_gsi);
+	}
 }

@@ -15,7 +15,9 @@ extern const struct pci_irq_ops pci_vm_irq_ops;   /* opaque = struct vm * */
  * bus to the VM's device list, so it is destroyed after its devices. */
 int pci_vm_create(struct vm *vm);
 void pci_vm_attach(struct vm *vm);
-/* Fill the PCI fields of the ACPI configuration (DSDT PNP0A08 + MCFG). */
+/* Fill the PCI fields of the ACPI configuration (DSDT PNP0A08 + MCFG), and
+ * the _PRT routes: one per function whose Interrupt Pin the VMM wired to an
+ * IOAPIC GSI (pci_device.intx_gsi). Call after the devices exist. */
 void pci_vm_acpi_config(const struct pci_bus *bus, struct acpi_config *acpi);
 
 #endif

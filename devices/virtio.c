@@ -67,16 +67,103 @@ void virtio_device_destroy(struct virtio_device *vdev)
 			close(vdev->vqs[i].kick_fd);
 	free(vdev->vqs);
 	vdev->vqs = NULL;
+	free(vdev->dma_cache);
+	vdev->dma_cache = NULL;
 	pthread_mutex_destroy(&vdev->lock);
 }
 
-void virtio_device_set_dma_translate(struct virtio_device *vdev, virtio_dma_translate_fn fn,
-				     void *opaque)
+int virtio_device_set_dma_translate(struct virtio_device *vdev, virtio_dma_translate_fn fn,
+				    void *opaque, const _Atomic uint64_t *gen)
 {
+	if (fn && !vdev->dma_cache) {
+		vdev->dma_cache = calloc(VIRTIO_DMA_CACHE_SIZE, sizeof(*vdev->dma_cache));
+		if (!vdev->dma_cache)
+			return -ENOMEM;
+	}
+	if (!fn) {
+		free(vdev->dma_cache);
+		vdev->dma_cache = NULL;
+	}
 	vdev->dma_translate = fn;
 	vdev->dma_opaque = opaque;
+	vdev->dma_gen = gen;
 	if (fn)
 		vdev->host_features |= 1ULL << VIRTIO_F_ACCESS_PLATFORM;
+	return 0;
+}
+
+static inline uint64_t min_u64(uint64_t a, uint64_t b)
+{
+	return a < b ? a : b;
+}
+
+/* DMA cache miss: ask the hook, keep its answer clipped to the RAM region
+ * the address is in (so one host pointer covers the whole entry). */
+static __attribute__((noinline)) int dma_cache_fill(struct virtio_device *vdev,
+						    struct virtio_dma_cache_entry *e, uint64_t addr,
+						    uint64_t len, bool write, void **hva,
+						    uint64_t *gpa)
+{
+	const struct mem_region *reg;
+	struct virtio_dma_range r;
+	uint64_t g, below, above;
+	int ret;
+
+	vdev->dma_cache_misses++;
+	ret = vdev->dma_translate(vdev->dma_opaque, addr, len, write, &r);
+	if (ret)
+		return ret == -EFAULT ? -EFAULT : -ERANGE;
+	g = r.gpa + (addr - r.start);
+	reg = mem_region_of(vdev->mem, g, len);
+	if (!reg)
+		return -ERANGE;
+	below = min_u64(addr - r.start, g - reg->gpa);
+	above = min_u64(r.last - addr, reg->gpa + reg->size - 1 - g);
+	*e = (struct virtio_dma_cache_entry){ .start = addr - below, .last = addr + above,
+					      .gen = r.gen, .hva = reg->hva + (g - reg->gpa) - below,
+					      .gpa = g - below, .perm = r.perm };
+	*hva = reg->hva + (g - reg->gpa);
+	*gpa = g;
+	return 0;
+}
+
+/* IOVA -> host pointer for a device behind an IOMMU. A hit needs the
+ * current generation (so an UNMAP that has returned is in effect), the
+ * whole range inside the entry and the access allowed. */
+static inline int dma_map_translated(struct virtio_device *vdev, uint64_t addr, uint64_t len,
+				     bool write, void **hva, uint64_t *gpa)
+{
+	struct virtio_dma_cache_entry *e = &vdev->dma_cache[(addr >> 12) & (VIRTIO_DMA_CACHE_SIZE - 1)];
+	uint32_t perm = write ? VIRTIO_DMA_WRITE : VIRTIO_DMA_READ;
+	uint64_t gen = atomic_load_explicit(vdev->dma_gen, memory_order_acquire);
+
+	if (!len || addr + len - 1 < addr)
+		return -ERANGE;
+	if (__builtin_expect(e->gen == gen && (e->perm & perm) && addr >= e->start &&
+			     addr + len - 1 <= e->last, 1)) {
+		vdev->dma_cache_hits++;
+		*hva = e->hva + (addr - e->start);
+		*gpa = e->gpa + (addr - e->start);
+		return 0;
+	}
+	return dma_cache_fill(vdev, e, addr, len, write, hva, gpa);
+}
+
+/* 0 with *hva (and *gpa); -EFAULT: the IOMMU refused the access (the hook
+ * has reported the fault); -ERANGE: not guest RAM (or a bad length). */
+static int dma_map(struct virtio_device *vdev, uint64_t addr, uint64_t len, bool write,
+		   void **hva, uint64_t *gpa)
+{
+	uint64_t pa;
+
+	if (vdev->dma_translate && virtio_has_feature(vdev, VIRTIO_F_ACCESS_PLATFORM))
+		return dma_map_translated(vdev, addr, len, write, hva, gpa ? gpa : &pa);
+	*hva = mem_gpa_to_hva(vdev->mem, addr, len);
+	if (!*hva)
+		return -ERANGE;
+	if (gpa)
+		*gpa = addr;
+	return 0;
 }
 
 void virtio_device_quiesce(struct virtio_device *vdev, bool on)
@@ -89,14 +176,9 @@ void virtio_device_quiesce(struct virtio_device *vdev, bool on)
 void *virtio_dma_map(struct virtio_device *vdev, uint64_t addr, uint64_t len, bool write,
 		     uint64_t *gpa)
 {
-	uint64_t pa = addr;
+	void *hva;
 
-	if (vdev->dma_translate && virtio_has_feature(vdev, VIRTIO_F_ACCESS_PLATFORM) &&
-	    vdev->dma_translate(vdev->dma_opaque, addr, len, write, &pa))
-		return NULL;
-	if (gpa)
-		*gpa = pa;
-	return mem_gpa_to_hva(vdev->mem, pa, len);
+	return dma_map(vdev, addr, len, write, &hva, gpa) ? NULL : hva;
 }
 
 /* ---- status and features ------------------------------------------------ */
@@ -110,6 +192,7 @@ static void virtq_reset(struct virtqueue *vq)
 	vq->avail = NULL;
 	vq->used = NULL;
 	vq->used_gpa = 0;
+	vq->fault_idx_valid = false;
 }
 
 void virtio_device_reset(struct virtio_device *vdev)
@@ -124,6 +207,10 @@ void virtio_device_reset(struct virtio_device *vdev)
 	atomic_store(&vdev->isr, 0);
 	vdev->broken = false;
 	vdev->broken_reason[0] = 0;
+	/* Not needed for correctness (entries carry their generation), but a
+	 * reset device starts from nothing. */
+	if (vdev->dma_cache)
+		memset(vdev->dma_cache, 0, VIRTIO_DMA_CACHE_SIZE * sizeof(*vdev->dma_cache));
 	for (unsigned i = 0; i < vdev->nr_queues; i++)
 		virtq_reset(&vdev->vqs[i]);
 	vdev->resets++;
@@ -218,10 +305,16 @@ static int virtq_map_rings(struct virtqueue *vq)
 	struct virtio_device *vdev = vq->vdev;
 	uint16_t n = vq->st.size;
 
+	/* Stop at the first refused ring: one fault report per queue. */
+	vq->avail = NULL;
+	vq->used = NULL;
 	vq->desc = virtio_dma_map(vdev, vq->st.desc_addr, vring_desc_bytes(n), false, NULL);
-	vq->avail = virtio_dma_map(vdev, vq->st.avail_addr, vring_avail_bytes(n), false, NULL);
-	vq->used = virtio_dma_map(vdev, vq->st.used_addr, vring_used_bytes(n), true, &vq->used_gpa);
-	if (!vq->desc || !vq->avail || !vq->used) {
+	if (vq->desc)
+		vq->avail = virtio_dma_map(vdev, vq->st.avail_addr, vring_avail_bytes(n), false, NULL);
+	if (vq->avail)
+		vq->used = virtio_dma_map(vdev, vq->st.used_addr, vring_used_bytes(n), true,
+					  &vq->used_gpa);
+	if (!vq->used) {
 		vq->desc = NULL;
 		vq->avail = NULL;
 		vq->used = NULL;
@@ -260,16 +353,20 @@ int virtq_enable(struct virtqueue *vq)
 
 int virtio_device_remap_rings(struct virtio_device *vdev)
 {
-	for (unsigned i = 0; i < vdev->nr_queues; i++) {
+	int ret = 0;
+
+	for (unsigned i = 0; i < vdev->nr_queues && !ret; i++) {
 		struct virtqueue *vq = &vdev->vqs[i];
 
 		if (vq->st.enabled && virtq_map_rings(vq)) {
 			virtio_device_set_broken(vdev, "queue %u: ring no longer mapped", i);
 			vq->st.enabled = false;
-			return -EFAULT;
+			ret = -EFAULT;
 		}
 	}
-	return 0;
+	if (vdev->ops && vdev->ops->dma_changed)
+		vdev->ops->dma_changed(vdev);
+	return ret;
 }
 
 /* Quiesced counts as not running: every guest-RAM access of the queue
@@ -299,7 +396,23 @@ struct chain_walk {
 	struct virtqueue *vq;
 	struct virtq_elem *elem;
 	unsigned count;       /* descriptors mapped so far */
+	/* The translation fault that failed the request (CHAIN_FAULT). */
+	uint64_t fault_addr;
+	uint32_t fault_len;
+	bool fault_write;
 };
+
+/* chain_add()/chain_walk_table(): the IOMMU refused a buffer; not an error
+ * of the chain itself (see virtio.h). Positive, unlike the -errno results. */
+#define CHAIN_FAULT 1
+
+static int chain_fault(struct chain_walk *w, uint64_t addr, uint32_t len, bool write)
+{
+	w->fault_addr = addr;
+	w->fault_len = len;
+	w->fault_write = write;
+	return CHAIN_FAULT;
+}
 
 static int chain_add(struct chain_walk *w, const struct vring_desc *d)
 {
@@ -326,8 +439,12 @@ static int chain_add(struct chain_walk *w, const struct vring_desc *d)
 		virtio_device_set_broken(vdev, "queue %u head %u: chain too long", w->vq->index, e->head);
 		return -E2BIG;
 	}
-	hva = virtio_dma_map(vdev, addr, len, write, &gpa);
-	if (!hva) {
+	switch (dma_map(vdev, addr, len, write, &hva, &gpa)) {
+	case 0:
+		break;
+	case -EFAULT:
+		return chain_fault(w, addr, len, write);
+	default:
 		virtio_device_set_broken(vdev, "queue %u head %u: buffer 0x%llx+%u outside guest memory",
 					 w->vq->index, e->head, (unsigned long long)addr, len);
 		return -EFAULT;
@@ -390,9 +507,12 @@ static int chain_walk_table(struct chain_walk *w, const struct vring_desc *table
 				ret = 0;
 			if (ret)
 				return ret;
-			const struct vring_desc *itab =
-				virtio_dma_map(vdev, d.addr, d.len, false, NULL);
-			if (!itab) {
+			void *itab;
+
+			ret = dma_map(vdev, d.addr, d.len, false, &itab, NULL);
+			if (ret == -EFAULT)
+				return chain_fault(w, d.addr, d.len, false);
+			if (ret) {
 				virtio_device_set_broken(vdev, "queue %u head %u: indirect table 0x%llx+%u outside guest memory",
 							 vq->index, w->elem->head,
 							 (unsigned long long)d.addr, d.len);
@@ -403,11 +523,32 @@ static int chain_walk_table(struct chain_walk *w, const struct vring_desc *table
 		}
 		ret = chain_add(w, &d);
 		if (ret)
-			return ret;
+			return ret;   /* -errno, or CHAIN_FAULT: the rest of the chain is not looked at */
 		if (!(d.flags & VRING_DESC_F_NEXT))
 			return 0;
 		idx = d.next;
 	}
+}
+
+/* A request failed on a translation fault: count it, remember its avail
+ * index (virtq_unpop may give it back), log it without letting the guest
+ * flood the log. The IOMMU hook has queued the fault report already. */
+static void virtq_fault(struct virtqueue *vq, const struct chain_walk *w)
+{
+	struct virtio_device *vdev = vq->vdev;
+	char more[48] = "";
+	uint64_t missed;
+
+	vq->faults++;
+	vq->fault_idx = vq->st.last_avail_idx;
+	vq->fault_idx_valid = true;
+	if (!log_ratelimit(&vdev->fault_log, 10, 5000, &missed))
+		return;
+	if (missed)
+		snprintf(more, sizeof(more), " (%llu before it not logged)", (unsigned long long)missed);
+	log_warn(vdev->name, "queue %u head %u: IOMMU refused %s of 0x%llx+%u, request failed%s",
+		 vq->index, w->elem->head, w->fault_write ? "write" : "read",
+		 (unsigned long long)w->fault_addr, w->fault_len, more);
 }
 
 int virtq_pop(struct virtqueue *vq, struct virtq_elem *elem)
@@ -436,11 +577,28 @@ int virtq_pop(struct virtqueue *vq, struct virtq_elem *elem)
 		virtio_device_set_broken(vdev, "queue %u: head index %u out of range", vq->index, head);
 		return -EINVAL;
 	}
-	ret = chain_walk_table(&w, vq->desc, vq->st.size, head, false);
-	if (ret)
-		return ret;
+	if (vq->fault_idx_valid && vq->fault_idx == vq->st.last_avail_idx) {
+		/* Faulted and reported already, then given back: fail it again. */
+		ret = CHAIN_FAULT;
+	} else {
+		/* A chain after the remembered one is popped: that one is gone
+		 * for good (chains before it are popped again after an unpop). */
+		if ((uint16_t)(vq->st.last_avail_idx - vq->fault_idx) < 0x8000)
+			vq->fault_idx_valid = false;
+		ret = chain_walk_table(&w, vq->desc, vq->st.size, head, false);
+		if (ret < 0)
+			return ret;
+		if (ret == CHAIN_FAULT)
+			virtq_fault(vq, &w);
+	}
 	vq->st.last_avail_idx++;
 	vq->pops++;
+	if (ret == CHAIN_FAULT) {
+		/* The request fails: nothing of it may be touched. */
+		elem->out_num = elem->in_num = 0;
+		elem->out_len = elem->in_len = 0;
+		return VIRTQ_FAULT;
+	}
 	return 1;
 }
 
@@ -449,11 +607,21 @@ void virtq_unpop(struct virtqueue *vq, uint16_t n)
 	vq->st.last_avail_idx = (uint16_t)(vq->st.last_avail_idx - n);
 }
 
-void virtq_fill(struct virtqueue *vq, const struct virtq_elem *elem, uint32_t len, uint16_t pos)
+void virtq_fill_head(struct virtqueue *vq, uint16_t head, uint32_t len, uint16_t pos)
 {
-	struct virtio_device *vdev = vq->vdev;
 	uint16_t slot = (uint16_t)(vq->st.used_idx + pos) % vq->st.size;
 	struct vring_used_elem *ue;
+
+	if (!vq->used)
+		return;
+	ue = &vq->used->ring[slot];
+	ue->id = head;
+	ue->len = len;
+	mem_mark_dirty(vq->vdev->mem, vq->used_gpa + 4 + 8ULL * slot, 8);
+}
+
+void virtq_fill(struct virtqueue *vq, const struct virtq_elem *elem, uint32_t len, uint16_t pos)
+{
 	uint32_t left = len;
 
 	if (!vq->used)
@@ -462,13 +630,10 @@ void virtq_fill(struct virtqueue *vq, const struct virtq_elem *elem, uint32_t le
 	for (unsigned i = elem->out_num; i < elem->out_num + elem->in_num && left; i++) {
 		uint32_t n = left < elem->iov[i].iov_len ? left : (uint32_t)elem->iov[i].iov_len;
 
-		mem_mark_dirty(vdev->mem, elem->gpa[i], n);
+		mem_mark_dirty(vq->vdev->mem, elem->gpa[i], n);
 		left -= n;
 	}
-	ue = &vq->used->ring[slot];
-	ue->id = elem->head;
-	ue->len = len;
-	mem_mark_dirty(vdev->mem, vq->used_gpa + 4 + 8ULL * slot, 8);
+	virtq_fill_head(vq, elem->head, len, pos);
 }
 
 void virtq_flush(struct virtqueue *vq, uint16_t count)

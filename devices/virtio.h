@@ -12,7 +12,10 @@
  *       an ioeventfd or on a trapped notify write): watch it in the event loop.
  *
  *   On a kick, with vdev->lock held:
- *     while ((r = virtq_pop(vq, elem)) > 0) { use elem->iov; virtq_push(vq, elem, written); }
+ *     while ((r = virtq_pop(vq, elem)) > 0) {
+ *         if (r == VIRTQ_FAULT) { virtq_push(vq, elem, 0); continue; }   // request failed
+ *         use elem->iov; virtq_push(vq, elem, written);
+ *     }
  *     if (r < 0) the device is already marked NEEDS_RESET; stop.
  *     virtq_notify(vq);                         // interrupt unless suppressed (EVENT_IDX)
  *
@@ -35,6 +38,21 @@
  * call virtio_device_remap_rings(). Every VMM write into guest memory marks
  * the pages dirty (mem_mark_dirty on the translated GPA).
  *
+ * Translation faults (the hook refuses an IOVA: unmapped, or read-only for a
+ * device write) are not driver errors of the virtqueue: the guest's IOMMU
+ * driver decides what a device may reach, and a fault is how it is enforced.
+ * So a fault on a request's buffer or indirect table fails that request
+ * only: virtq_pop() returns VIRTQ_FAULT with elem->head set and no buffers,
+ * the device returns the chain with used length 0 without touching its
+ * memory, and the queue keeps running (the hook has reported the fault, for
+ * virtio-iommu on its event queue). A fault on a ring (descriptor table,
+ * driver or device area, at queue enable or re-translation) is different:
+ * the device can neither fetch nor return any request on that queue, and
+ * there is no used element to fail one through, so the device goes
+ * NEEDS_RESET (virtio 1.2 §2.1.2: "the device has experienced an error from
+ * which it can't recover"). A translated address outside guest RAM stays a
+ * driver error (NEEDS_RESET) like an untranslated one.
+ *
  * Locking: vdev->lock serializes the transport (vCPU threads writing common
  * config) against queue processing (event loop). Queue functions below
  * expect the caller to hold it. Lock order: vdev->lock before the PCI MSI-X lock. */
@@ -48,6 +66,7 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+#include "vmm/log.h"
 #include "vmm/mem.h"
 
 #define VIRTQ_MAX_SIZE       256     /* queue size we offer; also the longest chain */
@@ -91,8 +110,13 @@ struct virtqueue {
 	struct vring_used *used;
 	uint64_t used_gpa;            /* translated, for dirty marking */
 	int kick_fd;                  /* eventfd signalled by guest notifications */
+	/* Avail index of a chain that already faulted (and was reported) but
+	 * was given back with virtq_unpop(): popping it again fails it without
+	 * translating (and reporting) again. Forgotten once a later chain is popped. */
+	uint16_t fault_idx;
+	bool fault_idx_valid;
 	/* Counters. */
-	uint64_t pops, notifies, suppressed;
+	uint64_t pops, notifies, suppressed, faults;
 };
 
 struct virtio_device_ops {
@@ -105,6 +129,10 @@ struct virtio_device_ops {
 	void (*driver_ok)(struct virtio_device *vdev);
 	/* Device reset: stop processing, drop back-end state. vdev->lock held. */
 	void (*reset)(struct virtio_device *vdev);
+	/* Optional: the DMA translation changed (virtio_device_remap_rings(),
+	 * e.g. an IOMMU UNMAP): buffer addresses translated earlier and still
+	 * held (I/O in flight) must not be used anymore. vdev->lock held. */
+	void (*dma_changed)(struct virtio_device *vdev);
 };
 
 struct virtio_transport_ops {
@@ -112,8 +140,37 @@ struct virtio_transport_ops {
 	int (*notify)(void *opaque, uint16_t vector);
 };
 
+/* A DMA translation hook's answer: IOVAs [start, last] map linearly to
+ * gpa.. with access @perm (VIRTIO_DMA_READ/WRITE), for as long as the hook's
+ * generation counter (virtio_device_set_dma_translate) equals @gen. It must
+ * contain the range that was asked for. */
+struct virtio_dma_range {
+	uint64_t start, last;
+	uint64_t gpa;                 /* guest-physical address of start */
+	uint64_t gen;
+	uint32_t perm;
+};
+#define VIRTIO_DMA_READ  1u
+#define VIRTIO_DMA_WRITE 2u
+
+/* 0 and *r; -EFAULT: refused (translation fault, reported by the hook);
+ * other -errno: bad request (zero length, wrap). */
 typedef int (*virtio_dma_translate_fn)(void *opaque, uint64_t iova, uint64_t len, bool write,
-				       uint64_t *gpa);
+				       struct virtio_dma_range *r);
+
+/* The device side of translation (like a PCIe device's ATS cache): recent
+ * answers of the hook, IOVA -> host address, direct-mapped by IOVA page.
+ * Private to the device and used under vdev->lock only, so a hit is a few
+ * plain loads and compares: no lock, no atomic besides the load of the
+ * hook's generation that validates it. */
+#define VIRTIO_DMA_CACHE_SIZE 256
+struct virtio_dma_cache_entry {
+	uint64_t start, last;         /* IOVA range, inclusive */
+	uint64_t gen;
+	uint8_t *hva;                 /* host address of start */
+	uint64_t gpa;                 /* guest-physical address of start */
+	uint32_t perm;                /* VIRTIO_DMA_*; 0 = empty */
+};
 
 /* Serializable common state. */
 struct virtio_common_state {
@@ -136,9 +193,13 @@ struct virtio_device {
 	void *transport_opaque;
 	virtio_dma_translate_fn dma_translate;
 	void *dma_opaque;
+	const _Atomic uint64_t *dma_gen;  /* bumped by the hook's owner on every change */
+	struct virtio_dma_cache_entry *dma_cache;   /* VIRTIO_DMA_CACHE_SIZE, with the hook */
+	uint64_t dma_cache_hits, dma_cache_misses;
 	pthread_mutex_t lock;
 	struct virtio_common_state st;
 	_Atomic uint8_t isr;          /* bit 0 queue interrupt, bit 1 config change */
+	struct log_ratelimit fault_log;   /* translation fault messages */
 	bool broken;                  /* NEEDS_RESET set; cleared by reset */
 	/* The VM is paused (migration, snapshot): no queue work at all. Kept
 	 * across device resets; only virtio_device_quiesce() changes it. */
@@ -167,15 +228,20 @@ void virtio_device_set_status(struct virtio_device *vdev, uint8_t status);
 void virtio_device_set_guest_features(struct virtio_device *vdev, unsigned word, uint32_t val);
 /* Enable the selected queue: check size/alignment, map rings. Lock held. */
 int virtq_enable(struct virtqueue *vq);
-/* Re-translate ring addresses of enabled queues (after an IOMMU change). Lock held. */
+/* Re-translate ring addresses of enabled queues (after an IOMMU change) and
+ * tell the device (ops->dma_changed). Lock held. */
 int virtio_device_remap_rings(struct virtio_device *vdev);
 /* Mark the device NEEDS_RESET (driver violated the spec). Lock held. */
 void virtio_device_set_broken(struct virtio_device *vdev, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 /* Send a configuration change interrupt (e.g. link status, announce). Lock held. */
 void virtio_device_config_changed(struct virtio_device *vdev);
-void virtio_device_set_dma_translate(struct virtio_device *vdev, virtio_dma_translate_fn fn,
-				     void *opaque);
+/* Install (@fn non-NULL) or remove the DMA translation hook. @gen is the
+ * owner's generation counter: the owner bumps it before any change of the
+ * translation takes effect (returns), which invalidates the device's DMA
+ * cache. Offers VIRTIO_F_ACCESS_PLATFORM. 0 or -ENOMEM. */
+int virtio_device_set_dma_translate(struct virtio_device *vdev, virtio_dma_translate_fn fn,
+				    void *opaque, const _Atomic uint64_t *gen);
 
 /* Stop (@on) or restart queue processing while the VM is paused: with the
  * flag set, virtq_pop() finds nothing and virtq_set_notification() writes
@@ -186,21 +252,31 @@ void virtio_device_set_dma_translate(struct virtio_device *vdev, virtio_dma_tran
 void virtio_device_quiesce(struct virtio_device *vdev, bool on);
 
 /* The one gate for guest addresses: translate (IOVA->GPA if the hook is set
- * and ACCESS_PLATFORM negotiated), check [addr, addr+len) is RAM, return the
- * host pointer (NULL on failure); *gpa (optional) gets the guest-physical address. */
+ * and ACCESS_PLATFORM negotiated; the DMA cache first), check [addr,
+ * addr+len) is RAM, return the host pointer (NULL on failure); *gpa
+ * (optional) gets the guest-physical address. vdev->lock held. */
 void *virtio_dma_map(struct virtio_device *vdev, uint64_t addr, uint64_t len, bool write,
 		     uint64_t *gpa);
 
 /* Queue processing (vdev->lock held). */
+#define VIRTQ_FAULT 2
 /* 1: a chain was popped into @elem; 0: queue empty (or not running, or
  * quiesced); -errno:
- * the chain was malformed and the device is now broken. */
+ * the chain was malformed and the device is now broken; VIRTQ_FAULT: a chain
+ * was popped but the IOMMU refused one of its buffers (or its indirect
+ * table): the request fails. elem->head is set, elem has no buffers; the
+ * caller returns it (virtq_fill/virtq_push with length 0), or gives it back
+ * with virtq_unpop() (it then fails again without a second fault report).
+ * Counted in vq->faults and logged (rate-limited). */
 int virtq_pop(struct virtqueue *vq, struct virtq_elem *elem);
 /* Give back the last @n popped chains unused (e.g. RX buffers we did not fill). */
 void virtq_unpop(struct virtqueue *vq, uint16_t n);
 /* Write a used element at used_idx + @pos without publishing it; marks the
  * first @len bytes of the chain's writable buffers dirty. */
 void virtq_fill(struct virtqueue *vq, const struct virtq_elem *elem, uint32_t len, uint16_t pos);
+/* The same for a chain known by its head, whose buffers the device did not
+ * write (TX: @len 0); marks only the used entry dirty. */
+void virtq_fill_head(struct virtqueue *vq, uint16_t head, uint32_t len, uint16_t pos);
 /* Publish @count filled elements (store-release of used->idx). */
 void virtq_flush(struct virtqueue *vq, uint16_t count);
 static inline void virtq_push(struct virtqueue *vq, const struct virtq_elem *elem, uint32_t len)

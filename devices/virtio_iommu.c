@@ -97,35 +97,28 @@ static const struct virtio_device_ops viommu_ops = {
 
 /* ---- translation hook for the devices behind us ---- */
 
-/* Miss or fault: out of line, so the hit path below needs no stack frame. */
-static __attribute__((noinline)) int viommu_dma_translate_slow(struct viommu_client *c,
-								uint64_t iova, uint64_t len,
-								uint32_t perm, uint64_t *gpa)
-{
-	struct iommu_fault f;
-	int r = iommu_translate_ep_slow(&c->viommu->io, c->ep, iova, len, perm, gpa, &f);
+_Static_assert(VIRTIO_DMA_READ == IOMMU_MAP_F_READ && VIRTIO_DMA_WRITE == IOMMU_MAP_F_WRITE,
+	       "the virtio core's access bits are the MAP flags");
 
-	if (r == -EFAULT)
-		virtio_iommu_report_fault(c->viommu, &f);
-	return r;
-}
-
-/* The virtio core's DMA hook: every ring and buffer address of a device
- * behind us comes through here. */
-static int viommu_dma_translate(void *opaque, uint64_t iova, uint64_t len, bool write, uint64_t *gpa)
+/* The virtio core's DMA hook: what the device's own DMA cache does not hold
+ * (every ring and buffer address of a device behind us, the first time and
+ * after every change of the translation) comes through here. */
+static int viommu_dma_translate(void *opaque, uint64_t iova, uint64_t len, bool write,
+				struct virtio_dma_range *r)
 {
 	struct viommu_client *c = opaque;
 	uint32_t perm = write ? IOMMU_PERM_WRITE : IOMMU_PERM_READ;
-	struct iommu_endpoint *ep = c->ep;
+	struct iommu_fault f;
+	struct iommu_xlate x;
+	int ret = iommu_translate_ep_range(&c->viommu->io, c->ep, iova, len, perm, &x, &f);
 
-	if (__builtin_expect(len && iova + len - 1 >= iova, 1) &&
-	    iommu_tlb_lookup(&c->viommu->io, ep, iova, len, perm, gpa)) {
-		atomic_store_explicit(&ep->tlb_hits,
-				      atomic_load_explicit(&ep->tlb_hits, memory_order_relaxed) + 1,
-				      memory_order_relaxed);
-		return 0;
-	}
-	return viommu_dma_translate_slow(c, iova, len, perm, gpa);
+	if (ret == -EFAULT)
+		virtio_iommu_report_fault(c->viommu, &f);
+	if (ret)
+		return ret;
+	*r = (struct virtio_dma_range){ .start = x.start, .last = x.last, .gpa = x.phys,
+					.gen = x.gen, .perm = x.flags };
+	return 0;
 }
 
 int virtio_iommu_add_endpoint(struct virtio_iommu *v, struct virtio_device *client, uint16_t bdf)
@@ -142,8 +135,10 @@ int virtio_iommu_add_endpoint(struct virtio_iommu *v, struct virtio_device *clie
 	c->viommu = v;
 	c->vdev = client;
 	c->bdf = bdf;
+	r = virtio_device_set_dma_translate(client, viommu_dma_translate, c, &v->io.gen);
+	if (r)
+		return r;
 	v->nr_clients++;
-	virtio_device_set_dma_translate(client, viommu_dma_translate, c);
 	return 0;
 }
 
@@ -218,6 +213,12 @@ void virtio_iommu_flush_faults(struct virtio_iommu *v)
 		r = virtq_pop(vq, elem);
 		if (r <= 0)
 			break;              /* no buffer: keep it for the next one */
+		if (r == VIRTQ_FAULT) {
+			/* Only if this device were translated itself: buffer unusable. */
+			virtq_push(vq, elem, 0);
+			sent = true;
+			continue;
+		}
 		if (elem->out_num || elem->in_len < VIOMMU_FAULT_SIZE) {
 			/* §5.13.6.9.2: never split a report; a bad buffer is returned unused. */
 			virtq_push(vq, elem, 0);
@@ -301,7 +302,12 @@ void virtio_iommu_process_requests(struct virtio_iommu *v)
 		return;
 	pthread_mutex_lock(&v->vdev.lock);
 	while ((r = virtq_pop(vq, elem)) > 0) {
-		viommu_handle_elem(v, vq, elem);
+		if (r == VIRTQ_FAULT) {
+			v->bad_requests++;
+			virtq_push(vq, elem, 0);
+		} else {
+			viommu_handle_elem(v, vq, elem);
+		}
 		any = true;
 	}
 	if (any)
@@ -351,7 +357,7 @@ void virtio_iommu_destroy(struct virtio_iommu *v)
 {
 	for (unsigned i = 0; i < v->nr_clients; i++)
 		if (v->clients[i].vdev)
-			virtio_device_set_dma_translate(v->clients[i].vdev, NULL, NULL);
+			virtio_device_set_dma_translate(v->clients[i].vdev, NULL, NULL, NULL);
 	virtio_device_destroy(&v->vdev);
 	if (v->fault_fd >= 0)
 		close(v->fault_fd);

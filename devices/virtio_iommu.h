@@ -12,9 +12,13 @@
  * (its PCI requester ID is the endpoint ID, as the VIOT table says) and installs
  * the virtio core's DMA hook, so once the driver negotiates
  * VIRTIO_F_ACCESS_PLATFORM every ring and buffer address of that device goes
- * IOVA -> GPA through iommu_translate_ep() with permission checks. A fault
+ * IOVA -> GPA with permission checks: through the device's own DMA cache
+ * (virtio.h), and on a miss through iommu_translate_ep_range(), whose
+ * answer carries the generation (io.gen) that keeps the cached copy valid. A fault
  * fails the access (the core never touches guest memory for it) and is queued
- * for the event queue; the event loop delivers it.
+ * for the event queue; the event loop delivers it. A fault on a request's
+ * buffer fails that request only; a fault on a ring makes the device
+ * NEEDS_RESET (see "Translation faults" in virtio.h).
  *
  * UNMAP is in effect before its request completes: iommu_unmap() invalidates
  * every cached translation before returning, and the device re-translates the

@@ -319,13 +319,7 @@ void viommu_vm_describe_acpi(struct vm *vm, struct acpi_config *acpi)
 		return;
 	if (!v->viot && viommu_vm_viot(v, &v->viot, &v->viot_len))
 		return;                          /* no endpoint: no VIOT */
-	v->viot_table.data = v->viot;
-	v->viot_table.len = v->viot_len;
-	/* The only extra table today; a list owner would append instead. */
-	if (!acpi->nr_extra) {
-		acpi->extra = &v->viot_table;
-		acpi->nr_extra = 1;
-	} else {
-		log_warn("iommu0", "ACPI already has extra tables; VIOT not added");
-	}
+	if (acpi_config_add_table(acpi, v->viot, v->viot_len))
+		log_warn("iommu0", "no room for the VIOT among the %u extra ACPI tables; the guest "
+			 "will not find the IOMMU", acpi->nr_extra);
 }

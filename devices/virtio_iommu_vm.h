@@ -34,7 +34,6 @@ struct viommu_vm {
 	bool on_loop;                  /* fds registered on vm->loop */
 	uint8_t *viot;                 /* built for ACPI, owned */
 	size_t viot_len;
-	struct acpi_extra_table viot_table;
 };
 
 /* The three calls vm_devices.c makes (no-ops without --iommu):

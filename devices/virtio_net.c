@@ -1,42 +1,28 @@
-/* virtio-net device model: feature negotiation, config space, RX/TX/ctrl
- * queues, io_uring-driven event handling. See virtio_net.h. */
-#include "devices/virtio_net.h"
+/* virtio-net device model: feature negotiation, config space, the control
+ * queue, lifecycle and event handling; the RX/TX data path is in
+ * virtio_net_io.c. See virtio_net.h. */
+#include "devices/virtio_net_io.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <linux/if_tun.h>
 #include <linux/virtio_ids.h>
 #include <linux/virtio_net.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 #include "devices/pci_vm.h"
 #include "vmm/log.h"
 #include "vmm/vm.h"
 
-#define NET_RX_BUDGET      256
-#define NET_RX_MAX_IOV     1024      /* IOV_MAX */
-#define NET_ETH_OVERHEAD   (14 + 4)  /* Ethernet header + one VLAN tag */
-#define NET_GSO_MAX_FRAME  (65535 + 14 + 4)
 #define NET_CTRL_QUEUE_SIZE 64
-
-/* io_uring user_data: kind in the high 32 bits, index in the low. */
-enum net_tag { NET_TAG_KICK = 1, NET_TAG_TAP = 2 };
-#define NET_TAG(kind, idx) (((uint64_t)(kind) << 32) | (uint32_t)(idx))
 
 static struct virtio_net *to_net(struct virtio_device *vdev) { return vdev->opaque; }
 
 static unsigned ctrl_queue_index(const struct virtio_net *net) { return 2 * net->nr_pairs; }
-
-static bool net_has(const struct virtio_net *net, unsigned bit)
-{
-	return virtio_has_feature(&net->vdev, bit);
-}
 
 /* ---- features and config space (§5.1.3, §5.1.4) ------------------------------- */
 
@@ -155,7 +141,7 @@ static void net_apply_offloads(struct virtio_net *net, bool on)
 	}
 }
 
-static void net_kick_self(struct virtqueue *vq)
+void net_kick_self(struct virtqueue *vq)
 {
 	uint64_t one = 1;
 
@@ -175,12 +161,24 @@ static void net_driver_ok(struct virtio_device *vdev)
 		net_kick_self(&vdev->vqs[i]);
 }
 
+/* Forget what the data path knew about the queues (reset, load): the
+ * caller has drained it. */
+static void net_forget_queues(struct virtio_net *net)
+{
+	for (unsigned i = 0; i < net->nr_pairs; i++) {
+		struct net_queue_pair *qp = &net->qp[i];
+
+		qp->rx_blocked = qp->rx_ready = qp->tx_stalled = qp->backend_gone = false;
+		qp->rx_error_run = 0;
+	}
+	memset(net->kicked, 0, sizeof(net->kicked));
+}
+
 void virtio_net_backend_sync(struct virtio_net *net)
 {
 	pthread_mutex_lock(&net->vdev.lock);
-	net->vdev.quiesced = true;
-	for (unsigned i = 0; i < net->nr_pairs; i++)
-		net->qp[i].rx_blocked = false;
+	net->held = true;
+	net_forget_queues(net);
 	net_apply_active_pairs(net);
 	net_apply_offloads(net, net->vdev.st.status & VIRTIO_CONFIG_S_DRIVER_OK);
 	pthread_mutex_unlock(&net->vdev.lock);
@@ -188,35 +186,34 @@ void virtio_net_backend_sync(struct virtio_net *net)
 
 void virtio_net_restore_done(struct virtio_net *net)
 {
-	virtio_net_announce(net);   /* -EOPNOTSUPP without GUEST_ANNOUNCE: fine */
-}
-
-void virtio_net_quiesce(struct virtio_net *net, bool on)
-{
 	bool running;
 
-	virtio_device_quiesce(&net->vdev, on);
-	if (on)
-		return;
 	pthread_mutex_lock(&net->vdev.lock);
+	net->held = false;
 	running = net->vdev.st.status & VIRTIO_CONFIG_S_DRIVER_OK;
 	pthread_mutex_unlock(&net->vdev.lock);
-	/* Kicks and TAP wake-ups consumed while quiesced went unanswered, and
-	 * buffers or frames posted before a snapshot were never looked at: look
-	 * at every queue once (a kick reaches the TAP side through RX). */
-	if (running)
-		for (unsigned i = 0; i < net->vdev.nr_queues; i++)
-			net_kick_self(&net->vdev.vqs[i]);
+	if (!running)
+		return;
+	for (unsigned i = 0; i < net->vdev.nr_queues; i++)
+		net_kick_self(&net->vdev.vqs[i]);
+	virtio_net_announce(net);   /* -EOPNOTSUPP without GUEST_ANNOUNCE: fine */
 }
 
 static void net_reset(struct virtio_device *vdev)
 {
 	struct virtio_net *net = to_net(vdev);
 
-	for (unsigned i = 0; i < net->nr_pairs; i++)
-		net->qp[i].rx_blocked = false;
+	/* The driver may free its buffers once the reset is seen (§2.4): no
+	 * read may write into them, no used entry may follow. */
+	virtio_net_drain(net, true);
+	net_forget_queues(net);
 	net->st.status &= (uint16_t)~VIRTIO_NET_S_ANNOUNCE;
 	net->st.active_pairs = 1;
+}
+
+static void net_dma_changed(struct virtio_device *vdev)
+{
+	net_io_dma_changed(to_net(vdev));
 }
 
 static const struct virtio_device_ops virtio_net_vdev_ops = {
@@ -225,255 +222,8 @@ static const struct virtio_device_ops virtio_net_vdev_ops = {
 	.features_ok = net_features_ok,
 	.driver_ok = net_driver_ok,
 	.reset = net_reset,
+	.dma_changed = net_dma_changed,
 };
-
-/* ---- TX (§5.1.6.2) --------------------------------------------------------------- */
-
-/* Copy and sanitize the driver's header: offload requests are honoured only
- * if the matching feature was negotiated. Returns false to drop the frame. */
-static bool net_tx_header(struct virtio_net *net, struct virtio_net_hdr_mrg_rxbuf *h)
-{
-	uint8_t gso = h->hdr.gso_type & (uint8_t)~VIRTIO_NET_HDR_GSO_ECN;
-
-	h->num_buffers = 0;
-	if (!net_has(net, VIRTIO_NET_F_CSUM))
-		h->hdr.flags &= (uint8_t)~VIRTIO_NET_HDR_F_NEEDS_CSUM;
-	switch (gso) {
-	case VIRTIO_NET_HDR_GSO_NONE:
-		return true;
-	case VIRTIO_NET_HDR_GSO_TCPV4:
-		return net_has(net, VIRTIO_NET_F_HOST_TSO4);
-	case VIRTIO_NET_HDR_GSO_TCPV6:
-		return net_has(net, VIRTIO_NET_F_HOST_TSO6);
-	case VIRTIO_NET_HDR_GSO_UDP:
-		return net_has(net, VIRTIO_NET_F_HOST_UFO);
-	default:
-		return false;
-	}
-}
-
-/* Send one popped chain to the back end. Returns 0, or -EINVAL when the
- * chain violates the spec (device is then broken). */
-static int net_tx_one(struct net_queue_pair *qp, const struct virtq_elem *e)
-{
-	struct virtio_net *net = qp->net;
-	struct virtio_net_hdr_mrg_rxbuf hdr;
-	struct iovec iov[VIRTQ_MAX_SIZE + 1];
-	unsigned n = 1;
-	size_t skip = VIRTIO_NET_HDR_LEN;
-	ssize_t w;
-
-	/* §5.1.6.2: TX buffers are device-readable and start with the header. */
-	if (e->in_num || e->out_len < VIRTIO_NET_HDR_LEN) {
-		virtio_device_set_broken(&net->vdev, "tx%u: chain %u has %s", qp->index, e->head,
-					 e->in_num ? "device-writable buffers" : "no room for the header");
-		return -EINVAL;
-	}
-	iov_to_buf(e->iov, e->out_num, 0, &hdr, sizeof(hdr));
-	if (!net_tx_header(net, &hdr)) {
-		qp->tx_errors++;
-		return 0;
-	}
-	iov[0] = (struct iovec){ .iov_base = &hdr, .iov_len = sizeof(hdr) };
-	for (unsigned i = 0; i < e->out_num; i++) {
-		size_t len = e->iov[i].iov_len;
-
-		if (skip >= len) {
-			skip -= len;
-			continue;
-		}
-		iov[n++] = (struct iovec){ .iov_base = (uint8_t *)e->iov[i].iov_base + skip,
-					   .iov_len = len - skip };
-		skip = 0;
-	}
-	w = writev(qp->fd, iov, (int)n);
-	if (w < 0) {
-		/* The TAP drops (EAGAIN) or rejects (EINVAL: bad GSO) the frame, like a NIC would. */
-		qp->tx_errors++;
-		return 0;
-	}
-	qp->tx_frames++;
-	qp->tx_bytes += e->out_len - VIRTIO_NET_HDR_LEN;
-	return 0;
-}
-
-int virtio_net_tx_process(struct net_queue_pair *qp, bool *more)
-{
-	struct virtqueue *vq = qp->txq;
-	uint16_t batch = 0;
-	int frames = 0, r = 0;
-
-	*more = false;
-	if (qp->net->vdev.quiesced)
-		return 0;
-	virtq_set_notification(vq, false);
-	for (;;) {
-		if (frames >= VIRTIO_NET_TX_BUDGET) {
-			*more = virtq_avail_count(vq) != 0;
-			break;
-		}
-		r = virtq_pop(vq, qp->tx_elem);
-		if (r < 0)
-			break;
-		if (r == 0) {
-			/* Drained: ask for a kick, and look again in case one raced us. */
-			if (virtq_set_notification(vq, true))
-				continue;
-			break;
-		}
-		r = net_tx_one(qp, qp->tx_elem);
-		if (r < 0)
-			break;
-		virtq_fill(vq, qp->tx_elem, 0, batch++);
-		frames++;
-	}
-	if (batch) {
-		virtq_flush(vq, batch);
-		virtq_notify(vq);
-		qp->tx_batches++;
-	}
-	return r < 0 ? r : frames;
-}
-
-/* ---- RX (§5.1.6.3, §5.1.6.4) -------------------------------------------------------- */
-
-/* Largest frame (with header) the TAP may hand us. */
-static size_t net_rx_max_frame(const struct virtio_net *net)
-{
-	bool gso = net_has(net, VIRTIO_NET_F_GUEST_TSO4) || net_has(net, VIRTIO_NET_F_GUEST_TSO6) ||
-		   net_has(net, VIRTIO_NET_F_GUEST_UFO);
-
-	return VIRTIO_NET_HDR_LEN + (gso ? NET_GSO_MAX_FRAME : net->mtu + NET_ETH_OVERHEAD);
-}
-
-/* Pop RX chains until they can hold @need bytes. Returns the number popped,
- * or -errno if the driver broke the spec. *cap gets their total size. */
-static int net_rx_gather(struct net_queue_pair *qp, size_t need, size_t *cap)
-{
-	struct virtio_net *net = qp->net;
-	bool mrg = net_has(net, VIRTIO_NET_F_MRG_RXBUF);
-	int k = 0;
-
-	*cap = 0;
-	while (k < VIRTIO_NET_RX_ELEMS && *cap < need) {
-		struct virtq_elem *e = &qp->rx_elems[k];
-		int r = virtq_pop(qp->rxq, e);
-
-		if (r < 0)
-			return r;
-		if (r == 0)
-			break;
-		k++;
-		/* §5.1.6.3: RX buffers are device-writable and hold at least the header. */
-		if (e->out_num || e->in_len < VIRTIO_NET_HDR_LEN) {
-			virtio_device_set_broken(&net->vdev, "rx%u: chain %u is %s", qp->index, e->head,
-						 e->out_num ? "device-readable" : "smaller than the header");
-			return -EINVAL;
-		}
-		*cap += e->in_len;
-		if (!mrg)
-			break;
-	}
-	return k;
-}
-
-/* Receive one frame into the gathered chains. Returns 1 if a frame was
- * delivered, 0 if the back end is empty, -errno on a read error. */
-static int net_rx_one(struct net_queue_pair *qp, int k)
-{
-	struct virtqueue *vq = qp->rxq;
-	struct iovec iov[NET_RX_MAX_IOV];
-	unsigned n = 0;
-	ssize_t got;
-	size_t rem;
-	uint16_t used = 0, nbuf;
-
-	for (int i = 0; i < k && n < NET_RX_MAX_IOV; i++) {
-		const struct virtq_elem *e = &qp->rx_elems[i];
-
-		for (unsigned s = 0; s < e->in_num && n < NET_RX_MAX_IOV; s++)
-			iov[n++] = e->iov[e->out_num + s];
-	}
-	got = readv(qp->fd, iov, (int)n);
-	if (got < 0)
-		return errno == EAGAIN ? 0 : -errno;
-	if ((size_t)got < VIRTIO_NET_HDR_LEN) {
-		qp->rx_errors++;
-		virtq_unpop(vq, (uint16_t)k);
-		return 1;
-	}
-	/* §5.1.6.4: num_buffers tells the driver how many chains the frame
-	 * spans. Written before virtq_fill() marks the pages dirty. */
-	rem = (size_t)got;
-	for (int i = 0; i < k && rem; i++) {
-		rem -= rem < qp->rx_elems[i].in_len ? rem : qp->rx_elems[i].in_len;
-		used++;
-	}
-	nbuf = used;
-	iov_from_buf(&qp->rx_elems[0].iov[qp->rx_elems[0].out_num], qp->rx_elems[0].in_num,
-		     offsetof(struct virtio_net_hdr_mrg_rxbuf, num_buffers), &nbuf, sizeof(nbuf));
-	rem = (size_t)got;
-	for (uint16_t i = 0; i < used; i++) {
-		uint32_t len = rem < qp->rx_elems[i].in_len ? (uint32_t)rem : qp->rx_elems[i].in_len;
-
-		virtq_fill(vq, &qp->rx_elems[i], len, i);
-		rem -= len;
-	}
-	virtq_unpop(vq, (uint16_t)(k - used));
-	virtq_flush(vq, used);
-	qp->rx_frames++;
-	qp->rx_bytes += (size_t)got - VIRTIO_NET_HDR_LEN;
-	return 1;
-}
-
-int virtio_net_rx_process(struct net_queue_pair *qp)
-{
-	struct virtio_net *net = qp->net;
-	struct virtqueue *vq = qp->rxq;
-	size_t need = net_rx_max_frame(net), cap;
-	int frames = 0, ret = 0;
-
-	if (qp->index >= net->st.active_pairs || net->vdev.quiesced)
-		return 0;
-	qp->rx_blocked = false;
-	while (frames < NET_RX_BUDGET) {
-		int k = net_rx_gather(qp, need, &cap);
-
-		if (k < 0) {
-			ret = k;
-			break;
-		}
-		/* Too little room for a full-size frame and nothing more posted:
-		 * wait for buffers rather than truncate (unless the guest has
-		 * already posted all it can). */
-		if (k == 0 || (cap < need && k < VIRTIO_NET_RX_ELEMS &&
-			       cap < (size_t)VIRTIO_NET_HDR_LEN + net->mtu + NET_ETH_OVERHEAD)) {
-			virtq_unpop(vq, (uint16_t)k);
-			if (virtq_set_notification(vq, true))
-				continue;
-			qp->rx_blocked = true;
-			qp->rx_no_buffers++;
-			break;
-		}
-		ret = net_rx_one(qp, k);
-		if (ret <= 0) {
-			virtq_unpop(vq, (uint16_t)k);
-			if (ret < 0) {
-				qp->rx_errors++;
-				log_warn(net->dev.name, "rx%u read: %s", qp->index, strerror_safe(-ret));
-			}
-			ret = 0;
-			break;
-		}
-		ret = 0;
-		frames++;
-	}
-	if (frames)
-		virtq_notify(vq);
-	if (frames >= NET_RX_BUDGET)
-		net_kick_self(vq);   /* more may be waiting: come back after others ran */
-	return ret < 0 ? ret : frames;
-}
 
 /* ---- control queue (§5.1.6.5) -------------------------------------------------------- */
 
@@ -488,6 +238,9 @@ static uint8_t net_ctrl_command(struct virtio_net *net, const struct virtq_elem 
 		    iov_to_buf(e->iov, e->out_num, 2, &pairs, 2) != 2 || pairs < 1 ||
 		    pairs > net->nr_pairs)
 			return VIRTIO_NET_ERR;
+		/* A read posted on a queue about to be detached would fail: take
+		 * every posted read back first (the active ones are posted again). */
+		virtio_net_drain(net, false);
 		net->st.active_pairs = pairs;
 		net_apply_active_pairs(net);
 		for (unsigned i = 0; i < pairs; i++)
@@ -509,11 +262,18 @@ int virtio_net_ctrl_process(struct virtio_net *net)
 	struct virtq_elem *e = net->ctrl_elem;
 	int r, n = 0;
 
-	if (net->vdev.quiesced)
+	if (net_data_stopped(net))
 		return 0;
 	while ((r = virtq_pop(vq, e)) > 0) {
 		uint8_t hdr[2], ack;
 
+		if (r == VIRTQ_FAULT) {
+			/* IOMMU refused the command or ack buffer: no ack written. */
+			net->ctrl_errors++;
+			virtq_push(vq, e, 0);
+			n++;
+			continue;
+		}
 		/* §5.1.6.5: class+command readable, then one writable ack byte. */
 		if (e->out_len < 2 || e->in_len < 1) {
 			virtio_device_set_broken(&net->vdev, "ctrl: malformed command chain %u", e->head);
@@ -551,13 +311,23 @@ int virtio_net_announce(struct virtio_net *net)
 	return ret;
 }
 
+/* The virtio-net @d is, or NULL for another kind of device. */
+static struct virtio_net *dev_as_net(struct device *d)
+{
+	if (!d->ops || !d->ops->type || strcmp(d->ops->type, "virtio-net"))
+		return NULL;
+	return (struct virtio_net *)((char *)d - offsetof(struct virtio_net, dev));
+}
+
 int virtio_net_restore_done_all(struct vm *vm)
 {
 	int n = 0;
 
 	for (struct device *d = vm->devices; d; d = d->next) {
-		if (d->ops && d->ops->type && !strcmp(d->ops->type, "virtio-net")) {
-			virtio_net_restore_done((struct virtio_net *)((char *)d - offsetof(struct virtio_net, dev)));
+		struct virtio_net *net = dev_as_net(d);
+
+		if (net) {
+			virtio_net_restore_done(net);
 			n++;
 		}
 	}
@@ -569,9 +339,25 @@ int virtio_net_announce_all(struct vm *vm)
 	int n = 0;
 
 	for (struct device *d = vm->devices; d; d = d->next) {
-		if (d->ops && d->ops->type && !strcmp(d->ops->type, "virtio-net") &&
-		    virtio_net_announce((struct virtio_net *)((char *)d - offsetof(struct virtio_net, dev))) == 0)
+		struct virtio_net *net = dev_as_net(d);
+
+		if (net && virtio_net_announce(net) == 0)
 			n++;
+	}
+	return n;
+}
+
+int virtio_net_quiesce_all(struct vm *vm, bool on)
+{
+	int n = 0;
+
+	for (struct device *d = vm->devices; d; d = d->next) {
+		struct virtio_net *net = dev_as_net(d);
+
+		if (net) {
+			virtio_net_quiesce(net, on);
+			n++;
+		}
 	}
 	return n;
 }
@@ -601,7 +387,7 @@ int virtio_net_init(struct virtio_net *net, const char *name, struct guest_mem *
 		goto err;
 	}
 	for (unsigned i = 0; i < nr_pairs; i++)
-		net->qp[i].fd = -1;
+		net->qp[i].fd = fds[i];   /* ours from here on, closed by uninit */
 	ret = virtio_device_init(&net->vdev, name, mem, VIRTIO_ID_NET, 2 * nr_pairs + 1,
 				 VIRTIO_NET_QUEUE_SIZE, &virtio_net_vdev_ops, net);
 	if (ret)
@@ -622,8 +408,10 @@ int virtio_net_init(struct virtio_net *net, const char *name, struct guest_mem *
 			ret = -ENOMEM;
 			goto err;
 		}
-		qp->fd = fds[i];
 	}
+	ret = net_io_init(net);
+	if (ret)
+		goto err;
 	return 0;
 err:
 	virtio_net_uninit(net);
@@ -632,6 +420,7 @@ err:
 
 void virtio_net_uninit(struct virtio_net *net)
 {
+	net_io_exit(net);   /* nothing in flight before the fds and buffers go */
 	if (net->qp) {
 		for (unsigned i = 0; i < net->nr_pairs; i++) {
 			if (net->qp[i].fd >= 0)
@@ -647,31 +436,26 @@ void virtio_net_uninit(struct virtio_net *net)
 	virtio_device_destroy(&net->vdev);
 }
 
+/* ---- pause ------------------------------------------------------------------------------- */
+
+void virtio_net_quiesce(struct virtio_net *net, bool on)
+{
+	bool running;
+
+	pthread_mutex_lock(&net->vdev.lock);
+	net->quiesced = on;
+	if (on)
+		virtio_net_drain(net, false);
+	running = net->vdev.st.status & VIRTIO_CONFIG_S_DRIVER_OK;
+	pthread_mutex_unlock(&net->vdev.lock);
+	/* Kicks that came meanwhile were dropped, and drained reads are
+	 * posted again: look at every queue. */
+	if (!on && running)
+		for (unsigned i = 0; i < net->vdev.nr_queues; i++)
+			net_kick_self(&net->vdev.vqs[i]);
+}
+
 /* ---- event handling ------------------------------------------------------------------------ */
-
-static int net_arm_poll(struct virtio_net *net, int fd, uint64_t tag)
-{
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&net->ring);
-
-	if (!sqe) {
-		io_uring_submit(&net->ring);
-		sqe = io_uring_get_sqe(&net->ring);
-		if (!sqe)
-			return -EBUSY;
-	}
-	io_uring_prep_poll_multishot(sqe, fd, POLLIN);
-	io_uring_sqe_set_data64(sqe, tag);
-	return 0;
-}
-
-static int net_tag_fd(struct virtio_net *net, uint64_t tag)
-{
-	unsigned idx = (uint32_t)tag;
-
-	if ((tag >> 32) == NET_TAG_KICK)
-		return idx < net->vdev.nr_queues ? net->vdev.vqs[idx].kick_fd : -1;
-	return idx < net->nr_pairs ? net->qp[idx].fd : -1;
-}
 
 static void net_drain_eventfd(int fd)
 {
@@ -681,93 +465,79 @@ static void net_drain_eventfd(int fd)
 		;
 }
 
-/* What one batch of completions asks us to do. */
-struct net_work {
-	bool queue[VIRTIO_MAX_QUEUES];
-	bool tap[VIRTIO_NET_MAX_PAIRS];
-};
+/* Take the kick of queue @q, if there is one. */
+static bool net_take_kick(struct virtio_net *net, unsigned q)
+{
+	if (!net->kicked[q])
+		return false;
+	net->kicked[q] = false;
+	net_drain_eventfd(net->vdev.vqs[q].kick_fd);
+	return true;
+}
 
-static void net_process(struct virtio_net *net, const struct net_work *w)
+/* Act on the kicks and completions seen (lock held). Processing can note
+ * more (a completion freeing TX slots, a read completing at once); after a
+ * few rounds what is left goes through the kick eventfds again, so one busy
+ * device does not hold the event loop. */
+static void net_process(struct virtio_net *net)
 {
 	struct virtio_device *vdev = &net->vdev;
+	unsigned ctrl = ctrl_queue_index(net);
 
-	pthread_mutex_lock(&vdev->lock);
-	for (unsigned i = 0; i < net->nr_pairs && !vdev->broken && !vdev->quiesced; i++) {
-		struct net_queue_pair *qp = &net->qp[i];
-		bool more = false;
+	for (int round = 0; round < 4; round++) {
+		bool any = false;
 
-		if (w->queue[2 * i + 1]) {
-			virtio_net_tx_process(qp, &more);
-			if (more)
-				net_kick_self(qp->txq);   /* yield, then continue */
+		for (unsigned i = 0; i < net->nr_pairs; i++) {
+			struct net_queue_pair *qp = &net->qp[i];
+			bool more = false, tx = net_take_kick(net, 2 * i + 1);
+			bool rx = net_take_kick(net, 2 * i) || qp->rx_ready;
+
+			if (vdev->broken || net_data_stopped(net))
+				continue;   /* reset, restore_done or quiesce(off) looks again */
+			if (tx) {
+				virtio_net_tx_process(qp, &more);
+				if (more)
+					net_kick_self(qp->txq);   /* yield, then continue */
+			}
+			if (rx)
+				virtio_net_rx_process(qp);
+			any |= tx || rx;
 		}
-		if (w->queue[2 * i] || (w->tap[i] && !qp->rx_blocked) ||
-		    (w->tap[i] && virtq_avail_count(qp->rxq)))
-			virtio_net_rx_process(qp);
+		if (net_take_kick(net, ctrl) && !vdev->broken && !net_data_stopped(net)) {
+			virtio_net_ctrl_process(net);
+			any = true;
+		}
+		if (!any)
+			return;
 	}
-	if (w->queue[ctrl_queue_index(net)] && !vdev->broken && !vdev->quiesced)
-		virtio_net_ctrl_process(net);
-	pthread_mutex_unlock(&vdev->lock);
+	for (unsigned q = 0; q < vdev->nr_queues; q++)
+		if (net->kicked[q] || (q < 2 * net->nr_pairs && !(q & 1) && net->qp[q / 2].rx_ready))
+			net_kick_self(&vdev->vqs[q]);
 }
 
 static void net_ring_ready(void *opaque, uint32_t events)
 {
 	struct virtio_net *net = opaque;
-	struct net_work w;
-	struct io_uring_cqe *cqe;
-	unsigned head, seen = 0;
-	bool rearm = false;
 
-	memset(&w, 0, sizeof(w));
-	io_uring_for_each_cqe(&net->ring, head, cqe) {
-		uint64_t tag = io_uring_cqe_get_data64(cqe);
-		unsigned idx = (uint32_t)tag;
-
-		seen++;
-		if ((tag >> 32) == NET_TAG_KICK && idx < net->vdev.nr_queues)
-			w.queue[idx] = true;
-		else if ((tag >> 32) == NET_TAG_TAP && idx < net->nr_pairs)
-			w.tap[idx] = true;
-		/* A back end that reports an error or hangup (TAP deleted) is not
-		 * polled again: re-arming would complete at once, forever. */
-		if ((tag >> 32) == NET_TAG_TAP &&
-		    (cqe->res < 0 || (cqe->res & (POLLERR | POLLHUP | POLLNVAL)))) {
-			if (!(cqe->flags & IORING_CQE_F_MORE))
-				log_err(net->dev.name, "back end of queue pair %u is gone", idx);
-			continue;
-		}
-		/* A multishot poll without F_MORE has ended: arm it again. */
-		if (!(cqe->flags & IORING_CQE_F_MORE) && cqe->res != -ECANCELED) {
-			int fd = net_tag_fd(net, tag);
-
-			if (fd >= 0 && net_arm_poll(net, fd, tag) == 0)
-				rearm = true;
-		}
-	}
-	io_uring_cq_advance(&net->ring, seen);
-	for (unsigned i = 0; i < net->vdev.nr_queues; i++)
-		if (w.queue[i])
-			net_drain_eventfd(net->vdev.vqs[i].kick_fd);
-	net_process(net, &w);
-	if (rearm)
-		io_uring_submit(&net->ring);
+	pthread_mutex_lock(&net->vdev.lock);
+	net_io_reap(net);
+	net_process(net);
+	net_io_publish(net);
+	net_io_submit(net);   /* re-armed kick polls */
+	pthread_mutex_unlock(&net->vdev.lock);
 }
 
 static int net_ring_setup(struct virtio_net *net)
 {
-	int ret = io_uring_queue_init(128, &net->ring, 0);
+	int ret = 0;
 
-	if (ret)
-		return ret;
-	net->ring_ready = true;
+	pthread_mutex_lock(&net->vdev.lock);
 	for (unsigned i = 0; i < net->vdev.nr_queues && !ret; i++)
-		ret = net_arm_poll(net, net->vdev.vqs[i].kick_fd, NET_TAG(NET_TAG_KICK, i));
-	for (unsigned i = 0; i < net->nr_pairs && !ret; i++)
-		ret = net_arm_poll(net, net->qp[i].fd, NET_TAG(NET_TAG_TAP, i));
-	if (ret)
-		return ret;
-	ret = io_uring_submit(&net->ring);
-	return ret < 0 ? ret : 0;
+		ret = net_io_arm_kick(net, i);
+	if (!ret)
+		ret = net_io_submit(net);
+	pthread_mutex_unlock(&net->vdev.lock);
+	return ret;
 }
 
 /* ---- struct device glue ---------------------------------------------------------------------- */
@@ -802,8 +572,6 @@ static void virtio_net_free(struct virtio_net *net)
 {
 	if (net->ring_in_loop && net->vm)
 		evl_del_fd(&net->vm->loop, net->ring.ring_fd);
-	if (net->ring_ready)
-		io_uring_queue_exit(&net->ring);
 	if (net->pci_attached)
 		virtio_pci_destroy(&net->vp);
 	virtio_net_uninit(net);
@@ -838,7 +606,7 @@ static void virtio_net_dev_info(struct device *dev, struct cJSON *obj)
 static void virtio_net_dev_counters(struct device *dev, struct cJSON *obj)
 {
 	struct virtio_net *net = dev_to_net(dev);
-	uint64_t c[8] = { 0 };
+	uint64_t c[10] = { 0 };
 
 	for (unsigned i = 0; i < net->nr_pairs; i++) {
 		const struct net_queue_pair *qp = &net->qp[i];
@@ -846,6 +614,7 @@ static void virtio_net_dev_counters(struct device *dev, struct cJSON *obj)
 		c[0] += qp->rx_frames, c[1] += qp->rx_bytes, c[2] += qp->rx_no_buffers;
 		c[3] += qp->rx_errors, c[4] += qp->tx_frames, c[5] += qp->tx_bytes;
 		c[6] += qp->tx_errors, c[7] += qp->tx_batches;
+		c[8] += qp->rx_faults, c[9] += qp->tx_faults;
 	}
 	cJSON_AddNumberToObject(obj, "rx_frames", (double)c[0]);
 	cJSON_AddNumberToObject(obj, "rx_bytes", (double)c[1]);
@@ -855,6 +624,11 @@ static void virtio_net_dev_counters(struct device *dev, struct cJSON *obj)
 	cJSON_AddNumberToObject(obj, "tx_bytes", (double)c[5]);
 	cJSON_AddNumberToObject(obj, "tx_errors", (double)c[6]);
 	cJSON_AddNumberToObject(obj, "tx_batches", (double)c[7]);
+	cJSON_AddNumberToObject(obj, "rx_iommu_faults", (double)c[8]);
+	cJSON_AddNumberToObject(obj, "tx_iommu_faults", (double)c[9]);
+	/* Behind a vIOMMU: the device's DMA cache (virtio.h). */
+	cJSON_AddNumberToObject(obj, "dma_cache_hits", (double)net->vdev.dma_cache_hits);
+	cJSON_AddNumberToObject(obj, "dma_cache_misses", (double)net->vdev.dma_cache_misses);
 	cJSON_AddNumberToObject(obj, "resets", (double)net->vdev.resets);
 	cJSON_AddNumberToObject(obj, "needs_reset_events", (double)net->vdev.broken_count);
 }

@@ -4,27 +4,32 @@
  * Queues: rx0, tx0, rx1, tx1, ..., rx(N-1), tx(N-1), ctrl (§5.1.2). One TAP
  * queue (IFF_MULTI_QUEUE) or one /dev/tapN open per pair. Frames carry the
  * 12-byte virtio_net_hdr_mrg_rxbuf on both sides (TUNSETVNETHDRSZ 12), so the
- * data path is zero-copy: readv/writev straight between guest buffers and
- * the back-end fd (TX copies only the header, to sanitize it).
+ * data path is zero-copy: io_uring READV/WRITEV straight between guest
+ * buffers and the back-end fd (TX copies only the header, to sanitize it).
  *
  * Features: CSUM, GUEST_CSUM, GUEST/HOST TSO4/TSO6/ECN/UFO (as far as the TAP
  * accepts TUNSETOFFLOAD), MRG_RXBUF, MAC, STATUS, MTU, CTRL_VQ, MQ,
  * GUEST_ANNOUNCE. Negotiated guest offloads are set with TUNSETOFFLOAD.
  *
- * Event flow: the device owns one io_uring; multishot polls on every queue's
- * kick eventfd and every back-end fd complete into it, and the ring fd is
- * watched by the VM's event loop. Nothing spins while idle: with EVENT_IDX
- * the device asks for a kick only when it has drained a queue, and it reads
- * the TAP only while the guest has RX buffers posted.
+ * Event flow: the device owns one io_uring (virtio_net_io.c); multishot
+ * polls on every queue's kick eventfd, the TX writes and the RX reads all
+ * complete into it, and the ring fd is watched by the VM's event loop. A TX
+ * kick turns into one WRITEV per frame, submitted as one batch; a chain's
+ * used entry is written when its write completed. Each RX queue has one
+ * READV posted ahead into the guest's buffers, parked in the kernel until
+ * a frame arrives. Nothing spins while idle: with EVENT_IDX the device asks
+ * for a kick only when it has drained a queue, and it posts an RX read only
+ * while the guest has buffers posted. virtio_net_drain() cancels whatever
+ * is in flight and waits for it (reset, save, quiesce, teardown).
  *
- * Quiesce (VM paused: migration, snapshot, restore): the data path runs
- * synchronously under vdev.lock (io_uring only polls; no read or write is
- * ever in flight there), so once the quiesced flag is set under that lock
- * nothing reads the TAP or writes guest RAM until the data path restarts.
- * Frames meanwhile wait in the TAP, TX chains in the ring. */
+ * Pause: vm_pause() quiesces the device (device_ops.quiesce ->
+ * virtio_net_quiesce: nothing new starts, what is in flight is drained), so
+ * nothing reads the TAP or writes guest RAM until vm_resume(); frames wait
+ * in the TAP, TX chains in the ring. */
 #ifndef DEVICES_VIRTIO_NET_H
 #define DEVICES_VIRTIO_NET_H
 
+#include <linux/virtio_net.h>
 #include <liburing.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -39,21 +44,43 @@
 #define VIRTIO_NET_MAX_PAIRS   16
 #define VIRTIO_NET_RX_ELEMS    32       /* most buffers merged into one frame */
 #define VIRTIO_NET_TX_BUDGET   256      /* frames per TX pass before yielding */
+#define VIRTIO_NET_IOV_POOL    2048     /* iovecs of the SQEs prepared, not yet submitted */
 #define VIRTIO_NET_DEFAULT_MTU 1500
 
 struct virtio_net;
 
+/* A TX frame handed to the back end; its used entry waits for the write. */
+struct net_tx_slot {
+	struct virtio_net_hdr_mrg_rxbuf hdr;   /* the sanitized header the write sends */
+	uint32_t len;                      /* bytes the write must take */
+	uint16_t head;
+	bool done;                         /* written (or dropped): its used entry may follow */
+};
+
 struct net_queue_pair {
 	struct virtio_net *net;
 	unsigned index;
-	int fd;                        /* TAP queue / macvtap fd, non-blocking */
+	int fd;                        /* TAP queue / macvtap fd (blocking: io_uring parks on it) */
 	struct virtqueue *rxq, *txq;
-	bool rx_blocked;               /* TAP has data, guest has no buffers */
+	bool rx_blocked;               /* the guest has too few RX buffers posted */
 	struct virtq_elem *rx_elems;   /* VIRTIO_NET_RX_ELEMS */
 	struct virtq_elem *tx_elem;
+	/* In flight on the io_uring (virtio_net_io.c). */
+	struct net_tx_slot *tx_slots;  /* VIRTIO_NET_QUEUE_SIZE, a ring in pop order */
+	uint16_t tx_head, tx_count;    /* oldest chain not yet used; chains in the ring */
+	uint16_t tx_filled;            /* used entries written, not yet published */
+	bool tx_stalled;               /* every slot in flight: resume on a completion */
+	uint16_t rx_inflight;          /* chains (rx_elems[0..n)) under the posted read; 0: none */
+	bool rx_polling;               /* a read failed: waiting for POLLIN before the next */
+	bool rx_ready;                 /* a read completed: post the next */
+	bool notify_rx;                /* RX used entries published since the last interrupt check */
+	bool backend_gone;             /* the fd reported an error or hangup */
+	unsigned rx_error_run;         /* failed reads in a row */
 	/* Counters (frames, bytes, errors). */
 	uint64_t rx_frames, rx_bytes, rx_no_buffers, rx_errors;
 	uint64_t tx_frames, tx_bytes, tx_errors, tx_batches;
+	/* Chains failed on an IOMMU translation fault (returned with length 0). */
+	uint64_t rx_faults, tx_faults;
 };
 
 /* Serializable device state (besides the virtio common state). */
@@ -78,6 +105,14 @@ struct virtio_net {
 	unsigned tun_offloads;         /* TUN_F_* the back end accepted when probed */
 	struct io_uring ring;
 	bool ring_ready, ring_in_loop;
+	bool files_registered;         /* back-end fds registered with the ring (index = pair) */
+	struct iovec *iov_pool;        /* VIRTIO_NET_IOV_POOL: iovecs until their SQEs are submitted */
+	unsigned iov_used;
+	unsigned inflight;             /* data-path operations whose completion is outstanding */
+	bool discard;                  /* draining for a reset or load: completions write nothing */
+	bool kicked[VIRTIO_MAX_QUEUES];   /* kicks (and self-kicks) seen, not yet acted on */
+	bool held;                     /* data path held during a restore */
+	bool quiesced;                 /* data path stopped for a pause (virtio_net_quiesce) */
 	uint64_t ctrl_cmds, ctrl_errors, announces;
 };
 
@@ -94,12 +129,34 @@ int virtio_net_init(struct virtio_net *net, const char *name, struct guest_mem *
 		    unsigned tun_offloads);
 void virtio_net_uninit(struct virtio_net *net);
 
-/* Data path (vdev.lock held). Return frames moved, or -errno when the
- * device went NEEDS_RESET. tx_process sends at most VIRTIO_NET_TX_BUDGET
- * frames; *more is set if the queue still had work. */
+/* Data path (virtio_net_io.c; vdev.lock held). Return frames moved, or
+ * -errno when the device went NEEDS_RESET. tx_process hands at most
+ * VIRTIO_NET_TX_BUDGET chains to the back end in one io_uring submission and
+ * publishes the used entries of those whose write completed (with a TAP:
+ * all, before it returns); *more is set if the queue still had work.
+ * rx_process delivers the frames completed reads brought and keeps one
+ * read posted while the guest has buffers. A chain whose buffer the IOMMU
+ * refuses fails alone (virtio.h, VIRTQ_FAULT): a TX frame is dropped, an RX
+ * buffer returned empty; counted in tx_faults/rx_faults. */
 int virtio_net_tx_process(struct net_queue_pair *qp, bool *more);
 int virtio_net_rx_process(struct net_queue_pair *qp);
 int virtio_net_ctrl_process(struct virtio_net *net);
+
+/* Cancel every data-path operation in flight and wait for its completion
+ * (vdev.lock held). Completed ones are finished as usual (TX used entries,
+ * RX frames delivered); a cancelled read gives its chains back to the avail
+ * ring (so a saved state is exact) and a cancelled write (only possible
+ * while the back end pushes back) completes as a dropped frame. With
+ * @discard (device reset, state load) nothing more is written to the rings.
+ * When it returns 0 no operation can write guest RAM; -ETIMEDOUT if the
+ * kernel did not complete them within seconds (logged). */
+int virtio_net_drain(struct virtio_net *net, bool discard);
+/* Stop (@on) the data path for a pause (migration, snapshot), draining it,
+ * or start it again and look at every queue. Takes vdev.lock. While
+ * stopped the TAP keeps its frames and guest kicks wait. */
+void virtio_net_quiesce(struct virtio_net *net, bool on);
+/* The same for every virtio-net of @vm; returns the number of devices. */
+int virtio_net_quiesce_all(struct vm *vm, bool on);
 
 /* Ask the guest to announce itself (after migration): sets
  * VIRTIO_NET_S_ANNOUNCE and sends a config interrupt (§5.1.6.5.4). */
@@ -108,20 +165,19 @@ int virtio_net_announce(struct virtio_net *net);
  * returns how many devices were asked. */
 int virtio_net_announce_all(struct vm *vm);
 
-/* Stop (@on) or restart the data path (device_ops quiesce/unquiesce; see
- * above). Restarting looks at every queue once. */
-void virtio_net_quiesce(struct virtio_net *net, bool on);
-
 /* After a load replaced the virtio and device state (virtio_net_state.c):
  * bring the back end in line (TUNSETOFFLOAD for the negotiated offloads,
- * TUNSETQUEUE for the active pairs) and quiesce the data path (frames the
- * TAP delivers meanwhile wait there) until the VM resumes: an interrupt sent
- * before the irqchip/LAPIC state is written would be lost, and a migration
- * destination must not touch guest RAM before the hand-over is committed. */
+ * TUNSETQUEUE for the active pairs) and hold the data path (frames the TAP
+ * delivers meanwhile wait there) until the rest of the VM is restored:
+ * an interrupt sent before the irqchip/LAPIC state is written would be lost. */
 void virtio_net_backend_sync(struct virtio_net *net);
 /* The whole VM is restored (vCPU and irqchip state written, vCPUs not yet
- * running): ask the guest to announce itself (GUEST_ANNOUNCE) so peers
- * relearn the MAC on the new host. The data path restarts with vm_resume(). */
+ * running): release the hold, look at every queue once (buffers and frames
+ * posted before the snapshot), and announce (GUEST_ANNOUNCE) so peers
+ * relearn the MAC on the new host. The VM is then started paused
+ * (vm_start_paused quiesces the device before its event loop runs), so the
+ * data path only moves once vm_resume() unquiesces it: a migration
+ * destination writes no guest RAM before the hand-over is committed. */
 void virtio_net_restore_done(struct virtio_net *net);
 int virtio_net_restore_done_all(struct vm *vm);
 /* device_ops save/load (virtio_net_state.c). */

@@ -33,13 +33,11 @@ static int save_net(struct virtio_net *net, struct state_node *parent)
 	return 0;
 }
 
-int virtio_net_state_save(struct virtio_net *net, struct state_node *node)
+static int save_all(struct virtio_net *net, struct state_node *node)
 {
 	struct state_node *t;
 	int r;
 
-	if (!net->pci_attached)
-		return -EOPNOTSUPP;
 	r = state_set_version(node, VIRTIO_NET_STATE_VERSION);
 	if (r)
 		return r;
@@ -48,6 +46,27 @@ int virtio_net_state_save(struct virtio_net *net, struct state_node *node)
 		return -ENOMEM;
 	r = virtio_pci_state_save(&net->vp, t);
 	return r ? r : save_net(net, node);
+}
+
+int virtio_net_state_save(struct virtio_net *net, struct state_node *node)
+{
+	bool stopped;
+	int r;
+
+	if (!net->pci_attached)
+		return -EOPNOTSUPP;
+	/* The RX read posted ahead holds popped chains: take it back so the
+	 * saved last_avail_idx counts them as available (the target posts its
+	 * own read), then carry on as before. */
+	pthread_mutex_lock(&net->vdev.lock);
+	stopped = net->quiesced;
+	pthread_mutex_unlock(&net->vdev.lock);
+	if (!stopped)
+		virtio_net_quiesce(net, true);
+	r = save_all(net, node);
+	if (!stopped)
+		virtio_net_quiesce(net, false);
+	return r;
 }
 
 /* ---- load: check everything, then apply ---- */
@@ -120,7 +139,11 @@ int virtio_net_state_load(struct virtio_net *net, const struct state_node *node)
 	r = parse_net(net, &n, virtio_pci_parsed_features(p), &st);
 	if (r)
 		goto out;
-	/* Everything checked: from here on the device changes. */
+	/* Everything checked: from here on the device changes. Nothing of the
+	 * old queue state may complete into the new one. */
+	pthread_mutex_lock(&net->vdev.lock);
+	virtio_net_drain(net, true);
+	pthread_mutex_unlock(&net->vdev.lock);
 	r = virtio_pci_state_apply(&net->vp, p);
 	if (r)
 		goto out;

@@ -18,6 +18,9 @@
 #include "devices/virtio_net_config.h"
 #include "vmm/log.h"
 
+/* Both back ends: Ethernet frames, no packet info, the virtio-net header. */
+#define TAP_FLAGS (IFF_TAP | IFF_NO_PI | IFF_VNET_HDR)
+
 static int read_sysfs(const char *ifname, const char *attr, char *buf, size_t len)
 {
 	char path[128];
@@ -52,6 +55,39 @@ static int set_vnet_hdr_len(int fd)
 	int len = VIRTIO_NET_HDR_LEN;
 
 	return ioctl(fd, TUNSETVNETHDRSZ, &len) < 0 ? -errno : 0;
+}
+
+/* Attach an open TAP or macvtap fd as one queue of @ifname (TUNSETIFF
+ * with @flags) and give it the 12-byte vnet header. @kind ("TAP",
+ * "macvtap") names the back end in the one-line error. With @mq_optional,
+ * a refused IFF_MULTI_QUEUE is retried without (older kernels' macvtap). */
+static int tap_attach(int fd, const char *kind, const char *ifname, int flags, bool mq_optional,
+		      char *err, size_t errlen)
+{
+	struct ifreq ifr = { .ifr_flags = (short)flags };
+	int ret = 0;
+
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", ifname);
+	if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+		ret = -errno;
+		ifr.ifr_flags &= ~IFF_MULTI_QUEUE;
+		if (mq_optional && (flags & IFF_MULTI_QUEUE))
+			ret = ioctl(fd, TUNSETIFF, &ifr) < 0 ? -errno : 0;
+	}
+	if (ret == -EBUSY) {
+		snprintf(err, errlen, "net: %s '%s' is busy (already attached to another process)", kind,
+			 ifname);
+		return ret;
+	}
+	if (ret) {
+		snprintf(err, errlen, "net: cannot attach to %s '%s': %s", kind, ifname, strerror_safe(-ret));
+		return ret;
+	}
+	ret = set_vnet_hdr_len(fd);
+	if (ret)
+		snprintf(err, errlen, "net: %s '%s': cannot set the vnet header size: %s", kind, ifname,
+			 strerror_safe(-ret));
+	return ret;
 }
 
 unsigned net_tap_probe_offloads(int fd)
@@ -121,33 +157,16 @@ int net_tap_open(const char *ifname, unsigned *nr_queues, bool queues_given, int
 		*nr_queues = 1;
 	}
 	for (unsigned i = 0; i < *nr_queues; i++) {
-		struct ifreq ifr = { .ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR };
-
-		if (mq)
-			ifr.ifr_flags |= IFF_MULTI_QUEUE;
-		snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", ifname);
 		fds[i] = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
 		if (fds[i] < 0) {
 			ret = -errno;
 			snprintf(err, errlen, "net: cannot open /dev/net/tun: %s", strerror_safe(errno));
 			goto fail;
 		}
-		if (ioctl(fds[i], TUNSETIFF, &ifr) < 0) {
-			ret = -errno;
-			if (errno == EBUSY)
-				snprintf(err, errlen, "net: TAP '%s' is busy (already attached to another process)",
-					 ifname);
-			else
-				snprintf(err, errlen, "net: cannot attach to TAP '%s': %s", ifname,
-					 strerror_safe(errno));
+		ret = tap_attach(fds[i], "TAP", ifname, TAP_FLAGS | (mq ? IFF_MULTI_QUEUE : 0), false, err,
+				 errlen);
+		if (ret)
 			goto fail;
-		}
-		ret = set_vnet_hdr_len(fds[i]);
-		if (ret) {
-			snprintf(err, errlen, "net: TAP '%s': cannot set the vnet header size: %s", ifname,
-				 strerror_safe(-ret));
-			goto fail;
-		}
 	}
 	return 0;
 fail:
@@ -222,8 +241,6 @@ int net_macvtap_open(const char *ifname, unsigned *nr_queues, bool queues_given,
 	if (read_sysfs(ifname, "address", buf, sizeof(buf)) == 0 && net_parse_mac(buf, mac) != 0)
 		memset(mac, 0, 6);
 	for (unsigned i = 0; i < *nr_queues; i++) {
-		struct ifreq ifr = { .ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR };
-
 		ret = macvtap_open_node(ifname, ifindex, err, errlen);
 		if (ret < 0) {
 			/* A macvtap caps its queues; fall back to fewer unless asked for N. */
@@ -234,23 +251,10 @@ int net_macvtap_open(const char *ifname, unsigned *nr_queues, bool queues_given,
 			goto fail;
 		}
 		fds[i] = ret;
-		if (*nr_queues > 1)
-			ifr.ifr_flags |= IFF_MULTI_QUEUE;
-		if (ioctl(fds[i], TUNSETIFF, &ifr) < 0) {
-			/* Older kernels reject IFF_MULTI_QUEUE in TUNSETIFF: retry without. */
-			ifr.ifr_flags &= ~IFF_MULTI_QUEUE;
-			if (ioctl(fds[i], TUNSETIFF, &ifr) < 0) {
-				ret = -errno;
-				snprintf(err, errlen, "net: macvtap '%s': TUNSETIFF: %s", ifname, strerror_safe(errno));
-				goto fail;
-			}
-		}
-		ret = set_vnet_hdr_len(fds[i]);
-		if (ret) {
-			snprintf(err, errlen, "net: macvtap '%s': cannot set the vnet header size: %s", ifname,
-				 strerror_safe(-ret));
+		ret = tap_attach(fds[i], "macvtap", ifname,
+				 TAP_FLAGS | (*nr_queues > 1 ? IFF_MULTI_QUEUE : 0), true, err, errlen);
+		if (ret)
 			goto fail;
-		}
 	}
 	return 0;
 fail:

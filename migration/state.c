@@ -420,6 +420,15 @@ int state_tree_open(struct state_tree **out, const void *blob, size_t len, char 
 	 * buffer may change under us (a mapped file). */
 	memcpy(t->blob, blob, len);
 	t->len = len;
+	/* Our trees are version 17 (what fdt_create writes). Older layouts
+	 * (full-path node names, no strings size) take paths in libfdt 1.6.1's
+	 * fdt_check_full that dereference NULL on crafted input (found by
+	 * fuzz_state): refuse them before it looks. */
+	if (fdt_magic(t->blob) == FDT_MAGIC && fdt_version(t->blob) < 17) {
+		snprintf(err, errlen, "state: device tree version %u is not supported (17 expected)",
+			 fdt_version(t->blob));
+		goto fail;
+	}
 	ret = fdt_check_full(t->blob, len);
 	if (ret) {
 		snprintf(err, errlen, "state: not a valid state tree: %s", fdt_strerror(ret));

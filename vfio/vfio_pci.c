@@ -149,15 +149,16 @@ static void vfio_bar_mmap_areas(struct vfio_pci *vp, struct vfio_pci_bar *b)
 
 /* ---- config space ---- */
 
-/* The passed-through capability whose body (after id/next) holds
+/* The passed-through capability whose body (after its list header) holds
  * [off, off+len) entirely, or NULL. */
 static const struct vfio_pci_passcap *vfio_passcap_at(const struct vfio_pci *vp, uint32_t off,
 						      uint32_t len)
 {
 	for (unsigned i = 0; i < vp->nr_passcaps; i++) {
 		const struct vfio_pci_passcap *c = &vp->passcaps[i];
+		uint32_t hdr = c->ext ? 4 : 2;
 
-		if (off >= c->off + 2u && off + len <= (uint32_t)c->off + c->len)
+		if (off >= c->off + hdr && off + len <= (uint32_t)c->off + c->len)
 			return c;
 	}
 	return NULL;
@@ -284,6 +285,7 @@ static int vfio_pci_setup_intx(struct vfio_pci *vp)
 	/* INTA#, on the GSI the VMM chose (what firmware writes in Interrupt Line). */
 	vp->pci.cfg[PCI_INTERRUPT_PIN] = 1;
 	vp->pci.cfg[PCI_INTERRUPT_LINE] = vp->intx_routed ? (uint8_t)vp->intx_gsi : 0xff;
+	vp->pci.intx_gsi = vp->intx_routed ? (int)vp->intx_gsi : -1;
 	return vfio_intx_arm(vp, true);
 }
 
@@ -386,10 +388,127 @@ static int vfio_pci_setup_passcaps(struct vfio_pci *vp)
 		    !pci_cap_add(&vp->pci, cfg[pos], (uint8_t)len, &off)) {
 			memcpy(vp->pci.cfg + off + 2, cfg + pos + 2, len - 2);
 			vp->passcaps[vp->nr_passcaps++] = (struct vfio_pci_passcap){
-				.id = cfg[pos], .off = (uint8_t)off, .dev_off = pos, .len = (uint8_t)len,
+				.id = cfg[pos], .off = off, .dev_off = pos, .len = (uint16_t)len,
 			};
 		}
 		pos = cfg[pos + 1] & ~3;
+	}
+	return 0;
+}
+
+/* ---- PCI Express extended capabilities (PCIe 6.0 §7.6) ---- */
+
+#ifndef PCI_EXT_CAP_ID_VF_REBAR
+#define PCI_EXT_CAP_ID_VF_REBAR 0x24   /* VF Resizable BAR (pci_regs.h of Linux 6.2+) */
+#endif
+#define VFIO_EXT_CAP_MAX ((PCI_CFG_SIZE - PCI_CFG_SPACE_SIZE) / 4)
+
+/* Extended capabilities the guest must not see: we cannot virtualize them. */
+static bool vfio_ext_cap_hidden(uint16_t id)
+{
+	switch (id) {
+	case 0x0000:                    /* Null capability: a placeholder, nothing to show */
+	case PCI_EXT_CAP_ID_SRIOV:      /* VF enable and VF BARs belong to the host's PF driver */
+	case PCI_EXT_CAP_ID_MRIOV:
+	case PCI_EXT_CAP_ID_REBAR:      /* BAR sizes are fixed by our model at creation */
+	case PCI_EXT_CAP_ID_VF_REBAR:
+	case PCI_EXT_CAP_ID_ATS:        /* translation requests need an IOMMU with ATS/PRI/PASID: */
+	case PCI_EXT_CAP_ID_PRI:        /* virtio-iommu has none, and without a vIOMMU the */
+	case PCI_EXT_CAP_ID_PASID:      /* device would cache host translations */
+	case PCI_EXT_CAP_ID_ARI:        /* its next-function numbers name host functions */
+	case PCI_EXT_CAP_ID_MCAST:      /* multicast windows are BARs we do not model */
+		return true;
+	default:
+		return false;
+	}
+}
+
+struct vfio_ext_cap {
+	uint16_t id, off, end;
+	uint8_t ver;
+};
+
+/* The device's extended capability chain from 0x100, bounds-checked (it
+ * comes from the device: it may loop, point back into the header or past
+ * 4 KiB). Returns how many were found; a broken link ends the walk. */
+static unsigned vfio_ext_caps_walk(struct vfio_pci *vp, struct vfio_ext_cap *caps)
+{
+	uint8_t seen[VFIO_EXT_CAP_MAX] = { 0 };
+	unsigned n = 0;
+	uint32_t pos = PCI_CFG_SPACE_SIZE;
+
+	while (pos && n < VFIO_EXT_CAP_MAX) {
+		uint32_t hdr;
+
+		if (pos < PCI_CFG_SPACE_SIZE || pos > PCI_CFG_SIZE - 4 || (pos & 3) ||
+		    seen[(pos - PCI_CFG_SPACE_SIZE) / 4]) {
+			log_warn(vp->name, "extended capability chain broken at 0x%x: cut there", pos);
+			break;
+		}
+		seen[(pos - PCI_CFG_SPACE_SIZE) / 4] = 1;
+		memcpy(&hdr, vp->dev_cfg + pos, 4);
+		if (hdr == 0 || hdr == 0xffffffffu)
+			break;   /* no (more) capabilities */
+		caps[n++] = (struct vfio_ext_cap){ .id = (uint16_t)hdr, .off = (uint16_t)pos,
+						   .ver = (uint8_t)PCI_EXT_CAP_VER(hdr) };
+		pos = PCI_EXT_CAP_NEXT(hdr);
+	}
+	/* A capability's body ends where the next one (by offset) begins. */
+	for (unsigned i = 0; i < n; i++) {
+		caps[i].end = PCI_CFG_SIZE;
+		for (unsigned j = 0; j < n; j++)
+			if (caps[j].off > caps[i].off && caps[j].off < caps[i].end)
+				caps[i].end = caps[j].off;
+	}
+	return n;
+}
+
+/* Our extended capability header at @at: ID, version, next offset. */
+static void vfio_ext_hdr(struct vfio_pci *vp, uint16_t at, uint16_t id, uint8_t ver, uint16_t next)
+{
+	pci_cfg_set32(&vp->pci, at, (uint32_t)id | (uint32_t)(ver & 0xf) << 16 | (uint32_t)next << 20);
+}
+
+static void vfio_ext_link(struct vfio_pci *vp, uint16_t at, uint16_t next)
+{
+	uint32_t h = pci_cfg_get32(&vp->pci, at);
+
+	pci_cfg_set32(&vp->pci, at, (h & 0xfffffu) | (uint32_t)next << 20);
+}
+
+/* Show the device's extended capabilities at their own offsets, minus the
+ * hidden ones: our headers link the shown ones in the device's order, so
+ * the chain stays valid; a hidden one at 0x100 leaves a Null capability
+ * there pointing on (the chain must start at 0x100). Bodies are passed
+ * through live; hidden bodies and gaps read as zero. */
+static int vfio_pci_setup_ext_caps(struct vfio_pci *vp)
+{
+	struct vfio_ext_cap caps[VFIO_EXT_CAP_MAX];
+	unsigned n;
+	int prev = -1;
+
+	if (!vp->pcie || !pci_cap_find(&vp->pci, PCI_CAP_ID_EXP))
+		return 0;   /* conventional PCI to the guest: 0x100+ reads as zero */
+	n = vfio_ext_caps_walk(vp, caps);
+	for (unsigned i = 0; i < n; i++) {
+		const struct vfio_ext_cap *c = &caps[i];
+
+		if (vfio_ext_cap_hidden(c->id) || vp->nr_passcaps >= VFIO_PCI_MAX_PASSCAPS) {
+			if (!vfio_ext_cap_hidden(c->id))
+				log_warn(vp->name, "extended capability 0x%x at 0x%x not shown: "
+					 "too many", c->id, c->off);
+			continue;
+		}
+		vfio_ext_hdr(vp, c->off, c->id, c->ver, 0);
+		if (prev >= 0)
+			vfio_ext_link(vp, (uint16_t)prev, c->off);
+		else if (c->off != PCI_CFG_SPACE_SIZE)
+			vfio_ext_hdr(vp, PCI_CFG_SPACE_SIZE, 0, 0, c->off);   /* Null capability */
+		prev = c->off;
+		vp->passcaps[vp->nr_passcaps++] = (struct vfio_pci_passcap){
+			.id = c->id, .off = c->off, .dev_off = c->off,
+			.len = (uint16_t)(c->end - c->off), .ext = true,
+		};
 	}
 	return 0;
 }
@@ -726,13 +845,32 @@ static void vfio_user_ready(void *opaque, uint32_t events)
 
 /* ---- lifecycle ---- */
 
+/* The extended space (0x100-0xfff) of a PCI Express function: only when the
+ * config region has it and the header has a PCI Express capability. */
+static int vfio_pci_read_ext_config(struct vfio_pci *vp)
+{
+	struct vfio_region r;
+	int ret = vp->be->ops->region_info(vp->be, VFIO_PCI_CONFIG_REGION_INDEX, &r);
+
+	if (ret)
+		return ret;
+	if (r.size < PCI_CFG_SIZE || !vfio_find_cap(vp->dev_cfg, PCI_CAP_ID_EXP))
+		return 0;
+	ret = vfio_be_region_read(vp->be, VFIO_PCI_CONFIG_REGION_INDEX, PCI_CFG_SPACE_SIZE,
+				  vp->dev_cfg + PCI_CFG_SPACE_SIZE, PCI_CFG_SIZE - PCI_CFG_SPACE_SIZE);
+	vp->pcie = !ret;
+	return ret;
+}
+
 static int vfio_pci_read_config(struct vfio_pci *vp)
 {
 	uint16_t vendor, device, svid, sid;
 	uint32_t class_rev;
 	int ret = vfio_be_region_read(vp->be, VFIO_PCI_CONFIG_REGION_INDEX, 0, vp->dev_cfg,
-				      sizeof(vp->dev_cfg));
+				      PCI_CFG_SPACE_SIZE);
 
+	if (!ret)
+		ret = vfio_pci_read_ext_config(vp);
 	if (ret) {
 		log_err(vp->name, "cannot read the device's config space: %s", strerror_safe(-ret));
 		return ret;
@@ -773,6 +911,8 @@ int vfio_pci_init(struct vfio_pci *vp, const char *name, struct vfio_backend *be
 		ret = vfio_pci_setup_msix(vp);
 	if (!ret)
 		ret = vfio_pci_setup_passcaps(vp);
+	if (!ret)
+		ret = vfio_pci_setup_ext_caps(vp);
 	if (!ret)
 		ret = vfio_pci_setup_intx(vp);
 	if (ret)

@@ -83,12 +83,15 @@ struct vfio_pci_bar {
 	bool mapped;
 };
 
-#define VFIO_PCI_MAX_PASSCAPS 8
+#define VFIO_PCI_MAX_PASSCAPS 32
 
 /* A device capability shown to the guest: our copy at @off (list header
- * ours), body read from / written to the device at @dev_off. */
+ * ours: 2 bytes for a standard capability, 4 for a PCI Express extended one,
+ * which keeps the device's offset), body read from / written to the device
+ * at @dev_off. */
 struct vfio_pci_passcap {
-	uint8_t id, off, dev_off, len;
+	uint16_t id, off, dev_off, len;
+	bool ext;
 };
 
 struct vfio_pci {
@@ -99,7 +102,8 @@ struct vfio_pci {
 	struct vfio_dev_info info;
 	char name[32];
 	struct vfio_pci_bar bars[PCI_NUM_BARS];
-	uint8_t dev_cfg[256];         /* the device's own config header, as read */
+	uint8_t dev_cfg[PCI_CFG_SIZE];/* the device's config space as read (0x100+: PCIe only) */
+	bool pcie;                    /* 4 KiB config space with a PCI Express capability */
 	unsigned nr_passcaps;
 	struct vfio_pci_passcap passcaps[VFIO_PCI_MAX_PASSCAPS];
 	/* MSI-X */

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/kvm.h>
 
 #include "vmm/acpi_aml.h"
 #include "vmm/layout.h"
@@ -160,6 +161,33 @@ static void dsdt_com1(struct aml *a)
 	aml_free(&res);
 }
 
+/* _PRT (ACPI 6.4 §6.2.13): one Package(4) per routed pin:
+ *   Address      _ADR form, device in the high word, 0xFFFF = any function;
+ *   Pin          0..3 = INTA#..INTD#;
+ *   Source       Zero: no link device, the interrupt is a global one;
+ *   Source Index the GSI (IOAPIC input).
+ * With no link device the OS programs the pin level-triggered, active-low
+ * (§6.2.13 and PCI's INTx semantics). KVM's IOAPIC ignores the polarity bit,
+ * so the irqfd's "asserted" is seen as asserted either way. */
+static void dsdt_prt(struct aml *a, const struct acpi_config *cfg)
+{
+	size_t prt;
+
+	aml_name(a, "_PRT");
+	prt = aml_package_begin(a, (uint8_t)cfg->nr_pci_irqs);
+	for (unsigned i = 0; i < cfg->nr_pci_irqs; i++) {
+		const struct acpi_pci_irq *e = &cfg->pci_irqs[i];
+		size_t pkg = aml_package_begin(a, 4);
+
+		aml_integer(a, (uint32_t)e->slot << 16 | 0xffff);
+		aml_integer(a, e->pin);
+		aml_integer(a, 0);
+		aml_integer(a, e->gsi);
+		aml_end(a, pkg);
+	}
+	aml_end(a, prt);
+}
+
 /* PCI host bridge (PCI Firmware 3.2 §4.1; ACPI 6.4 §6.1, §6.2.2, §6.5.5/6). */
 static void dsdt_pci0(struct aml *a, const struct acpi_config *cfg)
 {
@@ -188,6 +216,8 @@ static void dsdt_pci0(struct aml *a, const struct acpi_config *cfg)
 	aml_name(a, "_UID");
 	aml_integer(a, 0);
 	dsdt_crs(a, &res);
+	if (cfg->nr_pci_irqs)
+		dsdt_prt(a, cfg);
 	aml_end(a, dev);
 	aml_free(&res);
 }
@@ -391,6 +421,43 @@ static int64_t acpi_add_extra(struct acpi_buf *ab, const struct acpi_extra_table
 	return off;
 }
 
+int acpi_config_add_table(struct acpi_config *cfg, const void *data, size_t len)
+{
+	if (!data || !len)
+		return -EINVAL;
+	if (cfg->nr_extra >= ACPI_MAX_EXTRA_TABLES)
+		return -ENOSPC;
+	cfg->extra[cfg->nr_extra++] = (struct acpi_extra_table){ .data = data, .len = len };
+	return 0;
+}
+
+/* @e is valid and not among the @n routes at @list. */
+static int pci_irq_check(const struct acpi_pci_irq *list, unsigned n, const struct acpi_pci_irq *e)
+{
+	if (e->slot >= ACPI_PCI_SLOTS || e->pin > 3 || e->gsi >= KVM_IOAPIC_NUM_PINS)
+		return -EINVAL;
+	for (unsigned i = 0; i < n; i++)
+		if (list[i].slot == e->slot && list[i].pin == e->pin)
+			return -EEXIST;
+	return 0;
+}
+
+int acpi_config_add_pci_irq(struct acpi_config *cfg, unsigned slot, unsigned pin, uint32_t gsi)
+{
+	struct acpi_pci_irq e = { .slot = (uint8_t)slot, .pin = (uint8_t)pin, .gsi = gsi };
+	int ret;
+
+	if (slot >= ACPI_PCI_SLOTS || pin > 3)
+		return -EINVAL;
+	ret = pci_irq_check(cfg->pci_irqs, cfg->nr_pci_irqs, &e);
+	if (ret)
+		return ret;
+	if (cfg->nr_pci_irqs >= ACPI_MAX_PCI_IRQS)
+		return -ENOSPC;
+	cfg->pci_irqs[cfg->nr_pci_irqs++] = e;
+	return 0;
+}
+
 static int64_t acpi_add_xsdt(struct acpi_buf *ab, const uint64_t *entries, unsigned n)
 {
 	size_t len = ACPI_HEADER_SIZE + 8 * (size_t)n;
@@ -429,9 +496,23 @@ static int acpi_check_config(const struct acpi_config *cfg)
 		log_err("acpi", "%u CPUs: the MADT supports 1 to %u", cfg->nr_cpus, ACPI_MAX_CPUS);
 		return -EINVAL;
 	}
-	if (cfg->nr_extra > ACPI_MAX_EXTRA_TABLES || (cfg->nr_extra && !cfg->extra)) {
+	if (cfg->nr_extra > ACPI_MAX_EXTRA_TABLES) {
 		log_err("acpi", "%u extra tables: at most %u", cfg->nr_extra, ACPI_MAX_EXTRA_TABLES);
 		return -EINVAL;
+	}
+	if (cfg->nr_pci_irqs && (!cfg->pci || cfg->nr_pci_irqs > ACPI_MAX_PCI_IRQS)) {
+		log_err("acpi", "%u PCI interrupt routes: at most %u, and only with PCI",
+			cfg->nr_pci_irqs, ACPI_MAX_PCI_IRQS);
+		return -EINVAL;
+	}
+	for (unsigned i = 0; i < cfg->nr_pci_irqs; i++) {
+		const struct acpi_pci_irq *e = &cfg->pci_irqs[i];
+
+		if (pci_irq_check(cfg->pci_irqs, i, e)) {
+			log_err("acpi", "PCI interrupt route %u (slot %u pin %u -> GSI %u) is invalid "
+				"or repeated", i, e->slot, e->pin, e->gsi);
+			return -EINVAL;
+		}
 	}
 	if (!cfg->pci)
 		return 0;

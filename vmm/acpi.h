@@ -19,7 +19,17 @@ struct acpi_extra_table {
 	size_t len;
 };
 
+/* One PCI interrupt route for the DSDT's _PRT (ACPI 6.4 §6.2.13): INTx pin
+ * @pin (0 = INTA# .. 3 = INTD#) of device @slot on the root bus is wired to
+ * IOAPIC input @gsi. */
+struct acpi_pci_irq {
+	uint8_t slot, pin;
+	uint32_t gsi;
+};
+
 #define ACPI_MAX_EXTRA_TABLES 8
+#define ACPI_PCI_SLOTS        32
+#define ACPI_MAX_PCI_IRQS     (ACPI_PCI_SLOTS * 4)
 #define ACPI_MAX_CPUS         254   /* MADT IOAPIC id (= nr_cpus) is one byte */
 
 struct acpi_config {
@@ -29,9 +39,23 @@ struct acpi_config {
 	uint8_t pci_bus_start, pci_bus_end;
 	uint64_t pci_mmio64_base;  /* optional 64-bit BAR window above RAM; size 0 = none */
 	uint64_t pci_mmio64_size;
-	const struct acpi_extra_table *extra;   /* nr_extra tables, may be NULL */
+	/* INTx routes of the root bus's functions: PCI0._PRT (with pci only). */
+	struct acpi_pci_irq pci_irqs[ACPI_MAX_PCI_IRQS];
+	unsigned nr_pci_irqs;
+	/* Tables built elsewhere, in XSDT order; add with acpi_config_add_table(). */
+	struct acpi_extra_table extra[ACPI_MAX_EXTRA_TABLES];
 	unsigned nr_extra;
 };
+
+/* Append @data (@len bytes, a complete table; kept by reference until
+ * acpi_build) to @cfg's extra tables. 0, or -ENOSPC when all
+ * ACPI_MAX_EXTRA_TABLES are taken (-EINVAL for no data). */
+int acpi_config_add_table(struct acpi_config *cfg, const void *data, size_t len);
+
+/* Append an INTx route. -EINVAL for a slot, pin or GSI out of range (GSIs
+ * are inputs of the one IOAPIC, 0..KVM_IOAPIC_NUM_PINS-1), -EEXIST for a
+ * pin already routed, -ENOSPC when full. */
+int acpi_config_add_pci_irq(struct acpi_config *cfg, unsigned slot, unsigned pin, uint32_t gsi);
 
 /* Signature-independent pieces, shared with the tests and other table builders. */
 #define ACPI_HEADER_SIZE      36

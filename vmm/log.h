@@ -4,6 +4,8 @@
 #define VMM_LOG_H
 
 #include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
 
 enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
 
@@ -18,6 +20,18 @@ void log_msg(enum log_level level, const char *prefix, const char *fmt, ...)
 #define log_warn(prefix, ...)  log_msg(LOG_WARN, prefix, __VA_ARGS__)
 #define log_info(prefix, ...)  log_msg(LOG_INFO, prefix, __VA_ARGS__)
 #define log_debug(prefix, ...) log_msg(LOG_DEBUG, prefix, __VA_ARGS__)
+
+/* Rate limit for messages a guest can trigger at will (IOMMU faults, bad
+ * requests): at most @burst messages per @interval_ms window. Returns true
+ * if this message may be printed; *missed (optional) gets how many were
+ * suppressed since the last printed one, so the caller can say so. Not
+ * thread safe: one struct per device, used under the device's lock. */
+struct log_ratelimit {
+	uint64_t window_start_ns;
+	unsigned printed;
+	uint64_t missed;
+};
+bool log_ratelimit(struct log_ratelimit *rl, unsigned burst, unsigned interval_ms, uint64_t *missed);
 
 /* strerror() that is safe to call from any thread. */
 const char *strerror_safe(int err);

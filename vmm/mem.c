@@ -102,6 +102,11 @@ void *mem_gpa_to_hva(const struct guest_mem *mem, uint64_t gpa, uint64_t len)
 	return r ? r->hva + (gpa - r->gpa) : NULL;
 }
 
+const struct mem_region *mem_region_of(const struct guest_mem *mem, uint64_t gpa, uint64_t len)
+{
+	return mem_find(mem, gpa, len);
+}
+
 int64_t mem_gpa_to_offset(const struct guest_mem *mem, uint64_t gpa)
 {
 	const struct mem_region *r = mem_find(mem, gpa, 1);

@@ -43,6 +43,9 @@ void mem_destroy(struct guest_mem *mem);
 
 /* Checked translation: NULL unless [gpa, gpa+len) is inside one RAM region. len may be 0. */
 void *mem_gpa_to_hva(const struct guest_mem *mem, uint64_t gpa, uint64_t len);
+/* The RAM region holding all of [gpa, gpa+len), or NULL: for callers that
+ * cache a translation for a whole range (the virtio core's DMA cache). */
+const struct mem_region *mem_region_of(const struct guest_mem *mem, uint64_t gpa, uint64_t len);
 /* Offset of @gpa in the memfd, or -1 if @gpa is not RAM. */
 int64_t mem_gpa_to_offset(const struct guest_mem *mem, uint64_t gpa);
 bool mem_is_ram(const struct guest_mem *mem, uint64_t gpa, uint64_t len);

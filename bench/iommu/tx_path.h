@@ -195,13 +195,15 @@ static long tx_batch(struct tx_bench *b, struct virtq_elem *elem, unsigned round
 			frames += r > 0 ? r : 0;
 		} while (r >= 0 && more);
 	} else {
-		while ((r = virtq_pop(vq, elem)) > 0) {
+		while ((r = virtq_pop(vq, elem)) == 1) {
 			size_t n = iov_to_buf(elem->iov, elem->out_num, 0, frame, sizeof(frame));
 
 			sum += frame[n - 1];
 			virtq_push(vq, elem, 0);
 			frames++;
 		}
+		if (r == VIRTQ_FAULT)
+			r = -EFAULT;        /* every buffer is mapped: a fault is a bug */
 	}
 	pthread_mutex_unlock(&dev->lock);
 	*t += now_s() - t0;

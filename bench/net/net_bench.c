@@ -289,7 +289,7 @@ static const char note[] =
 	"instruction emulator (~1.5M guest instructions/s, see ENVIRONMENT.md), so guest_fps is "
 	"bounded by the guest's own instruction rate, not by the device: the 0.8 target is not "
 	"reachable on this machine and guest_ratio is reported as measured. device_ratio is the "
-	"device-side TX path alone (pre-built descriptor chains, zero-copy writev to the same TAP, "
+	"device-side TX path alone (pre-built descriptor chains, zero-copy io_uring WRITEV batches to the same TAP, "
 	"one core) against the same limit (best of three runs each; *_per_core figures divide by the "
 	"thread's CPU time, so they do not depend on what else the two cores were doing): it is what a "
 	"hardware-KVM guest could reach at most.";

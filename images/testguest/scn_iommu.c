@@ -7,8 +7,11 @@
  *                RX buffers the device writes through translated addresses.
  *                `hold`: stop (halted) with the mappings in place.
  *   iommu-fault  a TX buffer the device still holds (posted, not yet
- *                consumed) is unmapped: the request fails, a fault event
- *                names the endpoint and the IOVA, memory is untouched.
+ *                consumed) is unmapped: that request fails (used length 0),
+ *                a fault event names the endpoint and the IOVA, memory is
+ *                untouched, and traffic goes on without a device reset
+ *                (`echo`: checked through a host echo peer).
+ *   iommu-fault-rx  the same for an RX buffer the device would write.
  *   iommu-split  UNMAP of the middle of one mapping is refused (S_RANGE,
  *                virtio 1.2 §5.13.6.6); a range mapped in three pieces loses
  *                its middle piece and both remaining halves still work.
@@ -164,29 +167,47 @@ static int wait_echo(struct iommu_env *e, u8 *rx_pages, unsigned seq)
 	return -1;
 }
 
+/* Map the RX area (RX_BUFS pages at IOVA_RX) and post a buffer in each page. */
+static u8 *rx_setup(struct iommu_env *e)
+{
+	u8 *rx_pages = page_alloc(RX_BUFS);
+
+	if (!rx_pages)
+		fail("out of memory");
+	expect_status(giommu_map(&e->io, DOMAIN, IOVA_RX, RX_BUFS * PAGE_SIZE, (u64)rx_pages,
+				 GIOMMU_MAP_R | GIOMMU_MAP_W), S_OK, "MAP RX buffers");
+	for (unsigned i = 0; i < RX_BUFS; i++)
+		post_rx(e);
+	gvq_kick(&e->rx);
+	return rx_pages;
+}
+
+/* Frame @seq out of buffer page @page (IOVA @iova) and, with the echo peer,
+ * back in through the RX buffers: the device works through valid mappings. */
+static void frame_round_trip(struct iommu_env *e, u8 *rx_pages, unsigned page, u64 iova,
+			     unsigned seq, const char *when)
+{
+	if (send_frame(e, page, iova, seq))
+		fail("%s: frame %u not consumed (net status 0x%x)", when, seq, gvirtio_status(&e->net));
+	if (rx_pages && wait_echo(e, rx_pages, seq))
+		fail("%s: no echo of frame %u (net status 0x%x)", when, seq, gvirtio_status(&e->net));
+}
+
 static void iommu_net(void)
 {
 	struct iommu_env e;
 	unsigned frames = (unsigned)param_u64("frames", 16);
 	bool echo = param_get("echo") != NULL;
-	u8 *rx_pages = page_alloc(RX_BUFS);
+	u8 *rx_pages;
 
 	env_setup(&e, 4);
 	/* TX buffers: device-readable only; RX buffers: device-writable. */
 	expect_status(giommu_map(&e.io, DOMAIN, IOVA_BUF, 4 * PAGE_SIZE, (u64)e.bufs, GIOMMU_MAP_R),
 		      S_OK, "MAP TX buffers");
-	expect_status(giommu_map(&e.io, DOMAIN, IOVA_RX, RX_BUFS * PAGE_SIZE, (u64)rx_pages,
-				 GIOMMU_MAP_R | GIOMMU_MAP_W), S_OK, "MAP RX buffers");
-	for (unsigned i = 0; i < RX_BUFS; i++)
-		post_rx(&e);
-	gvq_kick(&e.rx);
-	for (unsigned i = 0; i < frames; i++) {
-		if (send_frame(&e, i % 4, IOVA_BUF + (i % 4) * PAGE_SIZE, i))
-			fail("frame %u not consumed (net status 0x%x)", i, gvirtio_status(&e.net));
-		if (echo && wait_echo(&e, rx_pages, i))
-			fail("no echo of frame %u through the RX buffers (net status 0x%x)", i,
-			     gvirtio_status(&e.net));
-	}
+	rx_pages = rx_setup(&e);
+	for (unsigned i = 0; i < frames; i++)
+		frame_round_trip(&e, echo ? rx_pages : NULL, i % 4, IOVA_BUF + (i % 4) * PAGE_SIZE, i,
+				 "iommu-net");
 	if (gvirtio_status(&e.net) & STATUS_NEEDS_RESET)
 		fail("net NEEDS_RESET after traffic");
 	if (param_get("hold")) {
@@ -205,28 +226,50 @@ static void iommu_net(void)
 }
 SCENARIO("iommu-net", iommu_net);
 
+/* The request that faulted comes back on @q unused (length 0), and only it
+ * failed: the device is not NEEDS_RESET. */
+static void expect_failed_request(struct iommu_env *e, struct gvq *q, const char *what)
+{
+	u32 len;
+
+	if (gvq_wait(q, &len, 2000000))
+		fail("the faulting %s was not returned", what);
+	if (len != 0)
+		fail("the faulting %s was completed with length %u", what, len);
+	if (gvirtio_status(&e->net) & STATUS_NEEDS_RESET)
+		fail("the fault broke the whole device (status 0x%x)", gvirtio_status(&e->net));
+}
+
+/* iommu-fault: a TX buffer the device holds (posted, not yet consumed) is
+ * unmapped. That request alone fails: its chain comes back with used
+ * length 0, a READ fault event names the endpoint and the IOVA, the frame
+ * never goes out and memory is untouched. The device does not need a
+ * reset: frames through mapped buffers keep flowing (with `echo` they come
+ * back through the RX buffers, and a leaked faulting frame would be seen
+ * there), also through the same IOVA once it is mapped again. */
 static void iommu_fault(void)
 {
 	struct iommu_env e;
-	u8 reason;
+	bool echo = param_get("echo") != NULL;
+	u8 reason, *rx_pages = NULL;
 	u32 flags, ep;
 	u64 addr, ident = IOVA_BUF + PAGE_SIZE;
-	u16 used_before;
 	u8 *ident_p = (u8 *)ident;    /* the guest-physical page equal to the IOVA */
+	unsigned seq = 0, after = 0;
 
 	env_setup(&e, 2);
 	expect_status(giommu_map(&e.io, DOMAIN, IOVA_BUF, PAGE_SIZE, (u64)e.bufs, GIOMMU_MAP_R),
 		      S_OK, "MAP buffer 0");
 	expect_status(giommu_map(&e.io, DOMAIN, IOVA_BUF + PAGE_SIZE, PAGE_SIZE,
 				 (u64)e.bufs + PAGE_SIZE, GIOMMU_MAP_R), S_OK, "MAP buffer 1");
-	if (send_frame(&e, 0, IOVA_BUF, 0))
-		fail("mapped frame not consumed");
+	if (echo)
+		rx_pages = rx_setup(&e);
+	frame_round_trip(&e, rx_pages, 0, IOVA_BUF, seq++, "before the fault");
 	/* Post a frame in buffer 1 but do not kick yet: the device now holds it. */
 	struct gbuf b[2] = { { ident, HDR_LEN, false }, { ident + HDR_LEN, FRAME_LEN, false } };
-	fill_frame(e.bufs + PAGE_SIZE, 1);
+	fill_frame(e.bufs + PAGE_SIZE, seq++);
 	memset(ident_p, 0x5a, PAGE_SIZE);
 	gvq_post(&e.tx, b, 2);
-	used_before = gvq_used_idx(&e.tx);
 	expect_status(giommu_unmap(&e.io, DOMAIN, IOVA_BUF + PAGE_SIZE, PAGE_SIZE), S_OK, "UNMAP");
 	gvq_kick(&e.tx);
 	if (giommu_wait_fault(&e.io, &reason, &flags, &ep, &addr, 2000000))
@@ -235,17 +278,30 @@ static void iommu_fault(void)
 	    addr != ident)
 		fail("fault: reason %u flags 0x%x ep 0x%x addr 0x%lx", reason, flags, ep,
 		     (unsigned long)addr);
-	if (gvq_used_idx(&e.tx) != used_before)
-		fail("the faulting request completed");
-	if (!(gvirtio_status(&e.net) & STATUS_NEEDS_RESET))
-		fail("net did not fail the request (status 0x%x)", gvirtio_status(&e.net));
+	expect_failed_request(&e, &e.tx, "TX request");
 	for (unsigned i = 0; i < PAGE_SIZE; i++)
 		if (ident_p[i] != 0x5a)
 			fail("memory at 0x%lx changed", (unsigned long)(ident + i));
 	for (unsigned i = 14; i < FRAME_LEN; i++)
 		if (e.bufs[PAGE_SIZE + HDR_LEN + i] != (u8)(1 + i))
 			fail("the unmapped buffer changed");
-	pass_with("reason=%u addr=0x%lx ep=0x%x", reason, (unsigned long)addr, ep);
+	/* No reset: traffic goes on through the mapping that is left... */
+	for (; after < 4; after++)
+		frame_round_trip(&e, rx_pages, 0, IOVA_BUF, seq++, "after the fault");
+	/* ...and through the faulting IOVA once the driver maps it again. */
+	expect_status(giommu_map(&e.io, DOMAIN, IOVA_BUF + PAGE_SIZE, PAGE_SIZE,
+				 (u64)e.bufs + PAGE_SIZE, GIOMMU_MAP_R), S_OK, "MAP buffer 1 again");
+	frame_round_trip(&e, rx_pages, 1, IOVA_BUF + PAGE_SIZE, seq++, "after the remap");
+	after++;
+	u8 r2;
+	u32 f2, ep2;
+	u64 a2;
+	if (giommu_wait_fault(&e.io, &r2, &f2, &ep2, &a2, 100000) == 0)
+		fail("a second fault event (addr 0x%lx)", (unsigned long)a2);
+	if (gvirtio_status(&e.net) & STATUS_NEEDS_RESET)
+		fail("net NEEDS_RESET after traffic");
+	pass_with("reason=%u addr=0x%lx ep=0x%x after=%u echoed=%u", reason, (unsigned long)addr, ep,
+		  after, echo ? after : 0);
 }
 SCENARIO("iommu-fault", iommu_fault);
 
@@ -318,39 +374,66 @@ SCENARIO("iommu-requests", iommu_requests);
 
 /* iommu-fault-rx: the device-write direction. An RX buffer is posted, then
  * unmapped; a frame is sent (a host peer echoes it back). The device must
- * not write the echo anywhere: a WRITE fault names the RX IOVA, and both the
- * page that was behind it and the page whose address equals the IOVA keep
- * their contents. Needs the echo peer of the integration test. */
+ * not write the echo anywhere: that buffer comes back with used length 0, a
+ * WRITE fault names the RX IOVA, and both the page that was behind it and
+ * the page whose address equals the IOVA keep their contents. The device
+ * needs no reset: the echoed frame waits for the next buffer the driver
+ * posts (a mapped one) and arrives there intact, and more frames follow,
+ * also through the faulting IOVA once it is mapped again. Needs the echo
+ * peer of the integration test. */
 static void iommu_fault_rx(void)
 {
 	struct iommu_env e;
-	u8 *rx_page = page_alloc(1), *ident_p = (u8 *)IOVA_RX;
+	u8 *rx_pages = page_alloc(RX_BUFS), *ident_p = (u8 *)IOVA_RX;
 	u8 reason;
 	u32 flags, ep;
 	u64 addr;
+	unsigned seq = 7;
 
 	env_setup(&e, 1);
+	if (!rx_pages)
+		fail("out of memory");
 	expect_status(giommu_map(&e.io, DOMAIN, IOVA_BUF, PAGE_SIZE, (u64)e.bufs, GIOMMU_MAP_R),
 		      S_OK, "MAP TX buffer");
-	expect_status(giommu_map(&e.io, DOMAIN, IOVA_RX, PAGE_SIZE, (u64)rx_page,
+	/* RX page 0 on its own (it gets unmapped), pages 1.. in one mapping. */
+	expect_status(giommu_map(&e.io, DOMAIN, IOVA_RX, PAGE_SIZE, (u64)rx_pages,
 				 GIOMMU_MAP_R | GIOMMU_MAP_W), S_OK, "MAP RX buffer");
-	memset(rx_page, 0xa5, PAGE_SIZE);
+	expect_status(giommu_map(&e.io, DOMAIN, IOVA_RX + PAGE_SIZE, (RX_BUFS - 1) * PAGE_SIZE,
+				 (u64)rx_pages + PAGE_SIZE, GIOMMU_MAP_R | GIOMMU_MAP_W), S_OK,
+		      "MAP more RX buffers");
+	memset(rx_pages, 0xa5, PAGE_SIZE);
 	memset(ident_p, 0x5a, PAGE_SIZE);
-	struct gbuf b = { IOVA_RX, 2048, true };
-	gvq_submit(&e.rx, &b, 1);                   /* the device now holds it */
+	post_rx(&e);                                /* head 0: RX page 0 */
+	gvq_kick(&e.rx);                            /* the device now holds it */
 	expect_status(giommu_unmap(&e.io, DOMAIN, IOVA_RX, PAGE_SIZE), S_OK, "UNMAP RX buffer");
-	if (send_frame(&e, 0, IOVA_BUF, 7))
+	if (send_frame(&e, 0, IOVA_BUF, seq))
 		fail("TX frame not consumed");
 	if (giommu_wait_fault(&e.io, &reason, &flags, &ep, &addr, 3000000))
 		fail("no fault event for the echoed frame (is the echo peer running?)");
 	if (reason != 2 || ep != e.ep || !(flags & 2) || addr != IOVA_RX)
 		fail("fault: reason %u flags 0x%x ep 0x%x addr 0x%lx", reason, flags, ep,
 		     (unsigned long)addr);
-	if (gvq_used_idx(&e.rx) != 0)
-		fail("the RX buffer was completed");
+	expect_failed_request(&e, &e.rx, "RX buffer");
 	for (unsigned i = 0; i < PAGE_SIZE; i++)
-		if (rx_page[i] != 0xa5 || ident_p[i] != 0x5a)
+		if (rx_pages[i] != 0xa5 || ident_p[i] != 0x5a)
 			fail("memory changed at offset %u", i);
-	pass_with("reason=%u flags=0x%x addr=0x%lx", reason, flags, (unsigned long)addr);
+	/* The echo was not lost: it lands in the next (mapped) buffer. */
+	post_rx(&e);                                /* head 2: RX page 1 */
+	gvq_kick(&e.rx);
+	if (wait_echo(&e, rx_pages, seq))
+		fail("the echoed frame did not arrive in the next buffer");
+	/* More traffic, then through the faulting IOVA mapped again. */
+	if (send_frame(&e, 0, IOVA_BUF, ++seq) || wait_echo(&e, rx_pages, seq))
+		fail("no echo of frame %u after the fault", seq);
+	expect_status(giommu_map(&e.io, DOMAIN, IOVA_RX, PAGE_SIZE, (u64)rx_pages,
+				 GIOMMU_MAP_R | GIOMMU_MAP_W), S_OK, "MAP RX buffer again");
+	if (send_frame(&e, 0, IOVA_BUF, ++seq) || wait_echo(&e, rx_pages, seq))
+		fail("no echo of frame %u after the remap", seq);
+	if (send_frame(&e, 0, IOVA_BUF, ++seq) || wait_echo(&e, rx_pages, seq))
+		fail("no echo of frame %u into the remapped page", seq);
+	if (gvirtio_status(&e.net) & STATUS_NEEDS_RESET)
+		fail("net NEEDS_RESET after traffic");
+	pass_with("reason=%u flags=0x%x addr=0x%lx after=%u", reason, flags, (unsigned long)addr,
+		  seq - 7);
 }
 SCENARIO("iommu-fault-rx", iommu_fault_rx);

@@ -15,6 +15,7 @@
  * behind virtio-iommu: the guest ATTACHes the VF and MAPs its rings/buffers at
  * IOVAs != guest-physical; vf-echo then UNMAPs the TX buffers and checks the
  * device can no longer read them. */
+#include "acpi.h"
 #include "apic.h"
 #include "idt.h"
 #include "iommu_virtio.h"
@@ -279,6 +280,11 @@ static void vf_intx(void)
 	u8 pin = pci_read8(&d, 0x3d), line = pci_read8(&d, PCI_INTERRUPT_LINE);
 	if (pin != 1 || line < 16 || line > 23)
 		fail("INTx pin %u line %u: expected INTA# on an IOAPIC PCI pin (16-23)", pin, line);
+	/* Route it the way Linux does: by the DSDT's _PRT, which must agree. */
+	int prt = acpi_prt_gsi(d.dev, pin - 1, false);
+	if (prt != line)
+		fail("_PRT routes 00:%02x INT%c to GSI %d, Interrupt Line says %u", d.dev,
+		     'A' + pin - 1, prt, line);
 	lapic_init();
 	u8 vec = idt_alloc_vector();
 	if (!vec)
@@ -301,7 +307,7 @@ static void vf_intx(void)
 	if (intx_spurious > rounds)
 		fail("%u spurious interrupts for %u events: the level was not deasserted",
 		     intx_spurious, rounds);
-	pass_with("gsi=%u interrupts=%u spurious=%u status=0x%x", line, intx_count, intx_spurious,
-		  intx_status);
+	pass_with("gsi=%u prt=%d interrupts=%u spurious=%u status=0x%x", line, prt, intx_count,
+		  intx_spurious, intx_status);
 }
 SCENARIO("vf-intx", vf_intx);

@@ -79,17 +79,17 @@ static int find_caps(struct vnet *v)
 	return (v->common && v->notify_base && v->device) ? 0 : -1;
 }
 
-static void queue_alloc(struct vnet_queue *q, u16 index)
+static void queue_alloc(struct vnet_queue *q, u16 index, u16 size)
 {
 	q->index = index;
-	q->size = VNET_QSZ;
+	q->size = size;   /* up to 256: desc table, avail and used ring each fit a page */
 	if (!q->bufs) {
 		q->desc = page_alloc(1);
 		q->avail = page_alloc(1);
 		u8 *u = page_alloc(1);
 		q->used_hdr = (volatile u16 *)u;
 		q->used = (volatile struct vq_used_elem *)(u + 4);
-		q->bufs = page_alloc((u64)VNET_QSZ * VNET_BUF_SIZE / PAGE_SIZE);
+		q->bufs = page_alloc((u64)size * VNET_BUF_SIZE / PAGE_SIZE);
 	}
 	memset(q->desc, 0, PAGE_SIZE);
 	memset((void *)q->avail, 0, PAGE_SIZE);
@@ -157,6 +157,7 @@ static void publish(struct vnet_queue *q, u16 head)
 
 void vnet_post_raw(struct vnet *v, struct vnet_queue *q, u16 head)
 {
+	v->tx_same_len = 0;   /* the caller rewrote descriptors */
 	barrier();
 	publish(q, head);
 }
@@ -239,8 +240,8 @@ int vnet_init(struct vnet *v, u64 want)
 	for (int i = 0; i < 6; i++)
 		v->mac[i] = mmio_read8(v->device + (u64)i);
 	mmio_write16(v->common + CC_MSIX_CFG, NO_VECTOR);
-	queue_alloc(&v->rx, 0);
-	queue_alloc(&v->tx, 1);
+	queue_alloc(&v->rx, 0, VNET_QSZ);
+	queue_alloc(&v->tx, 1, VNET_TX_QSZ);
 	if (queue_setup(v, &v->rx, 1) || queue_setup(v, &v->tx, NO_VECTOR))
 		return -5;
 	v->pairs = 1;
@@ -248,12 +249,13 @@ int vnet_init(struct vnet *v, u64 want)
 	bool mq = (v->features & (VNET_F_MQ | VNET_F_CTRL_VQ)) == (VNET_F_MQ | VNET_F_CTRL_VQ) &&
 		  max_pairs >= 2 && v->msix.table_size > 2;
 	if (mq) {
-		queue_alloc(&v->rx1, 2);
-		queue_alloc(&v->ctrl, (u16)(2 * max_pairs));
+		queue_alloc(&v->rx1, 2, VNET_QSZ);
+		queue_alloc(&v->ctrl, (u16)(2 * max_pairs), VNET_QSZ);
 		if (queue_setup(v, &v->rx1, 2) || queue_setup(v, &v->ctrl, NO_VECTOR))
 			return -5;
 	}
 	v->tx_free = v->tx.size;
+	v->tx_same_len = 0;
 	v->cur = &v->rx;
 	set_status(v, VIRTIO_S_ACK | VIRTIO_S_DRIVER | VIRTIO_S_FEATURES_OK | VIRTIO_S_DRIVER_OK);
 	rx_fill(v, &v->rx);
@@ -286,6 +288,7 @@ int vnet_send(struct vnet *v, const void *frame, u32 len)
 	vnet_tx_reclaim(v);
 	if (!v->tx_free || len + VNET_HDR_LEN > VNET_BUF_SIZE)
 		return -1;
+	v->tx_same_len = 0;   /* this descriptor points elsewhere now */
 	idx = q->avail_idx % q->size;
 	buf = q->bufs + (u64)idx * VNET_BUF_SIZE;
 	memset(buf, 0, VNET_HDR_LEN);
@@ -301,6 +304,22 @@ int vnet_send(struct vnet *v, const void *frame, u32 len)
 	return 0;
 }
 
+/* Every TX descriptor -> @buf_gpa, avail slot i -> descriptor i. Only on an
+ * idle ring: descriptors in flight must not change under the device. */
+static void tx_template(struct vnet *v, u64 buf_gpa, u32 len)
+{
+	struct vnet_queue *q = &v->tx;
+
+	for (u16 i = 0; i < q->size; i++) {
+		q->desc[i].addr = buf_gpa;
+		q->desc[i].len = len;
+		q->desc[i].flags = 0;
+		q->avail[2 + i] = i;
+	}
+	v->tx_same_gpa = buf_gpa;
+	v->tx_same_len = len;
+}
+
 u32 vnet_send_same(struct vnet *v, u64 buf_gpa, u32 len, u32 n)
 {
 	struct vnet_queue *q = &v->tx;
@@ -308,6 +327,14 @@ u32 vnet_send_same(struct vnet *v, u64 buf_gpa, u32 len, u32 n)
 	u16 old = q->avail_idx;
 
 	vnet_tx_reclaim(v);
+	if ((v->tx_same_gpa != buf_gpa || v->tx_same_len != len) && v->tx_free == q->size)
+		tx_template(v, buf_gpa, len);
+	if (v->tx_same_gpa == buf_gpa && v->tx_same_len == len) {
+		/* The ring already says it all: publish @done more entries. */
+		done = n < v->tx_free ? n : v->tx_free;
+		q->avail_idx = (u16)(q->avail_idx + done);
+		v->tx_free -= done;
+	}
 	while (done < n && v->tx_free) {
 		u16 idx = q->avail_idx % q->size;
 

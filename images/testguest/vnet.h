@@ -8,6 +8,7 @@
 #include "pci.h"
 
 #define VNET_QSZ      64
+#define VNET_TX_QSZ   256   /* a flood posts a whole ring per kick: the bigger, the fewer round trips */
 #define VNET_BUF_SIZE 2048
 #define VNET_HDR_LEN  12
 
@@ -61,6 +62,10 @@ struct vnet {
 	u8 rx_vector;
 	volatile u32 rx_irqs;
 	u32 tx_free;                  /* descriptors not in flight */
+	/* vnet_send_same's template: every TX descriptor points at this buffer
+	 * and avail slot i holds i (len 0: no template, write per frame). */
+	u64 tx_same_gpa;
+	u32 tx_same_len;
 };
 
 /* Find and initialize the device (reset, negotiate @want & offered, rings,
@@ -76,7 +81,9 @@ void vnet_reset(struct vnet *v);
 int vnet_send(struct vnet *v, const void *frame, u32 len);
 /* Post @n descriptors from the TX ring that all point at one prepared
  * buffer (header included) of @len bytes: the flood path. Returns how many
- * were posted (0 when the ring is full); notifies once. */
+ * were posted (0 when the ring is full); notifies once. The first call on
+ * an idle ring writes every descriptor and avail slot once; later calls with
+ * the same buffer only move avail->idx (no per-frame stores). */
 u32 vnet_send_same(struct vnet *v, u64 buf_gpa, u32 len, u32 n);
 /* Reclaim completed TX descriptors; returns how many. */
 u32 vnet_tx_reclaim(struct vnet *v);

@@ -100,6 +100,20 @@ static char *capture_take(struct capture *c, size_t *len)
 	return c->buf;
 }
 
+pid_t harness_fork(void)
+{
+	pid_t parent = getpid();
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		/* The test may have died before prctl(): then no signal comes. */
+		if (getppid() != parent)
+			_exit(127);
+	}
+	return pid;
+}
+
 static pid_t spawn(const char *const argv[], int out_fd, int err_fd, int in_fd)
 {
 	const char *args[MAX_ARGS + 2];
@@ -110,12 +124,10 @@ static pid_t spawn(const char *const argv[], int out_fd, int err_fd, int in_fd)
 		args[n++] = argv[i];
 	args[n] = NULL;
 
-	pid_t pid = fork();
+	pid_t pid = harness_fork();
 	if (pid != 0)
 		return pid;
 	/* child */
-	/* Die with the test: a test killed by its timeout must not leave a vmm behind. */
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	dup2(out_fd, STDOUT_FILENO);
 	dup2(err_fd, STDERR_FILENO);
 	int devnull = in_fd >= 0 ? in_fd : open("/dev/null", O_RDONLY);

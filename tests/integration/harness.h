@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 struct run_result {
 	int exit_status;     /* exit code; -1 if killed by a signal or the timeout */
@@ -28,6 +29,13 @@ char *harness_image_path(const char *name);
 bool harness_have_kvm(void);
 /* Timeout scaled for sanitizer builds. */
 int harness_timeout_ms(int base_ms);
+
+/* fork() for every process a test starts (a vmm, a test device server):
+ * the child gets SIGKILL when the test process dies (PR_SET_PDEATHSIG), so
+ * a test killed by its timeout or a crash leaves no orphan behind to hold
+ * TAPs, sockets or CPU for later tests. The signal comes when the thread
+ * that forked exits: fork from the test's own thread. */
+pid_t harness_fork(void);
 
 /* Run $VMM_BIN with @argv (NULL-terminated, without argv[0]). The child is
  * killed (SIGKILL) after @timeout_ms. Returns 0 when the child ran (look at

@@ -29,6 +29,7 @@
 #include "api/actions.h"
 #include "api/api.h"
 #include "tests/integration/harness.h"
+#include "tests/integration/vfio_rig.h"
 
 struct apit_srv {
 	pid_t pid;
@@ -126,7 +127,7 @@ static bool apit_can_connect(const char *sock)
 
 static pid_t apit_spawn(char *const argv[], const char *out_path)
 {
-	pid_t pid = fork();
+	pid_t pid = harness_fork();
 
 	cr_assert_neq(pid, -1);
 	if (pid == 0) {
@@ -259,6 +260,20 @@ static cJSON *apit_info(const struct apit_srv *s, const char *verb)
 	return j;
 }
 
+/* The device named @name in @info's "devices", or NULL. */
+static const cJSON *apit_device(const cJSON *info, const char *name)
+{
+	const cJSON *dev;
+
+	cJSON_ArrayForEach(dev, cJSON_GetObjectItemCaseSensitive(info, "devices")) {
+		const cJSON *n = cJSON_GetObjectItemCaseSensitive(dev, "name");
+
+		if (cJSON_IsString(n) && !strcmp(n->valuestring, name))
+			return dev;
+	}
+	return NULL;
+}
+
 static const char *apit_state(const struct apit_srv *s, char *buf, size_t len)
 {
 	cJSON *j = apit_info(s, "vm.info");
@@ -318,7 +333,7 @@ static int apit_run(char *const argv[], char *out, size_t outlen)
 	pid_t pid;
 
 	cr_assert_eq(pipe(pfd), 0);
-	pid = fork();
+	pid = harness_fork();
 	cr_assert_neq(pid, -1);
 	if (pid == 0) {
 		int devnull = open("/dev/null", O_WRONLY);
@@ -584,6 +599,9 @@ static const struct apit_case apit_cases[] = {
 	{ K_HTTP, "PUT", "/api/v1/vm.create", "{\"kernel\": \"/etc/hostname\"}", 400, "not a kernel" },
 	{ K_HTTP, "PUT", "/api/v1/vm.add-net", "{\"tap\": 5}", 400, "add-net wrong type" },
 	{ K_HTTP, "PUT", "/api/v1/vm.add-net", "{\"tap\": \"tap0\"}", 409, "add-net without a VM" },
+	{ K_HTTP, "PUT", "/api/v1/vm.add-device", "{\"vfio-user\": \"/run/vf.sock\"}", 409, "add-device without a VM" },
+	{ K_HTTP, "PUT", "/api/v1/vm.add-device", "{\"vfio\": \"3:0.1\"}", 400, "add-device bad address" },
+	{ K_HTTP, "GET", "/api/v1/vm.add-device", NULL, 405, "add-device with GET" },
 	{ K_HTTP, "PUT", "/api/v1/vm.boot", "{\"force\": true}", 400, "boot takes no fields" },
 	{ K_HTTP, "PUT", "/api/v1/vm.snapshot", "{\"destination\": \"/tmp/x\"}", 409, "snapshot without a VM" },
 	{ K_HTTP, "GET", "/api/v1/vm.snapshot", NULL, 405, "snapshot with GET" },
@@ -618,6 +636,9 @@ static const struct apit_case apit_cases[] = {
 	{ K_HTTP, "PUT", "/api/v1/vm.create", CFG_OK, 409, "create after boot" },
 	{ K_HTTP, "PUT", "/api/v1/vm.add-net", "{\"tap\": \"tap0\"}", 409, "hotplug unsupported" },
 	{ K_HTTP, "PUT", "/api/v1/vm.add-net", "{\"tap\": \"tap0\", \"queues\": 1000}", 400, "add-net out of range" },
+	{ K_HTTP, "PUT", "/api/v1/vm.add-device", "{\"vfio\": \"0000:03:00.1\"}", 409, "add-device unsupported" },
+	{ K_HTTP, "PUT", "/api/v1/vm.add-device", "{\"vfio-user\": \"\"}", 400, "add-device empty socket" },
+	{ K_HTTP, "PUT", "/api/v1/vm.add-device", "{}", 400, "add-device without a device" },
 	{ K_HTTP, "PUT", "/api/v1/vm.restore", "{\"source\": \"/x\"}", 409, "restore over a running VM" },
 	{ K_HTTP, "PUT", "/api/v1/vm.snapshot", "{\"dest\": \"/x\"}", 400, "snapshot unknown field" },
 	{ K_STEP, "PUT", "/api/v1/vm.pause", NULL, 200, "pause" },
@@ -931,7 +952,7 @@ Test(api, net_device_info_and_counters, .timeout = 60)
 {
 	struct apit_srv s;
 	char cfg[768], out[8192], tap[16], cmd[128];
-	const cJSON *dev, *net = NULL;
+	const cJSON *net;
 	cJSON *j;
 
 	apit_need_kvm();
@@ -947,19 +968,14 @@ Test(api, net_device_info_and_counters, .timeout = 60)
 	cr_assert_eq(apit_req(&s, "vm.create", cfg, out, sizeof(out)), 200, "%s: %s", cfg, out);
 	cr_assert_eq(apit_req(&s, "vm.boot", NULL, out, sizeof(out)), 200, "%s", out);
 	j = apit_info(&s, "vm.info");
-	cJSON_ArrayForEach(dev, cJSON_GetObjectItemCaseSensitive(j, "devices"))
-		if (!strcmp(cJSON_GetObjectItemCaseSensitive(dev, "name")->valuestring, "net0"))
-			net = dev;
+	net = apit_device(j, "net0");
 	cr_assert_not_null(net, "no net0 in vm.info");
 	cr_assert_str_eq(cJSON_GetObjectItemCaseSensitive(net, "type")->valuestring, "virtio-net");
 	cr_assert(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(net, "mac")));
 	cr_assert_str_eq(cJSON_GetObjectItemCaseSensitive(net, "mac")->valuestring, "52:54:00:12:34:56");
 	cJSON_Delete(j);
 	j = apit_info(&s, "vm.counters");
-	net = NULL;
-	cJSON_ArrayForEach(dev, cJSON_GetObjectItemCaseSensitive(j, "devices"))
-		if (!strcmp(cJSON_GetObjectItemCaseSensitive(dev, "name")->valuestring, "net0"))
-			net = dev;
+	net = apit_device(j, "net0");
 	cr_assert_not_null(net, "no net0 in vm.counters");
 	cr_assert(cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(net, "rx_frames")));
 	cr_assert(cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(net, "tx_bytes")));
@@ -1063,4 +1079,123 @@ Test(api, ctl_help_and_errors, .timeout = 30)
 		cr_assert(strstr(out, api_action_get(i)->name), "--help lacks %s", api_action_get(i)->name);
 	cr_assert_eq(apit_run(nosock, out, sizeof(out)), 3);
 	cr_assert_eq(apit_run(noverb, out, sizeof(out)), 2);
+}
+
+static double apit_num(const cJSON *obj, const char *field)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, field);
+
+	cr_assert(cJSON_IsNumber(v), "%s: not a number", field);
+	return v->valuedouble;
+}
+
+/* Start the test VF server listening on @path; returns its pid. */
+static pid_t apit_vf_server(const char *path)
+{
+	char *srv = vf_server_path();
+	struct stat st;
+	pid_t pid;
+
+	if (access(srv, X_OK)) {
+		free(srv);
+		cr_skip_test("test VF server not built");
+	}
+	pid = harness_fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		execl(srv, srv, "--socket", path, (char *)NULL);
+		_exit(127);
+	}
+	free(srv);
+	for (int i = 0; i < 1000 && stat(path, &st); i++)
+		usleep(2000);
+	cr_assert_eq(stat(path, &st), 0, "the VF server did not listen on %s", path);
+	return pid;
+}
+
+/* Check vm.info's entry for the vfio-user function: regions with their
+ * sizes and mmapped areas, interrupts, and (no vIOMMU) all of guest RAM
+ * mapped for DMA at IOVA = GPA. */
+static void apit_check_vfio_info(const cJSON *vf, double ram_bytes)
+{
+	const cJSON *r, *m;
+	double bar0 = 0, bar2 = 0, mapped = 0;
+
+	cr_assert_str_eq(cJSON_GetObjectItemCaseSensitive(vf, "type")->valuestring, "vfio-pci");
+	cr_assert_str_eq(cJSON_GetObjectItemCaseSensitive(vf, "backend")->valuestring, "vfio-user");
+	cr_assert(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(vf, "present")));
+	cJSON_ArrayForEach(r, cJSON_GetObjectItemCaseSensitive(vf, "regions")) {
+		const cJSON *areas = cJSON_GetObjectItemCaseSensitive(r, "mmapped");
+
+		if (apit_num(r, "index") == 0) {
+			bar0 = apit_num(r, "size");
+			cr_expect_eq(cJSON_GetArraySize(areas), 0, "BAR0 registers are trapped");
+		} else if (apit_num(r, "index") == 2) {
+			bar2 = apit_num(r, "size");
+			cr_assert_eq(cJSON_GetArraySize(areas), 1, "BAR2: its one sparse mmap area");
+			cr_expect_eq(apit_num(cJSON_GetArrayItem(areas, 0), "offset"), 0);
+			cr_expect_eq(apit_num(cJSON_GetArrayItem(areas, 0), "size"), 4096);
+		}
+	}
+	cr_expect_eq(bar0, VFNIC_BAR0_SIZE);
+	cr_expect_eq(bar2, VFNIC_BAR2_SIZE);
+	const cJSON *msix = cJSON_GetObjectItemCaseSensitive(vf, "msix");
+	cr_expect_eq(apit_num(msix, "vectors"), VFNIC_NR_VECTORS);
+	cr_expect_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(msix, "signals")),
+		     VFNIC_NR_VECTORS);
+	cr_expect(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(
+			  cJSON_GetObjectItemCaseSensitive(vf, "intx"), "present")));
+	cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(vf, "dma_mappings")) {
+		cr_expect_eq(apit_num(m, "iova"), apit_num(m, "gpa"), "identity without a vIOMMU");
+		mapped += apit_num(m, "size");
+	}
+	cr_expect_eq(mapped, ram_bytes, "all guest RAM is mapped for the device");
+}
+
+/* A VM with a vfio-user function: vm.info shows its regions, interrupts and
+ * DMA mappings; vm.add-device / vm.remove-device get 409 with the reason
+ * (through `vmm ctl` too), and the device is untouched by them. */
+Test(api, vfio_device_info_and_hotplug_refused, .timeout = 60)
+{
+	struct apit_srv s;
+	char cfg[1024], out[16384], vsock[128], *body;
+	pid_t server;
+	cJSON *j;
+
+	apit_need_kvm();
+	apit_start(&s);
+	snprintf(vsock, sizeof(vsock), "%s/vf.sock", s.dir);
+	server = apit_vf_server(vsock);
+	cr_assert(apit_idle_config(&s, out, sizeof(out)), "test guest image missing");
+	snprintf(cfg, sizeof(cfg), "%.*s, \"devices\": [{\"vfio-user\": \"%s\"}]}",
+		 (int)strlen(out) - 1, out, vsock);
+	cr_assert_eq(apit_req(&s, "vm.create", cfg, out, sizeof(out)), 200, "%s", out);
+	cr_assert_eq(apit_req(&s, "vm.boot", NULL, out, sizeof(out)), 200, "%s", out);
+	j = apit_info(&s, "vm.info");
+	cr_assert_not_null(apit_device(j, "vfio0"), "no vfio0 in vm.info");
+	apit_check_vfio_info(apit_device(j, "vfio0"),
+			     apit_num(cJSON_GetObjectItemCaseSensitive(j, "config"), "memory_mib") *
+				     1048576.0);
+	cJSON_Delete(j);
+
+	body = "{\"vfio-user\": \"/run/another.sock\"}";
+	cr_assert_eq(apit_req(&s, "vm.add-device", body, out, sizeof(out)), 409, "%s", out);
+	cr_expect(strstr(out, "no hotplug controller") && strstr(out, "\\\"devices\\\""), "%s", out);
+	cr_assert_eq(apit_ctl(&s, "vm.add-device", body, out, sizeof(out)), 1, "%s", out);
+	cr_expect(strstr(out, "vm.add-device: not supported"), "%s", out);
+	cr_assert_eq(apit_req(&s, "vm.remove-device", "{\"id\": \"vfio0\"}", out, sizeof(out)), 409,
+		     "%s", out);
+	cr_expect(strstr(out, "no hotplug controller"), "%s", out);
+	cr_assert_eq(apit_req(&s, "vm.add-device", "{\"vfio-user\": 5}", out, sizeof(out)), 400);
+	cr_expect(strstr(out, "device.vfio-user"), "%s", out);
+	j = apit_info(&s, "vm.info");
+	cr_expect(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(apit_device(j, "vfio0"), "present")),
+		  "the device is still there");
+	cr_expect_str_eq(cJSON_GetObjectItemCaseSensitive(j, "state")->valuestring, "running");
+	cJSON_Delete(j);
+	apit_shutdown_and_check(&s);
+	kill(server, SIGKILL);
+	waitpid(server, NULL, 0);
+	unlink(vsock);
+	apit_cleanup(&s);
 }

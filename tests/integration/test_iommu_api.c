@@ -98,6 +98,21 @@ static const cJSON *find_device(const cJSON *info, const char *type)
 	return NULL;
 }
 
+/* GET @verb, parse it into *doc (the caller deletes it), return the entry
+ * of the device of @type. */
+static const cJSON *get_device(const char *sock, const char *verb, const char *type, char *out,
+			       size_t outlen, cJSON **doc)
+{
+	const cJSON *dev;
+
+	cr_assert_eq(request(sock, "GET", verb, NULL, out, outlen), 200, "%s", out);
+	*doc = cJSON_Parse(out);
+	cr_assert_not_null(*doc, "%s", out);
+	dev = find_device(*doc, type);
+	cr_assert_not_null(dev, "no %s in %s: %s", type, verb, out);
+	return dev;
+}
+
 static double num(const cJSON *o, const char *name)
 {
 	const cJSON *v = cJSON_GetObjectItem(o, name);
@@ -125,7 +140,7 @@ Test(iommu_api, vm_info_lists_domains_endpoints_mappings, .timeout = 120)
 	cr_assert_not_null(mkdtemp(dir));
 	snprintf(sock, sizeof(sock), "%s/api.sock", dir);
 	snprintf(console, sizeof(console), "%s/console.log", dir);
-	pid = fork();
+	pid = harness_fork();
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {
 		int fd = open("/dev/null", O_WRONLY);
@@ -149,11 +164,7 @@ Test(iommu_api, vm_info_lists_domains_endpoints_mappings, .timeout = 120)
 		usleep(10000);
 	cr_assert(console_has(console, "holding"), "the guest never reached its hold point");
 
-	cr_assert_eq(request(sock, "GET", "vm.info", NULL, out, sizeof(out)), 200, "%s", out);
-	info = cJSON_Parse(out);
-	cr_assert_not_null(info, "%s", out);
-	dev = find_device(info, "virtio-iommu");
-	cr_assert_not_null(dev, "no virtio-iommu in vm.info: %s", out);
+	dev = get_device(sock, "vm.info", "virtio-iommu", out, sizeof(out), &info);
 	/* Rings (1 mapping) + TX buffers + RX buffers = 3 mappings in domain 1. */
 	cr_assert_eq(num(dev, "mappings"), 3, "%s", out);
 	doms = cJSON_GetObjectItem(dev, "domains");
@@ -165,6 +176,16 @@ Test(iommu_api, vm_info_lists_domains_endpoints_mappings, .timeout = 120)
 	cr_assert_eq(cJSON_GetArraySize(eps), 1, "%s", out);
 	cr_assert_eq(num(cJSON_GetArrayItem(eps, 0), "domain"), 1);
 	cr_assert_gt(num(cJSON_GetArrayItem(eps, 0), "id"), 0);
+	cJSON_Delete(info);
+
+	/* The net device translated through its DMA cache: misses for the first
+	 * use of each mapping, hits for the second descriptor of each TX chain
+	 * (same page); no faults. */
+	dev = get_device(sock, "vm.counters", "virtio-net", out, sizeof(out), &info);
+	cr_assert_gt(num(dev, "dma_cache_misses"), 0, "%s", out);
+	cr_assert_geq(num(dev, "dma_cache_hits"), 2, "%s", out);
+	cr_assert_eq(num(dev, "tx_iommu_faults"), 0, "%s", out);
+	cr_assert_eq(num(dev, "rx_iommu_faults"), 0, "%s", out);
 	cJSON_Delete(info);
 
 	cr_assert_eq(request(sock, "PUT", "vmm.shutdown", NULL, out, sizeof(out)), 200, "%s", out);

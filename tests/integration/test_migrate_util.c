@@ -73,7 +73,7 @@ void mt_spawn(struct mt_env *e, struct mt_proc *p, const char *const argv[])
 	for (size_t i = 0; argv[i] && n < 39; i++)
 		args[n++] = argv[i];
 	args[n] = NULL;
-	p->pid = fork();
+	p->pid = harness_fork();
 	cr_assert_geq(p->pid, 0);
 	if (p->pid == 0) {
 		int o = open(p->out, O_WRONLY | O_CREAT | O_TRUNC, 0600);

@@ -15,7 +15,6 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -105,13 +104,11 @@ static void vmm_start(const char *cmdline, const char *net)
 	pid_t pid;
 
 	cr_assert_not_null(kernel);
-	pid = fork();
+	pid = harness_fork();
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {
 		int fd = open(env.out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 
-		/* Die with the test: a timed-out test must not leave a vmm behind. */
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		if (fd < 0)
 			_exit(127);
 		dup2(fd, 1);
@@ -302,7 +299,7 @@ Test(net, multiqueue_tap_one_pair_per_vcpu)
 	cr_assert_eq(sh("ip -n %s addr add " HOST_IP "/24 dev tap0 && ip -n %s link set tap0 up",
 			env.ns, env.ns), 0);
 	kernel = harness_image_path("testguest.elf");
-	pid_t pid = fork();
+	pid_t pid = harness_fork();
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {
 		int fd = open(env.out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -491,14 +488,14 @@ Test(net, snapshot_restore_keeps_the_nic, .timeout = 120)
 	ns_create();
 	tap_create("tap0", HOST_IP "/24");
 	cr_assert_not_null(mkdtemp(dir));
-	pid = fork();
+	pid = harness_fork();
 	cr_assert_geq(pid, 0);
 	if (pid == 0)
 		_exit(child_snapshot(dir));
 	waitpid(pid, &st, 0);
 	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "snapshot child failed: %d", WEXITSTATUS(st));
 
-	pid = fork();
+	pid = harness_fork();
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {
 		int fd = open(env.out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);

@@ -123,7 +123,7 @@ static pid_t spawn_in_ns(unsigned slot, const char *out, const char *const argv[
 	for (unsigned i = 0; argv[i] && n < 31; i++)
 		full[n++] = argv[i];
 	full[n] = NULL;
-	pid = fork();
+	pid = harness_fork();
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {
 		int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);

@@ -18,6 +18,7 @@
 
 #include "migration/snapshot.h"
 #include "migration/stream.h"
+#include "tests/integration/harness.h"
 #include "vmm/vm.h"
 
 struct child_result {
@@ -54,7 +55,7 @@ static void run_vmm(const char *const argv[], int tmo_ms, struct child_result *r
 	memset(r, 0, sizeof(*r));
 	cr_assert_eq(pipe2(out, O_CLOEXEC), 0);
 	cr_assert_eq(pipe2(err, O_CLOEXEC), 0);
-	pid = fork();
+	pid = harness_fork();
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {
 		dup2(out[1], 1);
@@ -455,7 +456,7 @@ Test(snapshot, hostile_snapshots_refused_with_a_message, .timeout = 180)
 static pid_t serve_start(const char *sock)
 {
 	const char *bin = env_or("VMM_BIN", "build/vmm");
-	pid_t pid = fork();
+	pid_t pid = harness_fork();
 
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {
@@ -568,7 +569,7 @@ Test(snapshot, unsaveable_device_is_named, .timeout = 60)
 		cr_skip_test("test VF server %s not built", srv);
 	make_dir(dir);
 	snprintf(vfu, sizeof(vfu), "%s/vfu.sock", dir);
-	server = fork();
+	server = harness_fork();
 	cr_assert_geq(server, 0);
 	if (server == 0) {
 		execl(srv, srv, "--socket", vfu, (char *)NULL);

@@ -45,6 +45,7 @@ static const struct {
 	{ "vm.boot", ".C..." },    { "vm.pause", "..R.." },     { "vm.resume", "...P." },
 	{ "vm.shutdown", ".CRP." }, { "vm.reboot", "..RPS" },   { "vm.info", ".CRPS" },
 	{ "vm.counters", ".CRPS" }, { "vm.add-net", ".CRPS" },  { "vm.remove-device", ".CRPS" },
+	{ "vm.add-device", ".CRPS" },
 	{ "vm.snapshot", ".CRP." }, { "vm.restore", "N...S" },
 	{ "vm.send-migration", "..RP." }, { "vm.receive-migration", "N...S" },
 	{ "vm.migration-cancel", ".CRPS" },
@@ -214,6 +215,42 @@ Test(api_http, shutdown_signals_the_fd)
 	for (int i = 0; i < 200 && read(api_server_shutdown_fd(f.srv), &v, sizeof(v)) != sizeof(v); i++)
 		usleep(5000);
 	cr_assert_eq(v, 1);
+	fixture_stop(&f);
+}
+
+/* Hotplug actions: the body is judged first (400 naming the field), a valid
+ * one gets 409 with the reason; no VM here, so the reason is the missing VM. */
+Test(api_http, hotplug_bodies_checked_then_refused)
+{
+	static const struct {
+		const char *path, *body;
+		unsigned status;
+		const char *says;
+	} cases[] = {
+		{ "vm.add-device", "{\"vfio-user\": \"/run/vf0.sock\", \"iommu\": true}", 409,
+		  "vm.add-device: there is no VM" },
+		{ "vm.add-device", "{\"vfio\": \"0000:03:00.1\"}", 409, "vm.create first" },
+		{ "vm.add-device", "{\"vfio\": \"03:00\"}", 400, "device.vfio: expected a PCI address" },
+		{ "vm.add-device", "{\"vfio\": \"0000:03:00.1\", \"vfio-user\": \"/s\"}", 400,
+		  "exactly one of" },
+		{ "vm.add-device", "{\"iommu\": true}", 400, "exactly one of" },
+		{ "vm.add-device", "{\"vfio-user\": \"/s\", \"speed\": 1}", 400, "speed" },
+		{ "vm.add-device", "[]", 400, "JSON object" },
+		{ "vm.add-device", NULL, 400, "" },
+		{ "vm.add-net", "{\"tap\": \"tap0\"}", 409, "vm.add-net: there is no VM" },
+		{ "vm.remove-device", "{\"id\": \"vfio0\"}", 409, "vm.remove-device: there is no VM" },
+	};
+	struct srv_fixture f;
+	char out[1024], path[64];
+
+	fixture_start(&f);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		snprintf(path, sizeof(path), "/api/v1/%s", cases[i].path);
+		cr_expect_eq(call(&f, "PUT", path, cases[i].body, out, sizeof(out)), cases[i].status,
+			     "case %zu: %s", i, out);
+		cr_expect(strstr(out, cases[i].says), "case %zu: %s", i, out);
+	}
+	cr_assert_eq(call(&f, "GET", "/api/v1/vm.add-device", NULL, out, sizeof(out)), 405);
 	fixture_stop(&f);
 }
 

@@ -3,6 +3,8 @@
  * faults on the event queue, UNMAP in effect at completion, state restore. */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <sched.h>
+#include <time.h>
 #include <string.h>
 
 #include "devices/virtio_iommu.h"
@@ -245,12 +247,124 @@ Test(iommu_device, buffers_translate_iova_to_gpa)
 	virtq_push(&client.vqs[0], &elem, 128);
 	pthread_mutex_unlock(&client.lock);
 	cr_assert_eq(((struct vring_used *)gpa(cl_gpa(CL_USED), 16))->idx, 1);
-	/* The same buffers again: served from the translation cache. */
-	uint64_t hits = atomic_load(&viommu.clients[0].ep->tlb_hits);
+	/* The same buffers again: served from the device's DMA cache, the
+	 * IOMMU is not asked again. */
+	uint64_t hits = client.dma_cache_hits, misses = client.dma_cache_misses;
+	uint64_t io_hits = atomic_load(&viommu.clients[0].ep->tlb_hits);
+	uint64_t io_misses = atomic_load(&viommu.clients[0].ep->tlb_misses);
 	post(cl_gpa(CL_AVAIL), 0);
 	cr_assert_eq(client_pop(), 1);
 	cr_assert_eq(elem.iov[1].iov_base, gpa(CL_GPA + 0x15000, 128));
-	cr_assert_geq(atomic_load(&viommu.clients[0].ep->tlb_hits), hits + 2, "cache hits");
+	cr_assert_eq(client.dma_cache_hits, hits + 2, "device cache hits");
+	cr_assert_eq(client.dma_cache_misses, misses);
+	cr_assert_eq(atomic_load(&viommu.clients[0].ep->tlb_hits), io_hits);
+	cr_assert_eq(atomic_load(&viommu.clients[0].ep->tlb_misses), io_misses);
+}
+
+static void *client_map(uint64_t iova, uint64_t len, bool write)
+{
+	void *p;
+
+	pthread_mutex_lock(&client.lock);
+	p = virtio_dma_map(&client, iova, len, write, NULL);
+	pthread_mutex_unlock(&client.lock);
+	return p;
+}
+
+/* The device's DMA cache: one entry serves the whole mapping; UNMAP (a new
+ * IOMMU generation) invalidates it before the UNMAP completes; a cached
+ * read does not allow a write. */
+Test(iommu_device, dma_cache_follows_unmap_and_permissions)
+{
+	start_client(IOMMU_MAP_F_READ);
+	provide_event_buffers(2);
+	cr_assert_eq(client_map(CL_BUF + 0x100, 64, false), gpa(CL_GPA + 0x10100, 64));
+	uint64_t misses = client.dma_cache_misses;
+	cr_assert_eq(client_map(CL_BUF + 0x180, 64, false), gpa(CL_GPA + 0x10180, 64));
+	cr_assert_eq(client.dma_cache_misses, misses, "same page, same mapping: a hit");
+	cr_assert_null(client_map(CL_BUF + 0x100, 64, true), "read-only mapping");
+	cr_assert_eq(unmap(1, CL_BUF, 0x10000), VIRTIO_IOMMU_S_OK);
+	cr_assert_null(client_map(CL_BUF + 0x100, 64, false), "unmapped: the cached entry is dead");
+	virtio_iommu_flush_faults(&viommu);
+	cr_assert_eq(used_ring(EQ_USED)->idx, 2, "both refusals reported");
+	cr_assert_eq(map(1, CL_BUF, 0x1000, CL_GPA + 0x30000, IOMMU_MAP_F_READ), VIRTIO_IOMMU_S_OK);
+	cr_assert_eq(client_map(CL_BUF + 0x100, 64, false), gpa(CL_GPA + 0x30100, 64),
+		     "re-mapped elsewhere: the new translation");
+}
+
+/* An entry never reaches past the RAM region it was filled in: bypass
+ * translates everything 1:1, but an access crossing the end of RAM fails. */
+Test(iommu_device, dma_cache_entry_stays_inside_ram)
+{
+	static const uint64_t rings[] = { CL_GPA, CL_GPA + 0x1000, CL_GPA + 0x2000 };
+
+	iommu_set_bypass(&viommu.io, true);
+	start(&client, (1ULL << VIRTIO_F_VERSION_1) | ACCESS_PLATFORM, rings, 1);
+	cr_assert_eq(client_map(RAM_SIZE - 128, 64, true), gpa(RAM_SIZE - 128, 64));
+	cr_assert_eq(client_map(RAM_SIZE - 64, 64, true), gpa(RAM_SIZE - 64, 64));
+	cr_assert_null(client_map(RAM_SIZE - 64, 128, true));
+	cr_assert_null(client_map(RAM_SIZE, 1, false));
+}
+
+/* Concurrency: a device thread translates one IOVA over and over (through
+ * its DMA cache, under its lock as the device does) while this thread maps
+ * and unmaps it. A translation that starts after iommu_unmap() returned
+ * must fail: phase is odd from then until the next MAP starts. */
+struct dma_race {
+	_Atomic unsigned phase;
+	_Atomic bool stop;
+	_Atomic unsigned long violations, hits, tries;
+};
+
+static void *dma_race_device(void *arg)
+{
+	struct dma_race *r = arg;
+
+	while (!atomic_load(&r->stop)) {
+		unsigned phase = atomic_load(&r->phase);
+		uint8_t *p = client_map(CL_BUF + 0x10, 64, false);
+
+		atomic_fetch_add(&r->tries, 1);
+		if ((phase & 1) && phase == atomic_load(&r->phase)) {
+			if (p)
+				atomic_fetch_add(&r->violations, 1);
+		} else if (p) {
+			atomic_fetch_add(&r->hits, 1);
+			if (p != gpa(CL_GPA + 0x10010, 64))
+				atomic_fetch_add(&r->violations, 1);
+		}
+	}
+	return NULL;
+}
+
+Test(iommu_device, dma_cache_unmap_wins_against_concurrent_device)
+{
+	struct dma_race r = { .phase = 1 };
+	struct timespec t0, now;
+	pthread_t t;
+
+	start_client(IOMMU_MAP_F_READ);
+	cr_assert_eq(iommu_unmap(&viommu.io, 1, CL_BUF, CL_BUF + 0xffff), 0);
+	cr_assert_eq(pthread_create(&t, NULL, dma_race_device, &r), 0);
+	while (!atomic_load(&r.tries))
+		sched_yield();
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (unsigned i = 0;; i++) {
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (i >= 20000 && (atomic_load(&r.tries) >= 100000 || now.tv_sec - t0.tv_sec >= 2))
+			break;
+		atomic_fetch_add(&r.phase, 1);
+		cr_assert_eq(iommu_map(&viommu.io, 1, CL_BUF, CL_BUF + 0xfff, CL_GPA + 0x10000,
+				       IOMMU_MAP_F_READ), 0);
+		for (volatile int spin = 0; spin < 200; spin++)
+			;
+		cr_assert_eq(iommu_unmap(&viommu.io, 1, CL_BUF, CL_BUF + 0xfff), 0);
+		atomic_fetch_add(&r.phase, 1);
+	}
+	atomic_store(&r.stop, true);
+	pthread_join(t, NULL);
+	cr_assert_eq(atomic_load(&r.violations), 0, "a translation used an unmapped IOVA");
+	cr_assert_gt(atomic_load(&r.hits), 0, "the device did see the mapping sometimes");
 }
 
 Test(iommu_device, unmapped_buffer_faults_and_reports_event)
@@ -265,8 +379,16 @@ Test(iommu_device, unmapped_buffer_faults_and_reports_event)
 	memset(ident, 0x5a, 64);
 	set_desc(cl_gpa(CL_DESC), 0, 0x700000, 64, VRING_DESC_F_WRITE, 0);
 	post(cl_gpa(CL_AVAIL), 0);
-	cr_assert_lt(client_pop(), 0, "the request fails");
-	cr_assert(client.broken);
+	cr_assert_eq(client_pop(), VIRTQ_FAULT, "the request fails");
+	cr_assert_eq(elem.head, 0);
+	cr_assert_eq(elem.in_num + elem.out_num, 0, "and hands out no buffer");
+	cr_assert_not(client.broken, "only the request fails, not the device");
+	cr_assert_eq(client.vqs[0].faults, 1);
+	pthread_mutex_lock(&client.lock);
+	virtq_push(&client.vqs[0], &elem, 0);
+	pthread_mutex_unlock(&client.lock);
+	cr_assert_eq(used_ring(cl_gpa(CL_USED))->idx, 1, "the failed chain is returned");
+	cr_assert_eq(used_ring(cl_gpa(CL_USED))->ring[0].len, 0);
 	for (int i = 0; i < 64; i++)
 		cr_assert_eq(ident[i], 0x5a, "guest memory untouched");
 	virtio_iommu_flush_faults(&viommu);
@@ -278,6 +400,85 @@ Test(iommu_device, unmapped_buffer_faults_and_reports_event)
 	cr_assert_eq(ev[8], EP);
 	cr_assert_eq(*(uint64_t *)(ev + 16), 0x700000);
 	cr_assert_gt(notifies, 0);
+	/* The queue goes on: the next request through a mapped buffer works. */
+	set_desc(cl_gpa(CL_DESC), 1, CL_BUF + 0x3000, 64, VRING_DESC_F_WRITE, 0);
+	post(cl_gpa(CL_AVAIL), 1);
+	cr_assert_eq(client_pop(), 1, "%s", client.broken_reason);
+	cr_assert_eq(elem.head, 1);
+	cr_assert_eq(elem.gpa[0], CL_GPA + 0x13000);
+	cr_assert_eq(used_ring(EQ_USED)->idx, 1, "no second fault event");
+}
+
+/* A chain whose first buffer is fine and whose second is not: the whole
+ * request fails, one fault event (the first refused address), nothing of
+ * the mapped part is handed out either. */
+Test(iommu_device, fault_in_second_buffer_fails_whole_request)
+{
+	start_client(IOMMU_MAP_F_READ | IOMMU_MAP_F_WRITE);
+	provide_event_buffers(4);
+	set_desc(cl_gpa(CL_DESC), 0, CL_BUF, 64, VRING_DESC_F_NEXT, 1);
+	set_desc(cl_gpa(CL_DESC), 1, 0x900000, 64, VRING_DESC_F_WRITE | VRING_DESC_F_NEXT, 2);
+	set_desc(cl_gpa(CL_DESC), 2, 0xa00000, 64, VRING_DESC_F_WRITE, 0);
+	post(cl_gpa(CL_AVAIL), 0);
+	cr_assert_eq(client_pop(), VIRTQ_FAULT);
+	cr_assert_eq(elem.out_num + elem.in_num, 0);
+	cr_assert_not(client.broken);
+	virtio_iommu_flush_faults(&viommu);
+	cr_assert_eq(used_ring(EQ_USED)->idx, 1, "one event per failed request");
+	cr_assert_eq(*(uint64_t *)gpa(EV_BUF + 16, 8), 0x900000);
+}
+
+/* An indirect table the IOMMU refuses fails the request the same way. */
+Test(iommu_device, unmapped_indirect_table_fails_request)
+{
+	static const uint64_t crings[] = { CL_DESC, CL_AVAIL, CL_USED };
+
+	cr_assert_eq(attach(1, EP), VIRTIO_IOMMU_S_OK);
+	cr_assert_eq(map(1, CL_IOVA, 0x3000, CL_GPA, IOMMU_MAP_F_READ | IOMMU_MAP_F_WRITE), 0);
+	cr_assert_eq(map(1, CL_BUF, 0x10000, CL_GPA + 0x10000, IOMMU_MAP_F_READ), 0);
+	start(&client, (1ULL << VIRTIO_F_VERSION_1) | ACCESS_PLATFORM |
+		       (1ULL << VIRTIO_RING_F_INDIRECT_DESC), crings, 1);
+	set_desc(cl_gpa(CL_DESC), 0, 0x800000, 32, VRING_DESC_F_INDIRECT, 0);
+	post(cl_gpa(CL_AVAIL), 0);
+	cr_assert_eq(client_pop(), VIRTQ_FAULT);
+	cr_assert_not(client.broken);
+	/* A mapped indirect table on the next request works. */
+	set_desc(cl_gpa(CL_BUF + 0x1000), 0, CL_BUF + 0x2000, 16, 0, 0);
+	set_desc(cl_gpa(CL_DESC), 1, CL_BUF + 0x1000, 16, VRING_DESC_F_INDIRECT, 0);
+	post(cl_gpa(CL_AVAIL), 1);
+	cr_assert_eq(client_pop(), 1, "%s", client.broken_reason);
+	cr_assert_eq(elem.gpa[0], CL_GPA + 0x12000);
+}
+
+/* A failed chain given back (virtio-net RX does that when it has gathered
+ * buffers before it) fails again when popped again, without translating or
+ * reporting a second time; chains before it are popped normally. */
+Test(iommu_device, faulted_chain_given_back_is_not_reported_twice)
+{
+	start_client(IOMMU_MAP_F_READ | IOMMU_MAP_F_WRITE);
+	set_desc(cl_gpa(CL_DESC), 0, CL_BUF, 64, VRING_DESC_F_WRITE, 0);
+	set_desc(cl_gpa(CL_DESC), 1, 0x900000, 64, VRING_DESC_F_WRITE, 0);
+	post(cl_gpa(CL_AVAIL), 0);
+	post(cl_gpa(CL_AVAIL), 1);
+	cr_assert_eq(client_pop(), 1);
+	cr_assert_eq(client_pop(), VIRTQ_FAULT);
+	cr_assert_eq(atomic_load(&viommu.io.nr_faults), 1);
+	pthread_mutex_lock(&client.lock);
+	virtq_unpop(&client.vqs[0], 2);
+	pthread_mutex_unlock(&client.lock);
+	cr_assert_eq(client_pop(), 1);
+	cr_assert_eq(elem.head, 0);
+	cr_assert_eq(client_pop(), VIRTQ_FAULT);
+	cr_assert_eq(elem.head, 1);
+	cr_assert_eq(atomic_load(&viommu.io.nr_faults), 1, "reported once");
+	cr_assert_eq(viommu.pending_count, 1);
+	cr_assert_eq(client.vqs[0].faults, 1);
+	/* Once a later chain is popped, the index is forgotten: the same slot,
+	 * reused by a new request with a good buffer, works. */
+	set_desc(cl_gpa(CL_DESC), 2, CL_BUF + 0x1000, 64, VRING_DESC_F_WRITE, 0);
+	post(cl_gpa(CL_AVAIL), 2);
+	cr_assert_eq(client_pop(), 1);
+	cr_assert_not(client.vqs[0].fault_idx_valid);
 }
 
 Test(iommu_device, read_only_buffer_refuses_device_write)
@@ -289,10 +490,13 @@ Test(iommu_device, read_only_buffer_refuses_device_write)
 	cr_assert_eq(client_pop(), 1, "device may read a READ mapping");
 	set_desc(cl_gpa(CL_DESC), 1, CL_BUF + 0x1000, 64, VRING_DESC_F_WRITE, 0);
 	post(cl_gpa(CL_AVAIL), 1);
-	cr_assert_lt(client_pop(), 0, "but not write it");
+	cr_assert_eq(client_pop(), VIRTQ_FAULT, "but not write it");
+	cr_assert_not(client.broken);
 	virtio_iommu_flush_faults(&viommu);
 	cr_assert_eq(used_ring(EQ_USED)->idx, 1);
 	cr_assert_eq(((uint8_t *)gpa(EV_BUF, 64))[4], IOMMU_FAULT_F_WRITE);
+	post(cl_gpa(CL_AVAIL), 0);
+	cr_assert_eq(client_pop(), 1, "reads still work after the fault");
 }
 
 Test(iommu_device, unmap_takes_effect_before_completion)
@@ -304,15 +508,22 @@ Test(iommu_device, unmap_takes_effect_before_completion)
 	cr_assert_eq(client_pop(), 1);
 	cr_assert_eq(unmap(1, CL_BUF, 0x10000), VIRTIO_IOMMU_S_OK);
 	post(cl_gpa(CL_AVAIL), 0);
-	cr_assert_lt(client_pop(), 0);
+	cr_assert_eq(client_pop(), VIRTQ_FAULT);
 }
 
+/* Rings are not requests: with its rings unmapped the queue cannot go on,
+ * and NEEDS_RESET (virtio 1.2 §2.1.2) is the device's only way to say so. */
 Test(iommu_device, unmapping_rings_breaks_client_at_completion)
 {
 	start_client(IOMMU_MAP_F_READ | IOMMU_MAP_F_WRITE);
+	provide_event_buffers(2);
 	cr_assert_eq(unmap(1, CL_IOVA, 0x3000), VIRTIO_IOMMU_S_OK);
 	/* Cached ring pointers were re-translated before the UNMAP completed. */
 	cr_assert(client.broken, "client must not keep using unmapped rings");
+	cr_assert(client.st.status & VIRTIO_CONFIG_S_NEEDS_RESET);
+	virtio_iommu_flush_faults(&viommu);
+	cr_assert_eq(used_ring(EQ_USED)->idx, 1, "the ring fault is reported too");
+	cr_assert_eq(*(uint64_t *)gpa(EV_BUF + 16, 8), CL_DESC);
 }
 
 Test(iommu_device, split_refused_then_adjacent_pieces)

@@ -93,6 +93,33 @@ Test(iommu_vm, pci_identity_endpoints_and_viot)
 	free(viot);
 }
 
+/* The VIOT is appended to the extra tables already there, not put in
+ * their place (nor dropped). */
+Test(iommu_vm, viot_appended_to_existing_extra_tables)
+{
+	uint8_t oem[ACPI_HEADER_SIZE] = "OEMX";
+	struct acpi_config acpi = { .nr_cpus = 1 };
+	struct viommu_vm *v;
+
+	cr_assert_eq(viommu_vm_create(vm, &pbus, &v), 0);
+	cr_assert_eq(virtio_pci_init(&net_pci, &net, &pbus, 0x1041, 0x020000), 0);
+	cr_assert_eq(viommu_vm_add_endpoint(v, &net, &net_pci.pci), 0);
+	cr_assert_eq(acpi_config_add_table(&acpi, oem, sizeof(oem)), 0);
+	viommu_vm_describe_acpi(vm, &acpi);
+	cr_assert_eq(acpi.nr_extra, 2);
+	cr_assert_eq(acpi.extra[0].data, oem, "the table that was there stays first");
+	cr_assert_eq(memcmp(acpi.extra[1].data, "VIOT", 4), 0);
+	cr_assert_eq(acpi.extra[1].len, 48 + 16 + 24);
+	/* Full list: the VIOT cannot be added, the others stay. */
+	acpi.nr_extra = 0;
+	for (unsigned i = 0; i < ACPI_MAX_EXTRA_TABLES; i++)
+		cr_assert_eq(acpi_config_add_table(&acpi, oem, sizeof(oem)), 0);
+	viommu_vm_describe_acpi(vm, &acpi);
+	cr_assert_eq(acpi.nr_extra, ACPI_MAX_EXTRA_TABLES);
+	for (unsigned i = 0; i < ACPI_MAX_EXTRA_TABLES; i++)
+		cr_assert_eq(acpi.extra[i].data, oem);
+}
+
 Test(iommu_vm, info_save_load_reset)
 {
 	struct viommu_vm *v;

@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include "devices/pci.h"
+#include "devices/pci_vm.h"
+#include "vmm/acpi.h"
 #include "vmm/layout.h"
 
 struct mock_irq {
@@ -365,4 +367,41 @@ Test(pci, reset_disables_decoding_and_msix)
 	cr_assert_eq(pci_bar_address(&dev, 0), bar0, "BAR addresses survive a reset");
 	bus_read(&mmio, bar0, &v, 4);
 	cr_assert_eq(v, 0xffffffffu, "BAR still decoding after reset");
+}
+
+/* The ACPI description follows the bus: a _PRT route for every function
+ * whose Interrupt Pin the VMM wired to a GSI, none for the others. */
+Test(pci, acpi_prt_routes_follow_the_wiring)
+{
+	struct pci_device msix_only, unrouted;
+	struct acpi_config acpi = { .nr_cpus = 1 };
+
+	cr_assert_eq(pci_bus_add_device(&pbus, &dev, 5), 0);
+	dev.cfg[PCI_INTERRUPT_PIN] = 1;            /* INTA# */
+	dev.intx_gsi = 18;
+	pci_device_init(&msix_only, "msix", NULL, NULL);
+	pci_device_init(&unrouted, "unrouted", NULL, NULL);
+	cr_assert_eq(msix_only.intx_gsi, -1, "no GSI until the VMM wires one");
+	unrouted.cfg[PCI_INTERRUPT_PIN] = 2;       /* a pin, but not wired */
+	cr_assert_eq(pci_bus_add_device(&pbus, &msix_only, 7), 0);
+	cr_assert_eq(pci_bus_add_device(&pbus, &unrouted, 9), 0);
+
+	pci_vm_acpi_config(&pbus, &acpi);
+	cr_assert(acpi.pci);
+	cr_assert_eq(acpi.pci_ecam_base, LAYOUT_PCI_ECAM);
+	cr_assert_eq(acpi.nr_pci_irqs, 1);
+	cr_assert_eq(acpi.pci_irqs[0].slot, 5);
+	cr_assert_eq(acpi.pci_irqs[0].pin, 0, "INTA# is pin 0 in _PRT");
+	cr_assert_eq(acpi.pci_irqs[0].gsi, 18);
+	/* Asked again (a rebuild), the list is not doubled. */
+	pci_vm_acpi_config(&pbus, &acpi);
+	cr_assert_eq(acpi.nr_pci_irqs, 1);
+	pci_vm_acpi_config(NULL, &acpi);
+	cr_assert(!acpi.pci);
+	cr_assert_eq(acpi.nr_pci_irqs, 0);
+
+	pci_bus_remove_device(&pbus, &msix_only);
+	pci_bus_remove_device(&pbus, &unrouted);
+	pci_device_destroy(&msix_only);
+	pci_device_destroy(&unrouted);
 }

@@ -215,6 +215,17 @@ Test(state, hostile_blobs_are_refused)
 		cr_assert(strstr(err, "version 2 not supported") != NULL, "%s", err);
 		free(copy);
 	}
+	/* Old device-tree layouts (the header's version below 17): libfdt 1.6.1's
+	 * fdt_check_full dereferenced NULL on a fuzzed one of these. */
+	for (uint32_t v = 1; v < 17; v++) {
+		uint8_t *copy = malloc(len);
+
+		memcpy(copy, blob, len);
+		fdt_set_version(copy, v);
+		cr_assert_eq(state_tree_open(&t, copy, len, err, sizeof(err)), -EINVAL);
+		cr_assert(strstr(err, "is not supported") != NULL, "%s", err);
+		free(copy);
+	}
 	free(blob);
 }
 

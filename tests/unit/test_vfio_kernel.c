@@ -29,7 +29,8 @@ struct mock_call {
 
 struct mock {
 	struct mock_call calls[MOCK_MAX_CALLS];
-	uint8_t config[256];        /* the device's config space (region 7) */
+	uint8_t config[4096];       /* the device's config space (region 7) */
+	uint32_t config_size;       /* its size as region info reports it: 256 or 4096 */
 	unsigned n;
 	int next_fd;
 	int api_version, ext;
@@ -76,7 +77,7 @@ static int m_region_info(struct mock *m, struct vfio_region_info *ri)
 	uint32_t have = ri->argsz;
 
 	ri->flags = VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE;
-	ri->size = ri->index == VFIO_PCI_CONFIG_REGION_INDEX ? 256 : 0x4000;
+	ri->size = ri->index == VFIO_PCI_CONFIG_REGION_INDEX ? m->config_size : 0x4000;
 	ri->offset = (uint64_t)ri->index << 40;
 	ri->argsz = need;
 	if (ri->index == VFIO_PCI_BAR0_REGION_INDEX) {
@@ -197,8 +198,7 @@ static ssize_t m_pread(void *o, int fd, void *buf, size_t len, off_t off)
 	c->off = (uint64_t)off;
 	c->len = len;
 	uint64_t cfg = (uint64_t)VFIO_PCI_CONFIG_REGION_INDEX << 40;
-	if ((uint64_t)off >= cfg && (uint64_t)off - cfg + len <= sizeof(m->config) &&
-	    m->config[0])
+	if ((uint64_t)off >= cfg && (uint64_t)off - cfg + len <= m->config_size && m->config[0])
 		memcpy(buf, m->config + ((uint64_t)off - cfg), len);
 	else
 		memset(buf, 0xab, len);
@@ -252,6 +252,7 @@ static void mock_init(struct mock *m)
 	m->group_flags = VFIO_GROUP_FLAGS_VIABLE;
 	m->num_regions = VFIO_PCI_NUM_REGIONS;
 	m->num_irqs = VFIO_PCI_NUM_IRQS;
+	m->config_size = 256;
 }
 
 static int open_with(struct mock *m, enum vfio_kernel_mode mode, const char *token,
@@ -759,69 +760,99 @@ static int last_set_irqs_index(const struct mock *m, uint32_t *flags, uint32_t *
 	return -1;
 }
 
-Test(vfio_kernel, device_model_over_type1)
-{
-	struct mock *m = calloc(1, sizeof(*m));
-	struct vfio_backend *be = NULL;
+/* The device model over the mocked kernel: a PCI bus, guest RAM, and the
+ * vfio-pci function made from the mock's config space (set it up first). */
+struct kp_rig {
+	struct mock *m;
 	struct bus mmio, pio;
 	struct pci_bus pbus;
 	struct guest_mem mem;
-	struct kp_slots slots = { 0 };
-	struct vfio_pci *vp = calloc(1, sizeof(*vp));
+	struct kp_slots slots;
+	struct vfio_pci *vp;
+	unsigned base;          /* the mock's call count before vfio_pci_init */
+};
+
+static void kp_rig_start(struct kp_rig *r, struct mock *m)
+{
+	struct vfio_backend *be = NULL;
+
+	memset(r, 0, sizeof(*r));
+	r->m = m;
+	r->vp = calloc(1, sizeof(*r->vp));
+	cr_assert_not_null(r->vp);
+	cr_assert_eq(open_with(m, VFIO_MODE_TYPE1, NULL, &be), 0);
+	cr_assert_eq(mem_init(&r->mem, 8u << 20), 0);
+	cr_assert_eq(bus_init(&r->mmio, "mmio"), 0);
+	cr_assert_eq(bus_init(&r->pio, "pio"), 0);
+	cr_assert_eq(pci_bus_init(&r->pbus, &r->mmio, &r->pio, LAYOUT_PCI_ECAM, &kp_irq_ops, NULL),
+		     0);
+	r->base = m->n;
+	struct vfio_pci_env env = { .bus = &r->pbus, .mem = &r->mem, .memslot = kp_memslot,
+				    .opaque = &r->slots, .slot = -1 };
+	cr_assert_eq(vfio_pci_init(r->vp, "vfio0", be, &env), 0);
+}
+
+static void kp_rig_stop(struct kp_rig *r)
+{
+	vfio_pci_uninit(r->vp);
+	pci_bus_destroy(&r->pbus);
+	bus_destroy(&r->mmio);
+	bus_destroy(&r->pio);
+	mem_destroy(&r->mem);
+	free(r->vp);
+}
+
+Test(vfio_kernel, device_model_over_type1)
+{
+	struct mock *m = calloc(1, sizeof(*m));
+	struct kp_rig r;
 	uint32_t flags, count;
 
 	cr_assert_not_null(m);
-	cr_assert_not_null(vp);
 	mock_init(m);
 	kp_config(m);
-	cr_assert_eq(open_with(m, VFIO_MODE_TYPE1, NULL, &be), 0);
-	cr_assert_eq(mem_init(&mem, 8u << 20), 0);
-	cr_assert_eq(bus_init(&mmio, "mmio"), 0);
-	cr_assert_eq(bus_init(&pio, "pio"), 0);
-	cr_assert_eq(pci_bus_init(&pbus, &mmio, &pio, LAYOUT_PCI_ECAM, &kp_irq_ops, NULL), 0);
-	unsigned base = m->n;
-	struct vfio_pci_env env = { .bus = &pbus, .mem = &mem, .memslot = kp_memslot,
-				    .opaque = &slots, .slot = -1 };
-	cr_assert_eq(vfio_pci_init(vp, "vfio0", be, &env), 0);
+	kp_rig_start(&r, m);
+	struct vfio_pci *vp = r.vp;
+	unsigned base = r.base;
 
 	/* IDs and the capability filter: MSI-X (ours), PM passed, MSI dropped. */
 	unsigned slot = vp->pci.slot;
-	cr_expect_eq(pci_bus_config_read(&pbus, slot, 0, PCI_VENDOR_ID, 4), 0x15158086);
-	cr_expect_eq(pci_bus_config_read(&pbus, slot, 0, PCI_CLASS_DEVICE, 2), 0x0200);
+	cr_expect_eq(pci_bus_config_read(&r.pbus, slot, 0, PCI_VENDOR_ID, 4), 0x15158086);
+	cr_expect_eq(pci_bus_config_read(&r.pbus, slot, 0, PCI_CLASS_DEVICE, 2), 0x0200);
 	cr_expect_neq(pci_cap_find(&vp->pci, PCI_CAP_ID_MSIX), 0);
 	cr_expect_neq(pci_cap_find(&vp->pci, PCI_CAP_ID_PM), 0);
 	cr_expect_eq(pci_cap_find(&vp->pci, PCI_CAP_ID_MSI), 0);
 
 	/* Guest RAM mapped into the container, vaddr = our mapping of it. */
-	cr_expect_eq(count_ioctl(m, base, VFIO_IOMMU_MAP_DMA), mem.nr_regions);
+	cr_expect_eq(count_ioctl(m, base, VFIO_IOMMU_MAP_DMA), r.mem.nr_regions);
 	for (unsigned i = base; i < m->n; i++) {
 		if (m->calls[i].req != VFIO_IOMMU_MAP_DMA)
 			continue;
 		struct vfio_iommu_type1_dma_map dm;
 		memcpy(&dm, m->calls[i].arg, sizeof(dm));
-		cr_expect_eq(dm.iova, mem.regions[0].gpa);
-		cr_expect_eq(dm.vaddr, (uintptr_t)mem.regions[0].hva);
-		cr_expect_eq(dm.size, mem.regions[0].size);
+		cr_expect_eq(dm.iova, r.mem.regions[0].gpa);
+		cr_expect_eq(dm.vaddr, (uintptr_t)r.mem.regions[0].hva);
+		cr_expect_eq(dm.size, r.mem.regions[0].size);
 		cr_expect_eq(m->calls[i].fd, 10, "on the container");
 	}
 	/* INTx armed at creation: trigger and unmask eventfds. */
 	cr_expect(vp->intx_armed);
-	cr_expect_eq(pci_bus_config_read(&pbus, slot, 0, PCI_INTERRUPT_PIN, 1), 1);
+	cr_expect_eq(pci_bus_config_read(&r.pbus, slot, 0, PCI_INTERRUPT_PIN, 1), 1);
 
 	/* Decode on: only BAR0's first sparse area becomes a memslot (the other
 	 * holds the MSI-X table page and stays trapped). */
-	pci_bus_config_write(&pbus, slot, 0, PCI_COMMAND, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER, 2);
+	pci_bus_config_write(&r.pbus, slot, 0, PCI_COMMAND, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER, 2);
 	uint64_t bar0 = pci_bar_address(&vp->pci, 0);
-	cr_expect_eq(slots.installs, 1);
-	cr_expect_eq(slots.gpa, bar0);
-	cr_expect_eq(slots.size, 0x1000);
+	cr_expect_eq(r.slots.installs, 1);
+	cr_expect_eq(r.slots.gpa, bar0);
+	cr_expect_eq(r.slots.size, 0x1000);
 	/* The command register reached the device (pwrite at config + 4). */
 	cr_expect_eq(m->calls[m->n - 1].op, M_PWRITE);
 	cr_expect_eq(m->calls[m->n - 1].off, ((uint64_t)VFIO_PCI_CONFIG_REGION_INDEX << 40) + 4);
 
 	/* A trapped BAR access is a pread at the region offset. */
 	uint32_t v = 0;
-	cr_assert_eq(bus_read(&mmio, bar0 + 0x2000, &v, 4), 0);
+	cr_assert_eq(bus_read(&r.mmio, bar0 + 0x2000, &v, 4), 0);
 	cr_expect_eq(v, 0xabababab);
 	cr_expect_eq(m->calls[m->n - 1].op, M_PREAD);
 	cr_expect_eq(m->calls[m->n - 1].off, ((uint64_t)VFIO_PCI_BAR0_REGION_INDEX << 40) + 0x2000);
@@ -829,7 +860,7 @@ Test(vfio_kernel, device_model_over_type1)
 	/* MSI-X enable: INTx off first (VFIO allows one type), then 4 eventfds. */
 	uint16_t cap = pci_cap_find(&vp->pci, PCI_CAP_ID_MSIX);
 	base = m->n;
-	pci_bus_config_write(&pbus, slot, 0, cap + PCI_MSIX_FLAGS, PCI_MSIX_FLAGS_ENABLE, 2);
+	pci_bus_config_write(&r.pbus, slot, 0, cap + PCI_MSIX_FLAGS, PCI_MSIX_FLAGS_ENABLE, 2);
 	cr_expect_eq(count_ioctl(m, base, VFIO_DEVICE_SET_IRQS), 2);
 	cr_expect_eq(last_set_irqs_index(m, &flags, &count), VFIO_PCI_MSIX_IRQ_INDEX);
 	cr_expect_eq(flags, VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER);
@@ -842,12 +873,218 @@ Test(vfio_kernel, device_model_over_type1)
 
 	/* Teardown unmaps the DMA and closes the device. */
 	base = m->n;
-	vfio_pci_uninit(vp);
-	cr_expect_eq(count_ioctl(m, base, VFIO_IOMMU_UNMAP_DMA), mem.nr_regions);
-	pci_bus_destroy(&pbus);
-	bus_destroy(&mmio);
-	bus_destroy(&pio);
-	mem_destroy(&mem);
-	free(vp);
+	unsigned regions = r.mem.nr_regions;
+	kp_rig_stop(&r);
+	cr_expect_eq(count_ioctl(m, base, VFIO_IOMMU_UNMAP_DMA), regions);
+	free(m);
+}
+
+/* ---- PCI Express extended capabilities (0x100+) ---- */
+
+struct kp_ext {
+	uint16_t off, id, next;
+	uint8_t ver;
+};
+
+/* kp_config() plus a PCI Express capability (v2 endpoint, after MSI) and a
+ * 4 KiB config region holding the extended chain @e (n entries). */
+static void kp_pcie_config(struct mock *m, const struct kp_ext *e, unsigned n)
+{
+	uint8_t *c = m->config;
+
+	kp_config(m);
+	m->config_size = 4096;
+	c[0x61] = 0x70;
+	c[0x70] = PCI_CAP_ID_EXP;
+	c[0x72] = 0x02;
+	for (unsigned i = 0; i < n; i++) {
+		uint32_t h = e[i].id | (uint32_t)e[i].ver << 16 | (uint32_t)e[i].next << 20;
+
+		memcpy(c + e[i].off, &h, 4);
+		/* A recognisable body: the offset of every byte's dword. */
+		for (unsigned b = 4; b < 8 && e[i].off + b < 4096; b++)
+			c[e[i].off + b] = (uint8_t)(e[i].off + b);
+	}
+}
+
+/* The chain as the guest walks it (Linux pci_find_next_ext_capability):
+ * from 0x100 until a zero header or a next pointer below 0x100. */
+static unsigned guest_ext_chain(struct kp_rig *r, struct kp_ext *out, unsigned max)
+{
+	unsigned n = 0, pos = 0x100;
+
+	while (n < max) {
+		uint32_t h = pci_bus_config_read(&r->pbus, r->vp->pci.slot, 0, pos, 4);
+
+		if (!h)
+			break;
+		out[n++] = (struct kp_ext){ .off = (uint16_t)pos, .id = h & 0xffff,
+					    .ver = (uint8_t)(h >> 16 & 0xf), .next = h >> 20 };
+		pos = h >> 20;
+		if (pos < 0x100)
+			break;
+	}
+	cr_assert_lt(n, max, "the guest's walk does not end");
+	return n;
+}
+
+static uint32_t kp_cfg_read(struct kp_rig *r, uint32_t off, uint32_t len)
+{
+	return pci_bus_config_read(&r->pbus, r->vp->pci.slot, 0, off, len);
+}
+
+static void expect_chain(struct kp_rig *r, const struct kp_ext *want, unsigned n)
+{
+	struct kp_ext got[16];
+
+	cr_assert_eq(guest_ext_chain(r, got, 16), n, "chain length");
+	for (unsigned i = 0; i < n; i++) {
+		cr_expect_eq(got[i].off, want[i].off, "cap %u offset", i);
+		cr_expect_eq(got[i].id, want[i].id, "cap %u id", i);
+		cr_expect_eq(got[i].ver, want[i].ver, "cap %u version", i);
+		cr_expect_eq(got[i].next, i + 1 < n ? want[i + 1].off : 0, "cap %u next", i);
+	}
+}
+
+/* Shown: AER and LTR, at the device's offsets, linked past the hidden ones
+ * (SR-IOV, ATS, PASID); bodies live from the device, hidden ones zero. */
+Test(vfio_kernel, extended_caps_passed_with_a_filter)
+{
+	static const struct kp_ext dev[] = {
+		{ 0x100, PCI_EXT_CAP_ID_ERR, 0x148, 2 },  { 0x148, PCI_EXT_CAP_ID_SRIOV, 0x188, 1 },
+		{ 0x188, PCI_EXT_CAP_ID_ATS, 0x190, 1 },  { 0x190, PCI_EXT_CAP_ID_LTR, 0x1a0, 1 },
+		{ 0x1a0, PCI_EXT_CAP_ID_PASID, 0, 1 },
+	};
+	static const struct kp_ext want[] = {
+		{ 0x100, PCI_EXT_CAP_ID_ERR, 0, 2 }, { 0x190, PCI_EXT_CAP_ID_LTR, 0, 1 },
+	};
+	struct mock *m = calloc(1, sizeof(*m));
+	struct kp_rig r;
+
+	mock_init(m);
+	kp_pcie_config(m, dev, 5);
+	kp_rig_start(&r, m);
+	cr_assert_neq(pci_cap_find(&r.vp->pci, PCI_CAP_ID_EXP), 0, "PCI Express capability shown");
+	expect_chain(&r, want, 2);
+	/* Bodies: a live read at the same offset of the device's config. */
+	unsigned at = m->n;
+	cr_expect_eq(kp_cfg_read(&r, 0x104, 4), 0x07060504);
+	cr_assert_eq(m->n, at + 1);
+	cr_expect_eq(m->calls[at].op, M_PREAD);
+	cr_expect_eq(m->calls[at].off, ((uint64_t)VFIO_PCI_CONFIG_REGION_INDEX << 40) + 0x104);
+	cr_expect_eq(kp_cfg_read(&r, 0x194, 2), 0x9594, "LTR body");
+	/* AER's body ends where SR-IOV begins: past that nothing reaches the device. */
+	at = m->n;
+	cr_expect_eq(kp_cfg_read(&r, 0x14c, 4), 0, "SR-IOV body hidden");
+	cr_expect_eq(kp_cfg_read(&r, 0x148, 4), 0, "SR-IOV header hidden");
+	cr_expect_eq(kp_cfg_read(&r, 0x188, 4), 0, "ATS hidden");
+	cr_expect_eq(kp_cfg_read(&r, 0x1a4, 4), 0, "PASID hidden");
+	cr_expect_eq(m->n, at, "hidden capabilities are never read from the device");
+	/* Writes: bodies go to the device, headers and hidden ones nowhere. */
+	at = m->n;
+	pci_bus_config_write(&r.pbus, r.vp->pci.slot, 0, 0x108, 0x1000, 4);
+	cr_assert_eq(m->n, at + 1);
+	cr_expect_eq(m->calls[at].op, M_PWRITE);
+	cr_expect_eq(m->calls[at].off, ((uint64_t)VFIO_PCI_CONFIG_REGION_INDEX << 40) + 0x108);
+	pci_bus_config_write(&r.pbus, r.vp->pci.slot, 0, 0x100, 0xffffffff, 4);
+	pci_bus_config_write(&r.pbus, r.vp->pci.slot, 0, 0x150, 0xffffffff, 4);
+	cr_expect_eq(m->n, at + 1);
+	expect_chain(&r, want, 2);
+	kp_rig_stop(&r);
+	free(m);
+}
+
+/* The first capability hidden: a Null capability at 0x100 points on (the
+ * chain must start there). All hidden: 0x100 reads zero, no capabilities. */
+Test(vfio_kernel, extended_caps_first_or_all_hidden)
+{
+	static const struct kp_ext first[] = {
+		{ 0x100, PCI_EXT_CAP_ID_SRIOV, 0x140, 1 }, { 0x140, PCI_EXT_CAP_ID_DSN, 0x150, 1 },
+		{ 0x150, PCI_EXT_CAP_ID_REBAR, 0x160, 1 }, { 0x160, PCI_EXT_CAP_ID_VNDR, 0, 1 },
+	};
+	static const struct kp_ext want[] = {
+		{ 0x100, 0, 0, 0 }, { 0x140, PCI_EXT_CAP_ID_DSN, 0, 1 }, { 0x160, PCI_EXT_CAP_ID_VNDR, 0, 1 },
+	};
+	static const struct kp_ext all[] = {
+		{ 0x100, PCI_EXT_CAP_ID_SRIOV, 0x200, 1 }, { 0x200, PCI_EXT_CAP_ID_ARI, 0x240, 1 },
+		{ 0x240, PCI_EXT_CAP_ID_PRI, 0, 1 },
+	};
+	struct mock *m = calloc(1, sizeof(*m));
+	struct kp_rig r;
+
+	mock_init(m);
+	kp_pcie_config(m, first, 4);
+	kp_rig_start(&r, m);
+	expect_chain(&r, want, 3);
+	cr_expect_eq(kp_cfg_read(&r, 0x104, 4), 0, "the hidden SR-IOV body behind the Null header");
+	cr_expect_eq(kp_cfg_read(&r, 0x144, 4), 0x47464544, "DSN body from the device");
+	kp_rig_stop(&r);
+
+	mock_init(m);
+	kp_pcie_config(m, all, 3);
+	kp_rig_start(&r, m);
+	cr_expect_eq(kp_cfg_read(&r, 0x100, 4), 0, "no capability to show: an empty list");
+	cr_expect_eq(kp_cfg_read(&r, 0x200, 4), 0);
+	kp_rig_stop(&r);
+	free(m);
+}
+
+/* Chains that lie: a loop, a pointer back into the header. The walk stops
+ * at the bad link; what came before is shown, and the guest's chain ends. */
+Test(vfio_kernel, extended_caps_hostile_chains_are_cut)
+{
+	static const struct kp_ext loop[] = {
+		{ 0x100, PCI_EXT_CAP_ID_ERR, 0x180, 2 }, { 0x180, PCI_EXT_CAP_ID_DSN, 0x100, 1 },
+	};
+	static const struct kp_ext back[] = {
+		{ 0x100, PCI_EXT_CAP_ID_ERR, 0x40, 2 },
+	};
+	static const struct kp_ext loop_want[] = {
+		{ 0x100, PCI_EXT_CAP_ID_ERR, 0, 2 }, { 0x180, PCI_EXT_CAP_ID_DSN, 0, 1 },
+	};
+	struct mock *m = calloc(1, sizeof(*m));
+	struct kp_rig r;
+
+	mock_init(m);
+	kp_pcie_config(m, loop, 2);
+	kp_rig_start(&r, m);
+	expect_chain(&r, loop_want, 2);
+	kp_rig_stop(&r);
+
+	mock_init(m);
+	kp_pcie_config(m, back, 1);
+	kp_rig_start(&r, m);
+	expect_chain(&r, loop_want, 1);
+	kp_rig_stop(&r);
+	free(m);
+}
+
+/* Only a PCI Express function with a 4 KiB config region has 0x100+: with
+ * a 256-byte region or without the PCI Express capability it reads zero and
+ * the device's extended space is never read. */
+Test(vfio_kernel, extended_caps_only_for_pci_express)
+{
+	static const struct kp_ext dev[] = { { 0x100, PCI_EXT_CAP_ID_ERR, 0, 2 } };
+	struct mock *m = calloc(1, sizeof(*m));
+	struct kp_rig r;
+
+	mock_init(m);
+	kp_pcie_config(m, dev, 1);
+	m->config_size = 256;
+	kp_rig_start(&r, m);
+	cr_expect(!r.vp->pcie);
+	cr_expect_eq(kp_cfg_read(&r, 0x100, 4), 0);
+	for (unsigned i = r.base; i < m->n; i++)
+		if (m->calls[i].op == M_PREAD)
+			cr_expect_lt(m->calls[i].off & 0xffffffffffULL, 256, "read past 256");
+	kp_rig_stop(&r);
+
+	mock_init(m);
+	kp_pcie_config(m, dev, 1);
+	m->config[0x61] = 0;          /* no PCI Express capability in the list */
+	kp_rig_start(&r, m);
+	cr_expect_eq(pci_cap_find(&r.vp->pci, PCI_CAP_ID_EXP), 0);
+	cr_expect_eq(kp_cfg_read(&r, 0x100, 4), 0);
+	kp_rig_stop(&r);
 	free(m);
 }

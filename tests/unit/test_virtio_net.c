@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "devices/virtio_iommu.h"
 #include "devices/virtio_net.h"
 #include "devices/virtio_net_config.h"
 
@@ -37,7 +38,9 @@ static void post(unsigned q, uint16_t head)
 	a->idx++;
 }
 
-static void start(uint64_t features)
+/* Reset, negotiate @features, enable every queue with its rings at RING(q)
+ * given to the device as RING(q) + @dma_off (an IOVA behind the vIOMMU). */
+static void start_at(uint64_t features, uint64_t dma_off)
 {
 	struct virtio_device *vdev = &net.vdev;
 
@@ -54,21 +57,27 @@ static void start(uint64_t features)
 
 		memset(mem_gpa_to_hva(&mem, RING(q), 0x3000), 0, 0x3000);
 		vq->st.size = QSZ;
-		vq->st.desc_addr = RING(q);
-		vq->st.avail_addr = RING(q) + 0x1000;
-		vq->st.used_addr = RING(q) + 0x2000;
-		cr_assert_eq(virtq_enable(vq), 0);
+		vq->st.desc_addr = RING(q) + dma_off;
+		vq->st.avail_addr = RING(q) + 0x1000 + dma_off;
+		vq->st.used_addr = RING(q) + 0x2000 + dma_off;
+		cr_assert_eq(virtq_enable(vq), 0, "%s", vdev->broken_reason);
 	}
 	virtio_device_set_status(vdev, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
 				       VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK);
 	pthread_mutex_unlock(&vdev->lock);
 }
 
+static void start(uint64_t features)
+{
+	start_at(features, 0);
+}
+
 #define BASE_FEATURES ((1ULL << VIRTIO_F_VERSION_1) | (1ULL << VIRTIO_NET_F_MAC) | \
 		       (1ULL << VIRTIO_NET_F_MRG_RXBUF) | (1ULL << VIRTIO_NET_F_CTRL_VQ) | \
 		       (1ULL << VIRTIO_NET_F_STATUS) | (1ULL << VIRTIO_NET_F_GUEST_ANNOUNCE))
 
-static void setup(void)
+/* Guest RAM and a device whose back end is a socketpair (peer: the other end). */
+static void net_open(void)
 {
 	struct net_config cfg = { .backend = NET_TAP, .mac = { 0x52, 0x54, 0, 1, 2, 3 }, .has_mac = true };
 	int sv[2];
@@ -78,6 +87,11 @@ static void setup(void)
 	peer = sv[1];
 	memset(&net, 0, sizeof(net));
 	cr_assert_eq(virtio_net_init(&net, "tnet", &mem, &cfg, &sv[0], 1, 0), 0);
+}
+
+static void setup(void)
+{
+	net_open();
 	start(BASE_FEATURES);
 }
 
@@ -203,6 +217,33 @@ Test(virtio_net, tx_budget_yields)
 	cr_assert_eq(net.qp[0].tx_frames, (uint64_t)total);
 }
 
+/* A 256-entry TX ring posted full with EVENT_IDX: one pass hits the budget
+ * exactly and must still ask for the next kick (avail_event), or the driver
+ * would wait for completions that never trigger one. */
+Test(virtio_net, tx_full_ring_in_one_pass_still_asks_for_a_kick)
+{
+	struct virtqueue *vq = net.qp[0].txq;
+	uint16_t *avail_event;
+	bool more;
+
+	start(BASE_FEATURES | (1ULL << VIRTIO_RING_F_EVENT_IDX));
+	pthread_mutex_lock(&net.vdev.lock);
+	vq->st.size = VIRTIO_NET_TX_BUDGET;
+	cr_assert_eq(virtq_enable(vq), 0);
+	pthread_mutex_unlock(&net.vdev.lock);
+	memset(buf(1, 0), 0, 12 + 60);
+	for (uint16_t i = 0; i < VIRTIO_NET_TX_BUDGET; i++) {
+		*desc(1, i) = (struct vring_desc){ BUF(1, 0), 12 + 60, 0, 0 };
+		avail(1)->ring[i] = i;
+	}
+	avail(1)->idx = VIRTIO_NET_TX_BUDGET;
+	cr_assert_eq(tx(&more), VIRTIO_NET_TX_BUDGET);
+	cr_assert(!more);
+	avail_event = mem_gpa_to_hva(&mem, RING(1) + 0x2000 + 4 + 8 * VIRTIO_NET_TX_BUDGET, 2);
+	cr_assert_eq(*avail_event, VIRTIO_NET_TX_BUDGET, "the device asks for a kick at the next frame");
+	cr_assert_eq(used(1)->idx + net.inflight, VIRTIO_NET_TX_BUDGET);
+}
+
 /* RX queue 0: post @n single-descriptor buffers of @size bytes. */
 static void post_rx(unsigned n, uint32_t size)
 {
@@ -232,12 +273,18 @@ Test(virtio_net, rx_mergeable_buffers_and_dirty_pages)
 	cr_assert_eq(h->num_buffers, 2);
 	cr_assert_eq(memcmp(buf(0, 0) + 12, frame + 12, 1024 - 12), 0);
 	cr_assert_eq(memcmp(buf(0, 1), frame + 1024, sizeof(frame) - 1024), 0);
-	/* The two unused buffers went back: the next frame starts at buffer 2. */
-	cr_assert_eq(virtq_avail_count(net.qp[0].rxq), 2);
 	/* VMM writes into guest RAM are in the dirty bitmap. */
 	uint64_t p0 = BUF(0, 0) / 4096, pu = (RING(0) + 0x2000) / 4096;
 	cr_assert(mem_take_dirty_word(&mem, p0 / 64) & (1ULL << (p0 % 64)));
 	cr_assert(mem_take_dirty_word(&mem, pu / 64) & (1ULL << (pu % 64)));
+	/* The two unused buffers went back, and the read for the next frame
+	 * is posted on them: it starts at buffer 2. */
+	cr_assert_eq(net.qp[0].rx_inflight, 2);
+	cr_assert_eq(send(peer, frame, 100, 0), 100);
+	cr_assert_eq(rx(), 1);
+	cr_assert_eq(used(0)->idx, 3);
+	cr_assert_eq(used(0)->ring[2].id, 2);
+	cr_assert_eq(used(0)->ring[2].len, 100);
 }
 
 Test(virtio_net, rx_waits_for_buffers)
@@ -252,6 +299,200 @@ Test(virtio_net, rx_waits_for_buffers)
 	cr_assert(!net.qp[0].rx_blocked);
 	cr_assert_eq(used(0)->ring[0].len, sizeof(frame));
 	cr_assert_eq(rx(), 0, "back end empty");
+}
+
+/* A frame sent to the back end (which is not read at once: io_uring parks the read). */
+static uint8_t *rx_frame(uint8_t *frame, size_t len, uint8_t fill)
+{
+	memset(frame, 0, VIRTIO_NET_HDR_LEN);
+	memset(frame + VIRTIO_NET_HDR_LEN, fill, len - VIRTIO_NET_HDR_LEN);
+	cr_assert_eq(send(peer, frame, len, 0), (ssize_t)len);
+	return frame;
+}
+
+Test(virtio_net, rx_read_posted_ahead_completes_when_a_frame_arrives)
+{
+	uint8_t frame[12 + 60];
+
+	post_rx(2, 2048);
+	memset(buf(0, 0), 0xee, 64);
+	cr_assert_eq(rx(), 0, "back end empty");
+	cr_assert_eq(net.qp[0].rx_inflight, 1, "a read is posted on buffer 0");
+	cr_assert_eq(net.inflight, 1);
+	cr_assert_eq(used(0)->idx, 0);
+	cr_assert_eq(buf(0, 0)[12], 0xee, "nothing written yet");
+	/* The kernel fills the buffer; the used entry follows the completion. */
+	rx_frame(frame, sizeof(frame), 0x5a);
+	cr_assert_eq(rx(), 1);
+	cr_assert_eq(used(0)->idx, 1);
+	cr_assert_eq(used(0)->ring[0].len, sizeof(frame));
+	cr_assert_eq(buf(0, 0)[12], 0x5a);
+	cr_assert_eq(net.qp[0].rx_inflight, 1, "the next read is posted on buffer 1");
+}
+
+Test(virtio_net, rx_too_few_buffers_waits_without_spinning)
+{
+	/* With MRG_RXBUF one 1 KiB buffer cannot take a full-size frame: the
+	 * device waits for more (this once looped forever). */
+	post_rx(1, 1024);
+	cr_assert_eq(rx(), 0);
+	cr_assert(net.qp[0].rx_blocked);
+	cr_assert_eq(net.qp[0].rx_inflight, 0);
+	cr_assert_eq(virtq_avail_count(net.qp[0].rxq), 1);
+}
+
+Test(virtio_net, reset_cancels_the_posted_read)
+{
+	uint8_t frame[12 + 60], got[128];
+
+	post_rx(2, 2048);
+	memset(buf(0, 0), 0xee, 64);
+	cr_assert_eq(rx(), 0);
+	cr_assert_eq(net.inflight, 1);
+	pthread_mutex_lock(&net.vdev.lock);
+	virtio_device_reset(&net.vdev);
+	pthread_mutex_unlock(&net.vdev.lock);
+	cr_assert_eq(net.inflight, 0, "nothing left in flight after a reset");
+	cr_assert_eq(net.qp[0].rx_inflight, 0);
+	/* The driver may reuse the memory now: a frame must not land there. */
+	rx_frame(frame, sizeof(frame), 0x5a);
+	cr_assert_eq(buf(0, 0)[12], 0xee);
+	cr_assert_eq(recv(net.qp[0].fd, got, sizeof(got), MSG_DONTWAIT), (ssize_t)sizeof(frame),
+		     "the frame stayed in the back end");
+}
+
+Test(virtio_net, drain_gives_the_read_chains_back)
+{
+	uint8_t frame[12 + 60];
+
+	post_rx(2, 2048);
+	cr_assert_eq(rx(), 0);
+	cr_assert_eq(net.qp[0].rxq->st.last_avail_idx, 1);
+	pthread_mutex_lock(&net.vdev.lock);
+	cr_assert_eq(virtio_net_drain(&net, false), 0);
+	pthread_mutex_unlock(&net.vdev.lock);
+	cr_assert_eq(net.inflight, 0);
+	cr_assert_eq(net.qp[0].rxq->st.last_avail_idx, 0, "buffer 0 is available again");
+	cr_assert_eq(virtq_avail_count(net.qp[0].rxq), 2);
+	rx_frame(frame, sizeof(frame), 0x33);
+	cr_assert_eq(rx(), 1);
+	cr_assert_eq(used(0)->ring[0].id, 0);
+	cr_assert_eq(buf(0, 0)[12], 0x33);
+}
+
+Test(virtio_net, quiesce_stops_guest_ram_writes)
+{
+	uint8_t frame[12 + 60];
+
+	post_rx(2, 2048);
+	memset(buf(0, 0), 0xee, 64);
+	cr_assert_eq(rx(), 0);
+	virtio_net_quiesce(&net, true);
+	cr_assert_eq(net.inflight, 0);
+	rx_frame(frame, sizeof(frame), 0x44);
+	cr_assert_eq(rx(), 0, "stopped");
+	cr_assert_eq(buf(0, 0)[12], 0xee);
+	cr_assert_eq(used(0)->idx, 0);
+	virtio_net_quiesce(&net, false);
+	cr_assert_eq(rx(), 1);
+	cr_assert_eq(buf(0, 0)[12], 0x44);
+}
+
+/* An IOMMU stand-in: identity page by page, except that buffer 0 of the RX
+ * queue can be unmapped (bump the generation then, like the real owner). */
+static bool rx_buf0_mapped = true;
+static _Atomic uint64_t dma_gen = 1;
+
+static int test_translate(void *opaque, uint64_t iova, uint64_t len, bool write,
+			  struct virtio_dma_range *r)
+{
+	uint64_t page = iova & ~0xfffULL;
+
+	if (!rx_buf0_mapped && iova < BUF(0, 0) + 0x1000 && iova + len > BUF(0, 0))
+		return -EFAULT;
+	if (((iova + len - 1) & ~0xfffULL) != page)
+		return -EFAULT;   /* the test's buffers never cross a page */
+	*r = (struct virtio_dma_range){ .start = page, .last = page + 0xfff, .gpa = page,
+					.gen = dma_gen, .perm = VIRTIO_DMA_READ | VIRTIO_DMA_WRITE };
+	return 0;
+}
+
+Test(virtio_net, dma_change_takes_back_the_posted_read)
+{
+	uint8_t frame[12 + 60], got[128];
+
+	cr_assert_eq(virtio_device_set_dma_translate(&net.vdev, test_translate, NULL, &dma_gen), 0);
+	start(BASE_FEATURES | (1ULL << VIRTIO_F_ACCESS_PLATFORM));
+	post_rx(1, 2048);
+	memset(buf(0, 0), 0xee, 64);
+	cr_assert_eq(rx(), 0);
+	cr_assert_eq(net.qp[0].rx_inflight, 1);
+	/* The driver unmaps the buffer; the IOMMU tells the device. */
+	rx_buf0_mapped = false;
+	dma_gen++;
+	pthread_mutex_lock(&net.vdev.lock);
+	virtio_device_remap_rings(&net.vdev);
+	pthread_mutex_unlock(&net.vdev.lock);
+	cr_assert_eq(net.qp[0].rx_inflight, 0, "no read left on the old translation");
+	cr_assert(net.qp[0].rx_polling, "the next read waits for a frame");
+	/* The frame comes: the buffer faults and comes back empty, nothing is
+	 * written, the frame stays in the back end for the next buffer. */
+	rx_frame(frame, sizeof(frame), 0x77);
+	cr_assert_eq(rx(), 0);
+	cr_assert_not(net.vdev.broken);
+	cr_assert_eq(net.qp[0].rx_faults, 1);
+	cr_assert_eq(used(0)->idx, 1);
+	cr_assert_eq(used(0)->ring[0].len, 0);
+	cr_assert_eq(buf(0, 0)[12], 0xee);
+	cr_assert_eq(recv(net.qp[0].fd, got, sizeof(got), MSG_DONTWAIT), (ssize_t)sizeof(frame));
+}
+
+/* A back end that pushes back: the write waits in io_uring, and the used
+ * entry waits for the write. */
+Test(virtio_net, tx_used_entry_follows_the_write)
+{
+	struct virtio_net_hdr_mrg_rxbuf h = { 0 };
+	static uint8_t payload[2000], got[4096];
+	int sndbuf = 4096, frames = QSZ / 2, n = 0;
+	bool more;
+
+	cr_assert_eq(setsockopt(net.qp[0].fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)), 0);
+	for (uint16_t d = 0; d < QSZ; d += 2)
+		post_tx_frame(d, &h, payload, sizeof(payload));
+	cr_assert_eq(tx(&more), frames);
+	cr_assert_lt(used(1)->idx, frames, "writes the socket cannot take yet are not used");
+	cr_assert_gt(net.inflight, 0);
+	/* Used entries follow in posting order: one behind a pending write waits too. */
+	cr_assert_leq(used(1)->idx + net.inflight, (unsigned)frames);
+	while (n < frames) {
+		cr_assert_eq(recv(peer, got, sizeof(got), 0), 12 + (ssize_t)sizeof(payload));
+		n++;
+		tx(&more);   /* reaps what the room made complete */
+	}
+	cr_assert_eq(used(1)->idx, frames);
+	cr_assert_eq(net.inflight, 0);
+	cr_assert_eq(net.qp[0].tx_frames, (uint64_t)frames);
+}
+
+Test(virtio_net, tx_drain_drops_a_blocked_write)
+{
+	struct virtio_net_hdr_mrg_rxbuf h = { 0 };
+	static uint8_t payload[2000];
+	int sndbuf = 4096;
+	bool more;
+
+	cr_assert_eq(setsockopt(net.qp[0].fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)), 0);
+	for (uint16_t d = 0; d < QSZ; d += 2)
+		post_tx_frame(d, &h, payload, sizeof(payload));
+	cr_assert_eq(tx(&more), QSZ / 2);
+	cr_assert_gt(net.inflight, 0);
+	pthread_mutex_lock(&net.vdev.lock);
+	cr_assert_eq(virtio_net_drain(&net, false), 0);
+	pthread_mutex_unlock(&net.vdev.lock);
+	cr_assert_eq(net.inflight, 0);
+	cr_assert_eq(used(1)->idx, QSZ / 2, "every chain is used: sent or dropped");
+	cr_assert_eq(net.qp[0].tx_frames + net.qp[0].tx_errors, (uint64_t)QSZ / 2);
+	cr_assert_gt(net.qp[0].tx_errors, 0);
 }
 
 Test(virtio_net, rx_device_readable_buffer_needs_reset)
@@ -450,4 +691,261 @@ Test(net_config, tap_open_errors)
 	cr_assert_not_null(strstr(err, "not a TAP"));
 	cr_assert_eq(net_macvtap_open("lo", &n, false, fds, (uint8_t[6]){ 0 }, err, sizeof(err)), -EINVAL);
 	cr_assert_not_null(strstr(err, "not a macvtap"));
+}
+
+/* ---- behind a virtio-iommu ----------------------------------------------------------
+ * A translation fault on a buffer fails that one request (TX frame dropped,
+ * RX buffer returned empty), is reported once, leaves guest memory alone, and
+ * the device keeps going with the requests after it. The driver gives the
+ * device IOVA(gpa) for every ring and buffer. */
+
+#define NQ         3                           /* rx0, tx0, ctrl */
+#define RXQ        0
+#define TXQ        1
+#define IOVA(gpa)  ((gpa) + 0x40000000ULL)
+#define EP         0x18
+#define DOM        1
+#define RW         (IOMMU_MAP_F_READ | IOMMU_MAP_F_WRITE)
+
+static struct virtio_iommu viommu;
+
+static void map_buf(unsigned q, unsigned i, uint32_t flags)
+{
+	cr_assert_eq(iommu_map(&viommu.io, DOM, IOVA(BUF(q, i)), IOVA(BUF(q, i)) + 0xfff,
+			       BUF(q, i), flags), 0);
+}
+
+#define FEATURES ((1ULL << VIRTIO_F_VERSION_1) | (1ULL << VIRTIO_F_ACCESS_PLATFORM) | \
+		  (1ULL << VIRTIO_NET_F_MAC) | (1ULL << VIRTIO_NET_F_CTRL_VQ))
+
+/* The device is the vIOMMU's endpoint EP, attached to DOM, which maps the
+ * rings of all three queues read-write; the tests map buffers themselves. */
+static void setup_iommu(void)
+{
+	net_open();
+	cr_assert_eq(virtio_iommu_init(&viommu, &mem, NULL), 0);
+	cr_assert_eq(virtio_iommu_add_endpoint(&viommu, &net.vdev, EP), 0);
+	cr_assert_eq(iommu_attach(&viommu.io, DOM, EP, 0), 0);
+	cr_assert_eq(iommu_map(&viommu.io, DOM, IOVA(RING(0)), IOVA(RING(NQ)) - 1, RING(0), RW), 0);
+}
+
+static void teardown_iommu(void)
+{
+	virtio_iommu_destroy(&viommu);
+	teardown();
+}
+
+TestSuite(net_iommu, .init = setup_iommu, .fini = teardown_iommu);
+
+/* A TX frame in buffer page @i: header and payload in one descriptor. */
+static void post_tx(uint16_t d, unsigned i, uint8_t tag)
+{
+	uint8_t *b = buf(TXQ, i);
+
+	memset(b, 0, 12);
+	memset(b + 12, tag, 60);
+	*desc(TXQ, d) = (struct vring_desc){ IOVA(BUF(TXQ, i)), 72, 0, 0 };
+	post(TXQ, d);
+}
+
+static void post_rx_page(uint16_t d, unsigned i, uint32_t len)
+{
+	*desc(RXQ, d) = (struct vring_desc){ IOVA(BUF(RXQ, i)), len, VRING_DESC_F_WRITE, 0 };
+	post(RXQ, d);
+}
+
+/* The fault reports waiting for the event queue. */
+static unsigned pending_faults(struct iommu_fault *first)
+{
+	unsigned n;
+
+	pthread_mutex_lock(&viommu.fault_lock);
+	n = viommu.pending_count;
+	if (n && first)
+		*first = viommu.pending[viommu.pending_head];
+	pthread_mutex_unlock(&viommu.fault_lock);
+	return n;
+}
+
+/* Used element @slot of queue @q is chain @id with length @len. */
+static void assert_used(unsigned q, unsigned slot, uint32_t id, uint32_t len)
+{
+	const struct vring_used_elem *u = &used(q)->ring[slot];
+
+	cr_assert_eq(u->id, id, "used[%u] of queue %u: id %u, expected %u", slot, q, u->id, id);
+	cr_assert_eq(u->len, len, "used[%u] of queue %u: len %u, expected %u", slot, q, u->len, len);
+}
+
+static void send_frame(uint8_t tag, size_t len)
+{
+	uint8_t f[2048] = { 0 };
+
+	memset(f + 12, tag, len);
+	cr_assert_eq(send(peer, f, 12 + len, 0), (ssize_t)(12 + len));
+}
+
+Test(net_iommu, tx_fault_drops_one_frame_device_goes_on)
+{
+	bool more;
+	uint8_t got[256];
+	uint64_t resets;
+	struct iommu_fault f;
+
+	start_at(FEATURES, IOVA(0));
+	resets = net.vdev.resets;
+	map_buf(TXQ, 0, IOMMU_MAP_F_READ);
+	map_buf(TXQ, 2, IOMMU_MAP_F_READ);
+	/* Frame 1 sits in a page the driver never mapped. */
+	post_tx(0, 0, 0xa0);
+	post_tx(1, 1, 0xa1);
+	post_tx(2, 2, 0xa2);
+	cr_assert_eq(tx(&more), 2, "two frames sent");
+	cr_assert_not(net.vdev.broken, "%s", net.vdev.broken_reason);
+	cr_assert_eq(used(TXQ)->idx, 3, "all three chains returned");
+	assert_used(TXQ, 1, 1, 0);
+	cr_assert_eq(net.qp[0].tx_faults, 1);
+	cr_assert_eq(net.qp[0].tx_frames, 2);
+	cr_assert_eq(recv(peer, got, sizeof(got), 0), 72);
+	cr_assert_eq(got[12], 0xa0);
+	cr_assert_eq(recv(peer, got, sizeof(got), 0), 72);
+	cr_assert_eq(got[12], 0xa2, "the faulting frame never reached the back end");
+	cr_assert_eq(recv(peer, got, sizeof(got), 0), -1);
+	cr_assert_eq(pending_faults(&f), 1, "one fault report");
+	cr_assert_eq(f.reason, IOMMU_FAULT_R_MAPPING);
+	cr_assert_eq(f.flags, IOMMU_FAULT_F_READ | IOMMU_FAULT_F_ADDRESS);
+	cr_assert_eq(f.endpoint, EP);
+	cr_assert_eq(f.address, IOVA(BUF(TXQ, 1)));
+	/* Later frames, also through the page once it is mapped, go out. */
+	map_buf(TXQ, 1, IOMMU_MAP_F_READ);
+	post_tx(3, 1, 0xb1);
+	cr_assert_eq(tx(&more), 1);
+	cr_assert_eq(recv(peer, got, sizeof(got), 0), 72);
+	cr_assert_eq(got[12], 0xb1);
+	cr_assert_eq(net.vdev.resets, resets, "no reset needed");
+}
+
+/* Permissions: a buffer mapped write-only cannot be read for TX. */
+Test(net_iommu, tx_from_write_only_mapping_faults)
+{
+	bool more;
+	struct iommu_fault f;
+
+	start_at(FEATURES, IOVA(0));
+	map_buf(TXQ, 0, IOMMU_MAP_F_WRITE);
+	post_tx(0, 0, 0xc0);
+	cr_assert_eq(tx(&more), 0);
+	cr_assert_eq(used(TXQ)->idx, 1);
+	cr_assert_eq(net.qp[0].tx_faults, 1);
+	cr_assert_not(net.vdev.broken);
+	cr_assert_eq(pending_faults(&f), 1);
+	cr_assert_eq(f.flags, IOMMU_FAULT_F_READ | IOMMU_FAULT_F_ADDRESS);
+}
+
+/* RX into a page the driver unmapped (and one mapped read-only): each buffer
+ * comes back empty, nothing is written to the page behind it or to the page
+ * whose GPA equals the IOVA, and the frame lands in the next good buffer. */
+Test(net_iommu, rx_fault_returns_buffer_empty_frame_goes_to_next)
+{
+	struct iommu_fault f;
+	uint8_t *ro = buf(RXQ, 1), *gone = buf(RXQ, 0);
+
+	start_at(FEATURES, IOVA(0));
+	map_buf(RXQ, 1, IOMMU_MAP_F_READ);
+	map_buf(RXQ, 2, RW);
+	memset(gone, 0x5a, 0x1000);
+	memset(ro, 0x6b, 0x1000);
+	post_rx_page(0, 0, 2048);
+	post_rx_page(1, 1, 2048);
+	post_rx_page(2, 2, 2048);
+	send_frame(0x77, 100);
+	cr_assert_eq(rx(), 1);
+	cr_assert_not(net.vdev.broken, "%s", net.vdev.broken_reason);
+	cr_assert_eq(used(RXQ)->idx, 3);
+	assert_used(RXQ, 0, 0, 0);
+	assert_used(RXQ, 1, 1, 0);
+	assert_used(RXQ, 2, 2, 112);
+	cr_assert_eq(buf(RXQ, 2)[12], 0x77);
+	for (unsigned i = 0; i < 0x1000; i++) {
+		cr_assert_eq(gone[i], 0x5a, "unmapped page written at %u", i);
+		cr_assert_eq(ro[i], 0x6b, "read-only page written at %u", i);
+	}
+	cr_assert_eq(net.qp[0].rx_faults, 2);
+	cr_assert_eq(net.qp[0].rx_frames, 1);
+	cr_assert_eq(pending_faults(&f), 2);
+	cr_assert_eq(f.flags, IOMMU_FAULT_F_WRITE | IOMMU_FAULT_F_ADDRESS);
+	cr_assert_eq(f.address, IOVA(BUF(RXQ, 0)));
+}
+
+/* With no frame waiting, a faulting RX buffer is still failed at once (it
+ * can never take one), and a frame that arrives later uses the next buffer. */
+Test(net_iommu, rx_fault_without_traffic_then_frame)
+{
+	start_at(FEATURES, IOVA(0));
+	map_buf(RXQ, 3, RW);
+	post_rx_page(0, 0, 2048);
+	cr_assert_eq(rx(), 0);
+	cr_assert_eq(used(RXQ)->idx, 1);
+	assert_used(RXQ, 0, 0, 0);
+	cr_assert_eq(pending_faults(NULL), 1);
+	post_rx_page(1, 3, 2048);
+	send_frame(0x42, 60);
+	cr_assert_eq(rx(), 1);
+	cr_assert_eq(used(RXQ)->idx, 2);
+	assert_used(RXQ, 1, 1, 72);
+	cr_assert_eq(pending_faults(NULL), 1, "no second report");
+}
+
+/* Mergeable buffers: a faulting buffer behind small good ones ends the
+ * gathering; the frame goes into the good ones and the faulting one is
+ * returned afterwards, reported once although it was popped twice. */
+Test(net_iommu, rx_mergeable_fault_behind_gathered_buffers)
+{
+	start_at(FEATURES | (1ULL << VIRTIO_NET_F_MRG_RXBUF), IOVA(0));
+	map_buf(RXQ, 0, RW);
+	post_rx_page(0, 0, 256);
+	post_rx_page(1, 1, 256);                 /* page 1 not mapped */
+	cr_assert_eq(rx(), 0, "nothing to receive yet");
+	cr_assert_eq(used(RXQ)->idx, 0, "the good buffer is kept for a frame");
+	cr_assert_eq(pending_faults(NULL), 1);
+	send_frame(0x33, 100);
+	cr_assert_eq(rx(), 1);
+	cr_assert_not(net.vdev.broken, "%s", net.vdev.broken_reason);
+	cr_assert_eq(used(RXQ)->idx, 2);
+	assert_used(RXQ, 0, 0, 112);
+	assert_used(RXQ, 1, 1, 0);
+	cr_assert_eq(buf(RXQ, 0)[12], 0x33);
+	cr_assert_eq(net.qp[0].rx_faults, 1);
+	cr_assert_eq(pending_faults(NULL), 1, "reported once");
+}
+
+/* Rings are different: unmapped, the queue cannot go on (NEEDS_RESET,
+ * virtio 1.2 §2.1.2), and the fault is reported as well. */
+Test(net_iommu, ring_unmapped_needs_reset)
+{
+	start_at(FEATURES, IOVA(0));
+	cr_assert_eq(iommu_unmap(&viommu.io, DOM, IOVA(RING(0)), IOVA(RING(NQ)) - 1), 0);
+	pthread_mutex_lock(&net.vdev.lock);
+	virtio_device_remap_rings(&net.vdev);
+	pthread_mutex_unlock(&net.vdev.lock);
+	cr_assert(net.vdev.broken);
+	cr_assert(net.vdev.st.status & VIRTIO_CONFIG_S_NEEDS_RESET);
+	cr_assert_eq(pending_faults(NULL), 1);
+}
+
+/* The guest can fault at will: fault messages are rate-limited. */
+Test(log_ratelimit, burst_then_quiet_then_says_how_many_were_missed)
+{
+	struct log_ratelimit rl = { 0 };
+	uint64_t missed = 99;
+
+	for (int i = 0; i < 3; i++) {
+		cr_assert(log_ratelimit(&rl, 3, 60000, &missed));
+		cr_assert_eq(missed, 0);
+	}
+	for (int i = 0; i < 100; i++)
+		cr_assert_not(log_ratelimit(&rl, 3, 60000, &missed));
+	/* A new window (forced: the test does not wait a minute). */
+	rl.window_start_ns -= 61000ULL * 1000000ULL;
+	cr_assert(log_ratelimit(&rl, 3, 60000, &missed));
+	cr_assert_eq(missed, 100);
 }

@@ -8,6 +8,33 @@
 static void nic_cfg16(struct nic *n, unsigned off, uint16_t v) { memcpy(n->st.config + off, &v, 2); }
 static void nic_cfg32(struct nic *n, unsigned off, uint32_t v) { memcpy(n->st.config + off, &v, 4); }
 
+/* Extended capability header (PCIe 6.0 §7.6.3): ID, version, next. */
+static void nic_ext_cap(struct nic *n, unsigned off, uint16_t id, unsigned ver, unsigned next)
+{
+	nic_cfg32(n, off, id | (uint32_t)ver << 16 | (uint32_t)next << 20);
+}
+
+/* A PCI Express endpoint: the capability in the header, then a chain of
+ * extended ones mixing what a VMM can show with what it must hide. */
+static void nic_config_pcie(struct nic *n)
+{
+	n->st.config[VFNIC_VNDR_CAP + 1] = VFNIC_EXP_CAP;
+	n->st.config[VFNIC_EXP_CAP] = 0x10;                 /* PCI Express */
+	nic_cfg16(n, VFNIC_EXP_CAP + 2, 0x0002);            /* v2, endpoint */
+	nic_cfg32(n, VFNIC_EXP_CAP + 4, 0x00008000);        /* DEVCAP: role-based error rep. */
+	nic_ext_cap(n, VFNIC_EXT_SRIOV, 0x10, 1, VFNIC_EXT_AER);
+	nic_cfg16(n, VFNIC_EXT_SRIOV + 0x0e, 8);            /* TotalVFs */
+	nic_ext_cap(n, VFNIC_EXT_AER, 0x01, 2, VFNIC_EXT_ATS);
+	nic_cfg32(n, VFNIC_EXT_AER + 0x0c, 0x00462030);     /* uncorrectable severity default */
+	nic_ext_cap(n, VFNIC_EXT_ATS, 0x0f, 1, VFNIC_EXT_DSN);
+	nic_ext_cap(n, VFNIC_EXT_DSN, 0x03, 1, VFNIC_EXT_REBAR);
+	nic_cfg32(n, VFNIC_EXT_DSN + 4, (uint32_t)VFNIC_DSN);
+	nic_cfg32(n, VFNIC_EXT_DSN + 8, (uint32_t)(VFNIC_DSN >> 32));
+	nic_ext_cap(n, VFNIC_EXT_REBAR, 0x15, 1, VFNIC_EXT_VSEC);
+	nic_ext_cap(n, VFNIC_EXT_VSEC, 0x0b, 1, 0);
+	nic_cfg32(n, VFNIC_EXT_VSEC + 4, 0x1 | 1u << 16 | 0x00cu << 20);   /* VSEC id 1, rev 1, 12 bytes */
+}
+
 static void nic_config_defaults(struct nic *n)
 {
 	memset(n->st.config, 0, sizeof(n->st.config));
@@ -36,6 +63,7 @@ static void nic_config_defaults(struct nic *n)
 	nic_cfg16(n, VFNIC_MSIX_CAP + 2, VFNIC_NR_VECTORS - 1);
 	nic_cfg32(n, VFNIC_MSIX_CAP + 4, VFNIC_MSIX_TABLE | 0);
 	nic_cfg32(n, VFNIC_MSIX_CAP + 8, VFNIC_MSIX_PBA | 0);
+	nic_config_pcie(n);
 }
 
 static void nic_stats_publish(struct nic *n)
@@ -243,6 +271,7 @@ void nic_bar0_write(struct nic *n, uint32_t off, uint32_t val)
 void nic_config_read(struct nic *n, uint32_t off, void *buf, uint32_t len)
 {
 	nic_cfg32(n, VFNIC_VNDR_CAP + 4, n->st.irq_status);
+	nic_cfg32(n, VFNIC_EXT_VSEC + 8, n->st.irq_status);
 	memcpy(buf, n->st.config + off, len);
 }
 
@@ -260,5 +289,7 @@ void nic_config_write(struct nic *n, uint32_t off, const void *buf, uint32_t len
 			n->st.config[o] = b & 0x04;
 		else if (o == VFNIC_PM_CAP + 4)
 			n->st.config[o] = b & 0x03;   /* PMCSR power state */
+		else if (o >= VFNIC_EXT_AER + 8 && o < VFNIC_EXT_AER + 12)
+			n->st.config[o] = b;          /* AER uncorrectable error mask */
 	}
 }

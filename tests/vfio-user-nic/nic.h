@@ -18,7 +18,7 @@ struct nic_state {
 	uint32_t irq_status;
 	uint32_t tx_frames, rx_frames, dma_faults, rx_drops;
 	uint64_t fault_addr;
-	uint8_t config[256];          /* PCI config space as the device holds it */
+	uint8_t config[VFNIC_CFG_SIZE];   /* PCI Express config space as the device holds it */
 };
 
 struct nic_env {

@@ -33,6 +33,17 @@
 #define VFNIC_MSIX_CAP    0x40
 #define VFNIC_PM_CAP      0x50          /* power management: PMCSR writable */
 #define VFNIC_VNDR_CAP    0x60          /* vendor-specific: +4 = IRQ_STATUS, live */
+#define VFNIC_EXP_CAP     0x70          /* PCI Express v2, endpoint: 4 KiB config space */
+/* The PCI Express extended capability chain (config 0x100+), in chain order.
+ * A VMM must hide SR-IOV, ATS and Resizable BAR and keep the chain valid. */
+#define VFNIC_EXT_SRIOV   0x100         /* SR-IOV (0x10): hidden */
+#define VFNIC_EXT_AER     0x140         /* AER (0x01) v2: +8 uncorrectable mask, writable */
+#define VFNIC_EXT_ATS     0x190         /* ATS (0x0f): hidden */
+#define VFNIC_EXT_DSN     0x1a0         /* Device Serial Number (0x03) */
+#define VFNIC_EXT_REBAR   0x1b0         /* Resizable BAR (0x15): hidden */
+#define VFNIC_EXT_VSEC    0x1c0         /* Vendor-Specific (0x0b): +8 = IRQ_STATUS, live; last */
+#define VFNIC_DSN         0x0123456789abcdefULL
+#define VFNIC_CFG_SIZE    0x1000
 
 #define VFNIC_REG_ID          0x00   /* RO magic */
 #define VFNIC_REG_CTRL        0x04

@@ -46,11 +46,27 @@
 #define SRV_MAX_FDS     8
 #define SRV_NUM_REGIONS VFIO_PCI_NUM_REGIONS
 #define SRV_NUM_IRQS    VFIO_PCI_NUM_IRQS
+#define SRV_MAX_PARKED  64       /* pipelined client commands held across one DMA */
+#define SRV_TIMEOUT_MS  5000     /* rest of a started message, or a DMA reply */
+#define SRV_RX_BATCH    32       /* TAP frames per turn: the socket is not starved */
 
 struct dma_window {
 	uint64_t iova, size;
 	uint32_t flags;
 	uint8_t *map;          /* NULL: reach it with DMA_READ/WRITE */
+};
+
+/* A client command that crossed one of our DMA messages. The spec allows it
+ * twice over (docs/interop/vfio-user.rst, "Command Concurrency"): messages
+ * from the server may sit between a client request and its reply, and the
+ * client may pipeline several requests without waiting for replies. */
+struct parked_cmd {
+	struct parked_cmd *next;
+	struct vfio_user_hdr hdr;
+	size_t len;
+	int fds[SRV_MAX_FDS];
+	unsigned nfds;
+	uint8_t data[];
 };
 
 struct server {
@@ -72,15 +88,13 @@ struct server {
 	uint32_t client_max_xfer;
 	uint8_t *buf, *out;
 	/* DMA messages have their own buffers: they happen in the middle of a
-	 * command whose buffers are live. A command that arrives while we wait
-	 * for a DMA reply (a vCPU touched the device during asynchronous RX) is
-	 * parked and handled right after. */
-	uint8_t *dma_out, *dma_in, *parked_buf;
-	bool parked;
-	struct vfio_user_hdr parked_hdr;
-	size_t parked_len;
-	int parked_fds[SRV_MAX_FDS];
-	unsigned parked_nfds;
+	 * command whose buffers are live. Client commands that arrive while we
+	 * wait for a DMA reply are parked, in arrival order, and handled before
+	 * anything new is read from the socket (see srv_park()). */
+	uint8_t *dma_out, *dma_in;
+	struct parked_cmd *parked, **parked_tail;
+	unsigned nparked;
+	bool broken;                      /* the client broke the protocol: exit */
 	int tap_fd;                       /* --tap: the wire; -1 = loopback */
 };
 
@@ -102,7 +116,58 @@ static struct dma_window *srv_window(struct server *s, uint64_t iova, uint64_t l
 	return NULL;
 }
 
-/* DMA_READ/WRITE to the client; its reply comes back on the same socket. */
+/* Keep a client command that arrived while we wait for a DMA reply. We cannot
+ * handle it here: the device model is in the middle of the DMA. The client
+ * answers our DMA while it waits for its own replies (it must not stall), so
+ * the wait ends and the main loop handles the parked commands in order. */
+static int srv_park(struct server *s, const struct vfio_user_hdr *h, const uint8_t *data,
+		    size_t len, const int *fds, unsigned nfds)
+{
+	struct parked_cmd *p;
+
+	if (s->nparked >= SRV_MAX_PARKED) {
+		fprintf(stderr, "vfio-user-nic: client pipelined more than %d commands across "
+				"one DMA message\n", SRV_MAX_PARKED);
+		s->broken = true;
+		return -EPROTO;
+	}
+	p = malloc(sizeof(*p) + len);
+	if (!p) {
+		s->broken = true;
+		return -ENOMEM;
+	}
+	p->next = NULL;
+	p->hdr = *h;
+	p->len = len;
+	p->nfds = nfds;
+	memcpy(p->fds, fds, nfds * sizeof(int));
+	memcpy(p->data, data, len);
+	*s->parked_tail = p;
+	s->parked_tail = &p->next;
+	s->nparked++;
+	return 0;
+}
+
+/* The oldest parked command, its payload in s->buf (idle between commands). */
+static void srv_unpark(struct server *s, struct vfio_user_hdr *h, size_t *len, int *fds,
+		       unsigned *nfds)
+{
+	struct parked_cmd *p = s->parked;
+
+	s->parked = p->next;
+	if (!s->parked)
+		s->parked_tail = &s->parked;
+	s->nparked--;
+	*h = p->hdr;
+	*len = p->len;
+	*nfds = p->nfds;
+	memcpy(fds, p->fds, p->nfds * sizeof(int));
+	memcpy(s->buf, p->data, p->len);
+	free(p);
+}
+
+/* DMA_READ/WRITE to the client; its reply comes back on the same socket,
+ * possibly after client commands (parked). */
 static int srv_dma_msg(struct server *s, uint64_t iova, void *buf, uint32_t len, bool write)
 {
 	struct vfio_user_dma_rw rw = { .address = iova, .count = len };
@@ -110,9 +175,10 @@ static int srv_dma_msg(struct server *s, uint64_t iova, void *buf, uint32_t len,
 				   .command = write ? VFIO_USER_DMA_WRITE : VFIO_USER_DMA_READ };
 	struct vfio_user_hdr r;
 	size_t rlen;
-	unsigned nfds = 0;
 	int ret;
 
+	if (s->broken)
+		return -EPIPE;
 	memcpy(s->dma_out, &rw, sizeof(rw));
 	if (write)
 		memcpy(s->dma_out + sizeof(rw), buf, len);
@@ -122,26 +188,21 @@ static int srv_dma_msg(struct server *s, uint64_t iova, void *buf, uint32_t len,
 		return ret;
 	for (;;) {
 		int fds[SRV_MAX_FDS];
+		unsigned nfds = SRV_MAX_FDS;
 
-		nfds = SRV_MAX_FDS;
 		ret = vfio_user_recv(s->sock, &r, s->dma_in, VFIO_USER_MAX_MSG, &rlen, fds, &nfds,
-				     5000);
+				     SRV_TIMEOUT_MS);
 		if (ret)
 			return ret;
-		if ((r.flags & VFIO_USER_F_TYPE_MASK) == VFIO_USER_F_COMMAND && !s->parked) {
-			/* The client's next request crossed our DMA: park it. */
-			s->parked = true;
-			s->parked_hdr = r;
-			s->parked_len = rlen;
-			memcpy(s->parked_fds, fds, nfds * sizeof(int));
-			s->parked_nfds = nfds;
-			uint8_t *t = s->dma_in;   /* keep its payload: swap buffers */
-			s->dma_in = s->parked_buf;
-			s->parked_buf = t;
-			continue;
+		if ((r.flags & VFIO_USER_F_TYPE_MASK) == VFIO_USER_F_COMMAND) {
+			ret = srv_park(s, &r, s->dma_in, rlen, fds, nfds);
+			if (!ret)
+				continue;
 		}
 		for (unsigned i = 0; i < nfds; i++)
 			close(fds[i]);
+		if (ret)
+			return ret;
 		break;
 	}
 	if ((r.flags & VFIO_USER_F_TYPE_MASK) != VFIO_USER_F_REPLY || r.msg_id != h.msg_id)
@@ -266,7 +327,7 @@ static void srv_tap_rx(struct server *s)
 	uint8_t frame[VFNIC_MAX_FRAME];
 	ssize_t n;
 
-	while ((n = read(s->tap_fd, frame, sizeof(frame))) > 0)
+	for (int i = 0; i < SRV_RX_BATCH && (n = read(s->tap_fd, frame, sizeof(frame))) > 0; i++)
 		nic_wire_rx(&s->nic, frame, (uint32_t)n);
 }
 
@@ -370,7 +431,7 @@ static uint64_t srv_region_size(uint32_t index)
 	switch (index) {
 	case VFIO_PCI_BAR0_REGION_INDEX: return VFNIC_BAR0_SIZE;
 	case VFIO_PCI_BAR2_REGION_INDEX: return VFNIC_BAR2_SIZE;
-	case VFIO_PCI_CONFIG_REGION_INDEX: return 256;
+	case VFIO_PCI_CONFIG_REGION_INDEX: return VFNIC_CFG_SIZE;
 	default: return 0;
 	}
 }
@@ -604,8 +665,8 @@ static int srv_init(struct server *s)
 	s->out = malloc(VFIO_USER_MAX_MSG);
 	s->dma_out = malloc(VFIO_USER_MAX_MSG);
 	s->dma_in = malloc(VFIO_USER_MAX_MSG);
-	s->parked_buf = malloc(VFIO_USER_MAX_MSG);
-	if (!s->dma_out || !s->dma_in || !s->parked_buf)
+	s->parked_tail = &s->parked;
+	if (!s->dma_out || !s->dma_in)
 		return -1;
 	s->bar2_fd = memfd_create("vfio-user-nic-bar2", MFD_CLOEXEC);
 	if (!s->buf || !s->out || s->bar2_fd < 0 || ftruncate(s->bar2_fd, VFNIC_BAR2_SIZE))
@@ -615,6 +676,104 @@ static int srv_init(struct server *s)
 		return -1;
 	nic_init(&s->nic, &env, s->bar2);
 	return 0;
+}
+
+/* Handle one client command (payload in s->buf). 0, or -1 to stop (reported). */
+static int srv_handle(struct server *s, struct vfio_user_hdr *h, size_t len, int *fds,
+		      unsigned nfds)
+{
+	int ret = srv_dispatch(s, h, len, fds, &nfds);
+
+	/* Whatever a handler did not keep (it zeroes nfds then) is closed:
+	 * DMA_MAP fds are mmapped already or unused in --dma-msg mode. */
+	for (unsigned i = 0; i < nfds; i++)
+		close(fds[i]);
+	if (ret) {
+		fprintf(stderr, "vfio-user-nic: send: %s\n", strerror(-ret));
+		return -1;
+	}
+	if (s->exit_after && ++s->handled >= s->exit_after)
+		_exit(3);   /* crash simulation: no goodbye */
+	return 0;
+}
+
+/* Read and handle one command; poll() found the socket readable just now.
+ * 0, 1 when the client went away (the normal end), -1 on error. */
+static int srv_receive(struct server *s)
+{
+	struct vfio_user_hdr h;
+	int fds[SRV_MAX_FDS];
+	unsigned nfds = SRV_MAX_FDS;
+	size_t len;
+	int ret = vfio_user_recv(s->sock, &h, s->buf, VFIO_USER_MAX_MSG, &len, fds, &nfds,
+				 SRV_TIMEOUT_MS);
+
+	if (ret == -ECONNRESET)
+		return 1;
+	if (ret) {
+		fprintf(stderr, "vfio-user-nic: receive: %s\n", strerror(-ret));
+		return -1;
+	}
+	if ((h.flags & VFIO_USER_F_TYPE_MASK) != VFIO_USER_F_COMMAND) {
+		for (unsigned i = 0; i < nfds; i++)
+			close(fds[i]);
+		fprintf(stderr, "vfio-user-nic: unexpected reply id %u\n", h.msg_id);
+		return -1;
+	}
+	return srv_handle(s, &h, len, fds, nfds);
+}
+
+static bool srv_fd_ready(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+
+	return poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
+}
+
+/* The main loop; returns the exit status. Parked commands first, in order,
+ * before anything new is read. Then the socket, while poll()'s answer for it
+ * is fresh: the TAP path sends DMA messages and parks whatever the client
+ * sent meanwhile, so after it the socket may hold nothing. (Reading the
+ * socket after the TAP on a stale POLLIN once blocked us in recv() while the
+ * client waited for the reply to the command we had just parked.) */
+static int srv_run(struct server *s)
+{
+	for (;;) {
+		struct pollfd pf[3] = { { .fd = s->sock, .events = POLLIN },
+					{ .fd = s->intx_unmask_fd, .events = POLLIN },
+					{ .fd = s->tap_fd, .events = POLLIN } };
+		int ret;
+
+		if (s->broken)
+			return 1;
+		if (s->parked) {
+			struct vfio_user_hdr h;
+			int fds[SRV_MAX_FDS];
+			unsigned nfds;
+			size_t len;
+
+			srv_unpark(s, &h, &len, fds, &nfds);
+			if (srv_handle(s, &h, len, fds, nfds))
+				return 1;
+			continue;
+		}
+		if (poll(pf, 3, -1) < 0)
+			continue;   /* EINTR; negative fds are ignored by poll */
+		if (pf[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+			ret = srv_receive(s);
+			if (ret)
+				return ret > 0 ? 0 : 1;
+		}
+		/* That command may have replaced the unmask eventfd: ask again. */
+		if (s->intx_unmask_fd >= 0 && srv_fd_ready(s->intx_unmask_fd)) {
+			uint64_t n;
+
+			if (read(s->intx_unmask_fd, &n, sizeof(n)) == sizeof(n))
+				srv_intx_unmask(s);   /* the guest EOI'd INTx */
+		}
+		if (s->tap_fd >= 0 && (pf[2].revents & POLLIN))
+			srv_tap_rx(s);
+	}
 }
 
 static void srv_die(int sig)
@@ -676,64 +835,5 @@ int main(int argc, char **argv)
 		signal(SIGALRM, srv_die);
 		setitimer(ITIMER_REAL, &it, NULL);
 	}
-	for (;;) {
-		struct vfio_user_hdr h;
-		int fds[SRV_MAX_FDS];
-		unsigned nfds = SRV_MAX_FDS;
-		size_t len;
-		struct pollfd pf[3] = { { .fd = s.sock, .events = POLLIN },
-					{ .fd = s.intx_unmask_fd, .events = POLLIN },
-					{ .fd = s.tap_fd, .events = POLLIN } };
-		int ret;
-
-		if (s.parked) {
-			/* A command that crossed one of our DMA messages. */
-			uint8_t *t = s.buf;
-			s.buf = s.parked_buf;
-			s.parked_buf = t;
-			h = s.parked_hdr;
-			len = s.parked_len;
-			nfds = s.parked_nfds;
-			memcpy(fds, s.parked_fds, nfds * sizeof(int));
-			s.parked = false;
-			ret = 0;
-			goto dispatch;
-		}
-		if (poll(pf, 3, -1) < 0)
-			continue;   /* EINTR; negative fds are ignored by poll */
-		if (s.intx_unmask_fd >= 0 && (pf[1].revents & POLLIN)) {
-			uint64_t n;
-
-			if (read(s.intx_unmask_fd, &n, sizeof(n)) == sizeof(n))
-				srv_intx_unmask(&s);   /* the guest EOI'd INTx */
-		}
-		if (s.tap_fd >= 0 && (pf[2].revents & POLLIN))
-			srv_tap_rx(&s);
-		if (!(pf[0].revents & (POLLIN | POLLHUP | POLLERR)))
-			continue;
-		ret = vfio_user_recv(s.sock, &h, s.buf, VFIO_USER_MAX_MSG, &len, fds, &nfds, -1);
-
-		if (ret == -ECONNRESET)
-			return 0;   /* client went away: normal end */
-		if (ret) {
-			fprintf(stderr, "vfio-user-nic: receive: %s\n", strerror(-ret));
-			return 1;
-		}
-		if ((h.flags & VFIO_USER_F_TYPE_MASK) != VFIO_USER_F_COMMAND) {
-			fprintf(stderr, "vfio-user-nic: unexpected reply id %u\n", h.msg_id);
-			return 1;
-		}
-dispatch:
-		ret = srv_dispatch(&s, &h, len, fds, &nfds);
-		/* Whatever a handler did not keep (it zeroes nfds then) is closed:
-		 * DMA_MAP fds are mmapped already or unused in --dma-msg mode. */
-		for (unsigned i = 0; i < nfds; i++)
-			close(fds[i]);
-		if (ret) {
-			fprintf(stderr, "vfio-user-nic: send: %s\n", strerror(-ret));
-			return 1;
-		}
-		if (s.exit_after && ++s.handled >= s.exit_after)
-			_exit(3);   /* crash simulation: no goodbye */
-	}
+	return srv_run(&s);
 }
