@@ -57,10 +57,13 @@ static u64 calibrate_pit_once(u64 *err)
 
 	/* Counting starts with the count write; time from the first change. */
 	u16 c0 = pit_sample(&t0, &e0);
+	*err = 0;                      /* 0 and no result: no PIT counting here */
 	for (u32 i = 0; i < CALIBRATE_MAX_POLLS; i++) {
 		u16 c = pit_sample(&t1, &e1);
-		if (c > c0)                /* wrapped or not counting sanely */
-			break;
+		if (c > c0) {              /* wrapped: descheduled for > 55 ms, try again */
+			*err = ~0ULL;
+			return 0;
+		}
 		if ((u32)(c0 - c) >= window) {
 			*err = e0 + e1;
 			return (t1 - t0) * PIT_HZ / (u32)(c0 - c);
@@ -83,8 +86,10 @@ static u64 calibrate_pit(void)
 		u64 err = 0, hz = calibrate_pit_once(&err);
 		u64 window_tsc = hz * CALIBRATE_MS / 1000;
 
-		if (!hz)
+		if (!hz && !err)
 			break;                 /* no PIT */
+		if (!hz)
+			continue;
 		if (err * 100 <= window_tsc * CALIBRATE_MAX_ERR_PCT)
 			return hz;
 		if (err < best_err) {
