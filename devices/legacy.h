@@ -33,6 +33,10 @@ struct uart {
 	bool input_paused;           /* RX FIFO full: in_fd not polled until the guest reads */
 	int irq_level;               /* last level driven on the line */
 	bool owns_out_fd;
+	bool tx_coalesced;           /* THR writes buffered by KVM (vm_coalesced_pio) */
+	uint8_t tx_buf[64];          /* output of one replayed batch, written at its end */
+	unsigned tx_len;
+	uint16_t base;
 	uint64_t tx_bytes, rx_bytes, irq_raised;
 };
 

@@ -1,6 +1,16 @@
 /* 16550A UART (National Semiconductor PC16550D data sheet). Enough for
  * polled and interrupt-driven drivers: THR/RBR, IER, IIR/FCR, LCR with DLAB,
- * MCR (loopback), LSR, MSR, SCR; THRE and RDA interrupts on a level ISA line. */
+ * MCR (loopback), LSR, MSR, SCR; THRE and RDA interrupts on a level ISA line.
+ *
+ * Transmit without exits: while the THRE interrupt is off (polled drivers:
+ * firmware, early consoles, our test guests), writes to the data port are
+ * coalesced by KVM (vm_coalesced_pio) and reach uart_write() in order at the
+ * next exit, a read of any UART register among them, or from the event loop
+ * within a few ms (vm_coalesced_flush_soon on every register read: a polled
+ * driver reads LSR before it writes). Nothing a guest can observe changes:
+ * transmission is instantaneous here, LSR always says THR empty, and DLAB or
+ * loopback writes are applied in guest order. Once a driver turns the THRE
+ * interrupt on, which must follow each write at once, the port exits again. */
 #include <errno.h>
 #include <stddef.h>
 #include <sys/epoll.h>
@@ -71,14 +81,45 @@ static void uart_update_irq_locked(struct uart *u)
 	}
 }
 
+/* Caller holds the lock. */
+static void uart_tx_flush_locked(struct uart *u)
+{
+	const uint8_t *p = u->tx_buf;
+	size_t n = u->tx_len;
+
+	/* Console output is best effort: a closed terminal must not stop the guest. */
+	while (n && u->out_fd >= 0) {
+		ssize_t w = write(u->out_fd, p, n);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			break;
+		p += w;
+		n -= (size_t)w;
+	}
+	u->tx_len = 0;
+}
+
+/* Bytes from a replayed batch of coalesced writes go out in one write() at
+ * its end (uart_flush); any other byte at once. Caller holds the lock. */
 static void uart_output(struct uart *u, uint8_t c)
 {
 	u->tx_bytes++;
 	if (u->out_fd < 0)
 		return;
-	/* Console output is best effort: a closed terminal must not stop the guest. */
-	while (write(u->out_fd, &c, 1) < 0 && errno == EINTR)
-		;
+	u->tx_buf[u->tx_len++] = c;
+	if (!vm_coalesced_replaying() || u->tx_len == sizeof(u->tx_buf))
+		uart_tx_flush_locked(u);
+}
+
+static void uart_flush(void *opaque)
+{
+	struct uart *u = opaque;
+
+	pthread_mutex_lock(&u->lock);
+	uart_tx_flush_locked(u);
+	pthread_mutex_unlock(&u->lock);
 }
 
 static uint8_t uart_fifo_pop(struct uart_regs *r)
@@ -122,12 +163,25 @@ size_t uart_receive(struct uart *u, const uint8_t *buf, size_t len)
 
 static void uart_input_resume_locked(struct uart *u);
 
+/* THR writes stay coalesced only while the THRE interrupt is off (see the
+ * top of this file). Turning it off again keeps them exiting: drivers that
+ * use the interrupt toggle it per burst, and each change costs KVM an SRCU
+ * grace period. Caller holds the lock. */
+static void uart_tx_coalesce_check_locked(struct uart *u)
+{
+	if (u->tx_coalesced && (u->regs.ier & IER_THRI) &&
+	    vm_coalesced_pio(u->dev.vm, u->base + UART_RBR_THR, 1, false) == 0)
+		u->tx_coalesced = false;
+}
+
 static void uart_read(void *opaque, uint64_t off, void *data, uint32_t len)
 {
 	struct uart *u = opaque;
 	struct uart_regs *r = &u->regs;
 	uint8_t v = 0;
 
+	if (u->tx_coalesced)
+		vm_coalesced_flush_soon(u->dev.vm);
 	pthread_mutex_lock(&u->lock);
 	switch (off) {
 	case UART_RBR_THR:
@@ -185,6 +239,7 @@ static void uart_write(void *opaque, uint64_t off, const void *data, uint32_t le
 			if (!(r->ier & IER_THRI) && (v & IER_THRI))
 				r->thr_irq_pending = 1;
 			r->ier = v & 0x0f;
+			uart_tx_coalesce_check_locked(u);
 		}
 		break;
 	case UART_IIR_FCR:
@@ -204,7 +259,7 @@ static void uart_write(void *opaque, uint64_t off, const void *data, uint32_t le
 	pthread_mutex_unlock(&u->lock);
 }
 
-static const struct bus_ops uart_bus_ops = { .read = uart_read, .write = uart_write };
+static const struct bus_ops uart_bus_ops = { .read = uart_read, .write = uart_write, .flush = uart_flush };
 
 /* EOF or error on the input: stop watching it. */
 static void uart_input_stop_locked(struct uart *u)
@@ -334,6 +389,7 @@ static int uart_load(struct device *dev, const struct state_node *node)
 	pthread_mutex_lock(&u->lock);
 	u->regs = r;
 	u->irq_level = 0;
+	uart_tx_coalesce_check_locked(u);
 	uart_update_irq_locked(u);
 	pthread_mutex_unlock(&u->lock);
 	return 0;
@@ -402,10 +458,13 @@ int uart_create(struct vm *vm, uint16_t base, unsigned irq, int out_fd, bool own
 	u->out_fd = out_fd;
 	u->owns_out_fd = owns_out_fd;
 	u->in_fd = u->poll_fd = -1;
+	u->base = base;
 	vm_add_device(vm, &u->dev, &uart_ops, "uart0");
 	ret = bus_register(&vm->pio, base, 8, &uart_bus_ops, u, "uart0");
 	if (ret)
 		return ret;
+	/* Without the capability every write exits, as before. */
+	u->tx_coalesced = vm_coalesced_pio(vm, base + UART_RBR_THR, 1, true) == 0;
 	if (in_fd >= 0)
 		uart_input_start(u, in_fd);
 	if (out)

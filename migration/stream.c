@@ -1,10 +1,12 @@
 /* Framed migration stream: see stream.h for the wire format. */
 #include "migration/stream.h"
 
+#include <cpuid.h>
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -145,11 +147,29 @@ static uint32_t crc32c_sw(uint32_t crc, const uint8_t *p, size_t len)
 	return crc;
 }
 
+/* SSE4.2 is CPUID.1:ECX bit 20, asked on first use. __builtin_cpu_supports
+ * would link libgcc's start-up constructor into the binary: a dozen CPUID
+ * instructions in every vmm process, snapshot or not, and each CPUID traps
+ * to the hypervisor (about 4 us under nested virtualization). */
+static bool have_sse42(void)
+{
+	static int cached = -1;
+	int v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+
+	if (v < 0) {
+		unsigned eax, ebx, ecx = 0, edx;
+
+		v = __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & bit_SSE4_2);
+		__atomic_store_n(&cached, v, __ATOMIC_RELAXED);
+	}
+	return v;
+}
+
 /* Chainable: mig_crc32c(mig_crc32c(0, a, n), b, m) == mig_crc32c(0, a||b, n+m). */
 uint32_t mig_crc32c(uint32_t crc, const void *data, size_t len)
 {
 	crc = ~crc;
-	if (__builtin_cpu_supports("sse4.2"))
+	if (have_sse42())
 		crc = crc32c_hw3(crc, data, len);
 	else
 		crc = crc32c_sw(crc, data, len);

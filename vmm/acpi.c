@@ -582,8 +582,10 @@ int acpi_build(struct guest_mem *mem, const struct acpi_config *cfg, uint64_t *r
 		goto fail_off;
 	acpi_fill_rsdp(ab.b + rsdp, acpi_gpa((size_t)off));
 
-	/* The whole window, so tables from an earlier build leave no trace. */
-	if (mem_write(mem, LAYOUT_ACPI_START, ab.b, ACPI_WINDOW_SIZE)) {
+	/* The tables, then zeroes for the rest of the window so tables from an
+	 * earlier build leave no trace (the tables take a few KiB of 128). */
+	if (mem_write(mem, LAYOUT_ACPI_START, ab.b, ab.used) ||
+	    mem_zero(mem, LAYOUT_ACPI_START + ab.used, ACPI_WINDOW_SIZE - ab.used)) {
 		log_err("acpi", "ACPI window 0x%llx-0x%llx is not in guest RAM",
 			(unsigned long long)LAYOUT_ACPI_START, (unsigned long long)LAYOUT_ACPI_END);
 		ret = -EFAULT;

@@ -165,9 +165,33 @@ static int boot_load_initrd(struct guest_mem *mem, const struct boot_input *in, 
 
 /* ---- ELF ---- */
 
+/* The ELF header fields we use; the 32- and 64-bit layouts differ only in widths. */
+struct elf_ehdr {
+	unsigned type, machine, phnum, phentsize;
+	uint64_t entry, phoff;
+};
+
+static void elf_read_ehdr(const struct elf_file *f, struct elf_ehdr *h)
+{
+	if (f->is64) {
+		Elf64_Ehdr eh;
+
+		memcpy(&eh, f->data, sizeof(eh));
+		*h = (struct elf_ehdr){ eh.e_type, eh.e_machine, eh.e_phnum, eh.e_phentsize, eh.e_entry, eh.e_phoff };
+	} else {
+		Elf32_Ehdr eh;
+
+		memcpy(&eh, f->data, sizeof(eh));
+		*h = (struct elf_ehdr){ eh.e_type, eh.e_machine, eh.e_phnum, eh.e_phentsize, eh.e_entry, eh.e_phoff };
+	}
+}
+
 static int elf_parse_header(struct elf_file *f, const uint8_t *data, size_t len, char *err,
 			    size_t errlen)
 {
+	struct elf_ehdr h;
+	size_t ehsize, phsize;
+
 	memset(f, 0, sizeof(*f));
 	f->data = data;
 	f->len = len;
@@ -181,43 +205,25 @@ static int elf_parse_header(struct elf_file *f, const uint8_t *data, size_t len,
 		return boot_fail(err, errlen, -ENOEXEC, "kernel: unsupported ELF version %u", data[EI_VERSION]);
 	f->is64 = data[EI_CLASS] == ELFCLASS64;
 
-	if (f->is64) {
-		Elf64_Ehdr eh;
-
-		if (len < sizeof(eh))
-			return boot_fail(err, errlen, -ENOEXEC, "kernel: truncated ELF (header is %zu bytes, file %zu)",
-					 sizeof(eh), len);
-		memcpy(&eh, data, sizeof(eh));
-		if (eh.e_machine != EM_X86_64)
-			return boot_fail(err, errlen, -ENOEXEC, "kernel: ELF machine %u is not x86-64", eh.e_machine);
-		if (eh.e_type != ET_EXEC)
-			return boot_fail(err, errlen, -ENOEXEC, "kernel: ELF type %u is not an executable (ET_EXEC)", eh.e_type);
-		f->entry = eh.e_entry;
-		f->phoff = eh.e_phoff;
-		f->phnum = eh.e_phnum;
-		f->phentsize = eh.e_phentsize;
-		if (f->phentsize != sizeof(Elf64_Phdr))
-			return boot_fail(err, errlen, -ENOEXEC, "kernel: bad ELF program header size %u (want %zu)",
-					 f->phentsize, sizeof(Elf64_Phdr));
-	} else {
-		Elf32_Ehdr eh;
-
-		if (len < sizeof(eh))
-			return boot_fail(err, errlen, -ENOEXEC, "kernel: truncated ELF (header is %zu bytes, file %zu)",
-					 sizeof(eh), len);
-		memcpy(&eh, data, sizeof(eh));
-		if (eh.e_machine != EM_386)
-			return boot_fail(err, errlen, -ENOEXEC, "kernel: 32-bit ELF machine %u is not i386", eh.e_machine);
-		if (eh.e_type != ET_EXEC)
-			return boot_fail(err, errlen, -ENOEXEC, "kernel: ELF type %u is not an executable (ET_EXEC)", eh.e_type);
-		f->entry = eh.e_entry;
-		f->phoff = eh.e_phoff;
-		f->phnum = eh.e_phnum;
-		f->phentsize = eh.e_phentsize;
-		if (f->phentsize != sizeof(Elf32_Phdr))
-			return boot_fail(err, errlen, -ENOEXEC, "kernel: bad ELF program header size %u (want %zu)",
-					 f->phentsize, sizeof(Elf32_Phdr));
-	}
+	ehsize = f->is64 ? sizeof(Elf64_Ehdr) : sizeof(Elf32_Ehdr);
+	phsize = f->is64 ? sizeof(Elf64_Phdr) : sizeof(Elf32_Phdr);
+	if (len < ehsize)
+		return boot_fail(err, errlen, -ENOEXEC, "kernel: truncated ELF (header is %zu bytes, file %zu)",
+				 ehsize, len);
+	elf_read_ehdr(f, &h);
+	if (h.machine != (f->is64 ? EM_X86_64 : EM_386))
+		return boot_fail(err, errlen, -ENOEXEC,
+				 f->is64 ? "kernel: ELF machine %u is not x86-64" : "kernel: 32-bit ELF machine %u is not i386",
+				 h.machine);
+	if (h.type != ET_EXEC)
+		return boot_fail(err, errlen, -ENOEXEC, "kernel: ELF type %u is not an executable (ET_EXEC)", h.type);
+	f->entry = h.entry;
+	f->phoff = h.phoff;
+	f->phnum = h.phnum;
+	f->phentsize = h.phentsize;
+	if (f->phentsize != phsize)
+		return boot_fail(err, errlen, -ENOEXEC, "kernel: bad ELF program header size %u (want %zu)",
+				 f->phentsize, phsize);
 	/* PN_XNUM would move the real count into section 0; kernels never need it. */
 	if (f->phnum == 0 || f->phnum >= PN_XNUM)
 		return boot_fail(err, errlen, -ENOEXEC, "kernel: ELF has %u program headers", f->phnum);
@@ -330,7 +336,7 @@ static int elf_load_segments(struct guest_mem *mem, const struct elf_file *f, ch
 			continue;
 		/* memsz beyond filesz is .bss: zero it, RAM may hold an older image. */
 		if (mem_write(mem, s.paddr, f->data + s.offset, s.filesz) ||
-		    mem_fill(mem, s.paddr + s.filesz, 0, s.memsz - s.filesz))
+		    mem_zero(mem, s.paddr + s.filesz, s.memsz - s.filesz))
 			return boot_fail(err, errlen, -EFAULT, "kernel: cannot write segment %u", i);
 	}
 	return 0;

@@ -133,3 +133,14 @@ int bus_write(struct bus *bus, uint64_t addr, const void *data, uint32_t len)
 	pthread_rwlock_unlock(&bus->lock);
 	return ret;
 }
+
+void bus_flush(struct bus *bus, uint64_t addr)
+{
+	const struct bus_range *r;
+
+	pthread_rwlock_rdlock(&bus->lock);
+	r = bus_lookup(bus, addr, 1);
+	if (r && r->ops->flush)
+		r->ops->flush(r->opaque);
+	pthread_rwlock_unlock(&bus->lock);
+}

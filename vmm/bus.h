@@ -13,6 +13,9 @@ struct bus_ops {
 	/* @offset is relative to the registered base. @len is 1, 2, 4 or 8. */
 	void (*read)(void *opaque, uint64_t offset, void *data, uint32_t len);
 	void (*write)(void *opaque, uint64_t offset, const void *data, uint32_t len);
+	/* Optional: a batch of writes KVM had buffered (vmm/coalesced.c) has
+	 * been delivered; make their effects visible (e.g. write out output). */
+	void (*flush)(void *opaque);
 };
 
 struct bus_range {
@@ -41,5 +44,7 @@ int bus_unregister(struct bus *bus, uint64_t base);
 /* Return 0 if a device handled the access, -ENOENT otherwise (reads then fill 0xff). */
 int bus_read(struct bus *bus, uint64_t addr, void *data, uint32_t len);
 int bus_write(struct bus *bus, uint64_t addr, const void *data, uint32_t len);
+/* Call the flush op of the device at @addr, if it has one. */
+void bus_flush(struct bus *bus, uint64_t addr);
 
 #endif

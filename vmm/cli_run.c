@@ -8,12 +8,13 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdint.h>
-#include <sys/prctl.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -219,75 +220,68 @@ static void report_rss(const struct vm *vm)
 		resident * (MEM_PAGE_SIZE / 1024));
 }
 
-/* Tearing a VM down costs KVM tens of milliseconds (zapping its MMU when our
- * address space goes, SRCU grace periods when the VM fd closes), all on the
- * exit path before our parent sees the status. Once the guest has finished,
- * a helper process that shares our address space (CLONE_VM) and holds copies
- * of our fds keeps both alive past our exit; it dies with us (PDEATHSIG) and
- * pays the teardown off the caller's path. VMM_SYNC_TEARDOWN=1 turns this off
- * (the ASan pass sets it so leak checks run at exit). Returns only when
- * teardown is synchronous or the helper cannot be started. */
-#define TEARDOWN_STACK_SIZE (64 * 1024)
-
-struct teardown_arg {
-	pid_t parent;
-	int ready_fd;        /* written once the helper is set up */
-};
+/* Tearing a VM down costs KVM tens of milliseconds (an SRCU grace period when
+ * the last user of our address space runs exit_mmap and KVM's MMU notifier
+ * goes, more when the VM fd closes), all on the exit path before our parent
+ * sees the status. Once the guest has finished, a helper process that shares
+ * our address space (CLONE_VM) and our fd table (CLONE_FILES) keeps both
+ * alive past our exit, and lets go only when our whole thread group is gone
+ * (its pidfd turns readable): the teardown is then the helper's exit, off the
+ * caller's path. It must outlive every thread of ours, including the KVM
+ * NX-recovery worker (a vhost task in our thread group): whichever task drops
+ * the last mm reference pays the grace period. (PR_SET_PDEATHSIG cannot do
+ * this: it fires when the creating thread exits, while the rest of the group
+ * still runs, so the helper often died first.)
+ * The helper first takes a private copy of the fd table and closes its copies
+ * of stdio: our stdio then closes with our own exit, as for any process, so
+ * a caller reading our output sees EOF together with the exit status (one
+ * that polls for the status after EOF does not sleep on a still-running
+ * process). We do not wait for the helper to start: clone() already gave it
+ * the mm and the table. VMM_SYNC_TEARDOWN=1 turns this off (the ASan pass
+ * sets it so leak checks run at exit). Returns only when teardown is
+ * synchronous: unset, or the helper cannot be started. */
+#define TEARDOWN_STACK_SIZE (16 * 1024)
 
 static int teardown_helper(void *opaque)
 {
-	const struct teardown_arg *a = opaque;
-	int devnull, ready = a->ready_fd;
+	pid_t parent = (pid_t)(intptr_t)opaque;
+	struct pollfd pfd = { .events = POLLIN };
 
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	if (getppid() != a->parent)
-		_exit(0);            /* the parent is already gone */
-	/* Nobody waits on our output: let go of stdio at once. */
-	devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-	if (devnull >= 0) {
-		dup2(devnull, STDIN_FILENO);
-		dup2(devnull, STDOUT_FILENO);
-		dup2(devnull, STDERR_FILENO);
-	}
-	if (write(ready, "", 1) < 0)
+	/* Our own table (the VM fds stay open in it), without the caller's
+	 * stdio. Should that fail, leave at once: sharing it, we would keep
+	 * the caller's pipes open. */
+	if (unshare(CLONE_FILES) < 0)
 		_exit(0);
-	close(ready);
-	for (;;)
-		pause();
+	for (int fd = STDIN_FILENO; fd <= STDERR_FILENO; fd++)
+		close(fd);
+	pfd.fd = (int)syscall(SYS_pidfd_open, parent, 0);
+	/* Checked after pidfd_open: if our parent's thread group had already
+	 * gone, we were reparented and the pid may name another process. Its
+	 * exit then has passed, and so has any need to wait. */
+	if (pfd.fd < 0 || getppid() != parent)
+		_exit(0);
+	/* Readable once every thread of the parent has exited (after each one's
+	 * exit_mm and exit_files): only then drop the last references. */
+	while (poll(&pfd, 1, -1) < 0 && errno == EINTR)
+		;
+	_exit(0);
 	return 0;
 }
 
 static void run_exit_fast(int status)
 {
-	struct teardown_arg arg = { .parent = getpid() };
-	int pipefd[2];
 	void *stack;
-	pid_t pid;
-	char c;
 
 	fflush(NULL);
-	if (getenv("VMM_SYNC_TEARDOWN") || pipe2(pipefd, O_CLOEXEC) < 0)
+	if (getenv("VMM_SYNC_TEARDOWN"))
 		return;
 	stack = mmap(NULL, TEARDOWN_STACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (stack == MAP_FAILED)
-		goto fail;
-	arg.ready_fd = pipefd[1];
-	pid = clone(teardown_helper, (char *)stack + TEARDOWN_STACK_SIZE, CLONE_VM | SIGCHLD, &arg);
-	if (pid < 0) {
-		munmap(stack, TEARDOWN_STACK_SIZE);
-		goto fail;
-	}
-	/* Exit only once the helper holds everything and has let go of stdio:
-	 * otherwise it may find us gone and tear down on our exit path anyway. */
-	close(pipefd[1]);
-	if (read(pipefd[0], &c, 1) == 1)
+		return;
+	if (clone(teardown_helper, (char *)stack + TEARDOWN_STACK_SIZE, CLONE_VM | CLONE_FILES | SIGCHLD,
+		  (void *)(intptr_t)getpid()) >= 0)
 		_exit(status);
-	/* The helper failed: fall back to a synchronous teardown. */
-	close(pipefd[0]);
-	return;
-fail:
-	close(pipefd[0]);
-	close(pipefd[1]);
+	munmap(stack, TEARDOWN_STACK_SIZE);
 }
 
 static int run_vm(const struct vm_config *cfg, const char *api_sock)

@@ -1,6 +1,8 @@
 #include "vmm/mem.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -147,6 +149,31 @@ int mem_fill(struct guest_mem *mem, uint64_t gpa, int byte, uint64_t len)
 	if (!dst)
 		return -EFAULT;
 	memset(dst, byte, len);
+	mem_mark_dirty(mem, gpa, len);
+	return 0;
+}
+
+int mem_zero(struct guest_mem *mem, uint64_t gpa, uint64_t len)
+{
+	const struct mem_region *r = mem_find(mem, gpa, len);
+	uint64_t off, first, last;
+	uint8_t *hva;
+
+	if (!r)
+		return -EFAULT;
+	if (len == 0)
+		return 0;
+	hva = r->hva + (gpa - r->gpa);
+	off = r->offset + (gpa - r->gpa);
+	first = (off + MEM_PAGE_SIZE - 1) & ~(MEM_PAGE_SIZE - 1);  /* whole pages: [first, last) */
+	last = (off + len) & ~(MEM_PAGE_SIZE - 1);
+	if (mem->fd < 0 || first >= last ||
+	    fallocate(mem->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)first, (off_t)(last - first)) < 0) {
+		memset(hva, 0, len);
+	} else {
+		memset(hva, 0, first - off);
+		memset(hva + (last - off), 0, off + len - last);
+	}
 	mem_mark_dirty(mem, gpa, len);
 	return 0;
 }

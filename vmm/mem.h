@@ -54,6 +54,10 @@ bool mem_is_ram(const struct guest_mem *mem, uint64_t gpa, uint64_t len);
 int mem_read(const struct guest_mem *mem, uint64_t gpa, void *dst, uint64_t len);
 int mem_write(struct guest_mem *mem, uint64_t gpa, const void *src, uint64_t len);
 int mem_fill(struct guest_mem *mem, uint64_t gpa, int byte, uint64_t len);
+/* Make [gpa, gpa+len) read as zero. Whole pages of memfd-backed RAM are
+ * punched out (FALLOC_FL_PUNCH_HOLE) rather than written: on fresh RAM they
+ * are holes already, and writing zeroes would allocate each page for nothing. */
+int mem_zero(struct guest_mem *mem, uint64_t gpa, uint64_t len);
 
 /* Record a VMM write to [gpa, gpa+len); ignores ranges outside RAM. */
 void mem_mark_dirty(struct guest_mem *mem, uint64_t gpa, uint64_t len);

@@ -61,19 +61,32 @@ static int vcpu_set_boot_msrs(struct vcpu *vcpu)
 		{ MSR_IA32_MISC_ENABLE, MISC_ENABLE_FAST_STRING },
 		{ MSR_MTRR_DEF_TYPE, MTRR_ENABLE | MTRR_TYPE_WB },
 	};
+	enum { N = sizeof(msrs) / sizeof(msrs[0]) };
 	struct {
 		struct kvm_msrs hdr;
-		struct kvm_msr_entry e[1];
-	} one;
+		struct kvm_msr_entry e[N];
+	} batch;
+	size_t first = 0;
 
-	for (size_t i = 0; i < sizeof(msrs) / sizeof(msrs[0]); i++) {
-		memset(&one, 0, sizeof(one));
-		one.hdr.nmsrs = 1;
-		one.e[0].index = msrs[i].index;
-		one.e[0].data = msrs[i].value;
-		/* KVM_SET_MSRS returns how many it set; a host that refuses one is not fatal. */
-		if (__kvm_ioctl(vcpu->fd, KVM_SET_MSRS, &one) != 1)
-			log_debug("vcpu", "cpu%u: MSR 0x%x not settable", vcpu->id, msrs[i].index);
+	/* One KVM_SET_MSRS for all (each vCPU ioctl costs a vcpu_load, several
+	 * microseconds where MSR reads trap to a hypervisor). KVM sets entries
+	 * in order and returns how many it set: past a refused one, go on with
+	 * the rest, as a host that refuses one is not fatal. */
+	while (first < N) {
+		int ret;
+
+		memset(&batch, 0, sizeof(batch));
+		batch.hdr.nmsrs = (uint32_t)(N - first);
+		for (size_t i = first; i < N; i++) {
+			batch.e[i - first].index = msrs[i].index;
+			batch.e[i - first].data = msrs[i].value;
+		}
+		ret = __kvm_ioctl(vcpu->fd, KVM_SET_MSRS, &batch);
+		if (ret >= (int)(N - first))
+			break;
+		first += ret > 0 ? (size_t)ret : 0;
+		log_debug("vcpu", "cpu%u: MSR 0x%x not settable", vcpu->id, msrs[first].index);
+		first++;
 	}
 	return 0;
 }
@@ -99,6 +112,8 @@ int vcpu_init(struct vm *vm, struct vcpu *vcpu, unsigned id)
 		vcpu->run = NULL;
 		return -errno;
 	}
+	if (id == 0)
+		vm_coalesced_setup_ring(vm, vcpu);
 	size = sizeof(*vm->cpuid) + vm->cpuid->nent * sizeof(vm->cpuid->entries[0]);
 	cpuid = malloc(size);
 	if (!cpuid)
@@ -289,6 +304,8 @@ void *vcpu_thread(void *arg)
 		pthread_mutex_unlock(&vm->lock);
 
 		ret = __kvm_ioctl(vcpu->fd, KVM_RUN, 0);
+		/* Buffered port writes first: they came before this exit. */
+		vm_coalesced_drain(vm);
 		if (ret < 0) {
 			if (errno == EINTR || errno == EAGAIN) {
 				vcpu->stats.intr++;

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "vmm/acpi.h"
+#include "vmm/bgjob.h"
 #include "vmm/cpuid.h"
 #include "vmm/kvm.h"
 #include "vmm/layout.h"
@@ -42,7 +43,15 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
-static int vm_open_kvm(struct vm *vm, char *err, size_t errlen)
+static int vm_fetch_cpuid(void *opaque)
+{
+	struct vm *vm = opaque;
+
+	return cpuid_get_supported(vm->kvm_fd, &vm->cpuid);
+}
+
+/* @fetch_cpuid: fetch the supported CPUID in the background meanwhile. */
+static int vm_open_kvm(struct vm *vm, bool fetch_cpuid, char *err, size_t errlen)
 {
 	int ret;
 
@@ -58,6 +67,8 @@ static int vm_open_kvm(struct vm *vm, char *err, size_t errlen)
 		snprintf(err, errlen, "/dev/kvm: unsupported KVM API version %d", ret);
 		return -ENOTSUP;
 	}
+	if (fetch_cpuid)
+		vm->cpuid_job = bgjob_start(vm_fetch_cpuid, vm);
 	vm->vm_fd = kvm_ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
 	if (vm->vm_fd < 0) {
 		snprintf(err, errlen, "KVM_CREATE_VM failed: %s", strerror_safe(-vm->vm_fd));
@@ -66,9 +77,39 @@ static int vm_open_kvm(struct vm *vm, char *err, size_t errlen)
 	return 0;
 }
 
-static int vm_setup_irqchip(struct vm *vm)
+/* KVM_CREATE_PIT2 mostly waits for kthreadd to start the PIT's thread
+ * (milliseconds on a busy machine): a background step, after the irqchip.
+ * The RAM memslot is not one: set right after KVM_CREATE_VM its SRCU grace
+ * period takes ~0.1 ms, after the irqchip's routing one it often waits a
+ * scheduler tick or more (measured here: 0.1 ms vs 4-8 ms under load). */
+static int vm_create_pit(void *opaque)
 {
 	struct kvm_pit_config pit = { .flags = KVM_PIT_SPEAKER_DUMMY };
+	struct vm *vm = opaque;
+	int ret = kvm_ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit);
+
+	return ret < 0 ? ret : 0;
+}
+
+/* Wait for (or run) the background creation steps still out. */
+static int vm_finish_jobs(struct vm *vm)
+{
+	int ret = 0, r;
+
+	if (vm->cpuid_job) {
+		ret = bgjob_finish(vm->cpuid_job, vm_fetch_cpuid, vm);
+		vm->cpuid_job = NULL;
+	}
+	if (vm->pit_job) {
+		r = bgjob_finish(vm->pit_job, vm_create_pit, vm);
+		vm->pit_job = NULL;
+		ret = ret ? ret : r;
+	}
+	return ret;
+}
+
+static int vm_setup_irqchip(struct vm *vm)
+{
 	int ret;
 
 	/* Best effort: needed on VMX hosts, meaningless elsewhere. */
@@ -81,9 +122,7 @@ static int vm_setup_irqchip(struct vm *vm)
 	ret = kvm_ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0);
 	if (ret < 0)
 		return ret;
-	ret = kvm_ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit);
-	if (ret < 0)
-		return ret;
+	vm->pit_job = bgjob_start(vm_create_pit, vm);
 	return irq_init(vm);
 }
 
@@ -207,8 +246,11 @@ static int vm_create_vcpus(struct vm *vm, const struct kvm_cpuid2 *cpuid)
 		if (!vm->cpuid)
 			return -ENOMEM;
 		memcpy(vm->cpuid, cpuid, size);
+	} else if (vm->cpuid_job) {
+		ret = bgjob_finish(vm->cpuid_job, vm_fetch_cpuid, vm);
+		vm->cpuid_job = NULL;
 	} else {
-		ret = cpuid_get_supported(vm->kvm_fd, &vm->cpuid);
+		ret = vm_fetch_cpuid(vm);
 	}
 
 	if (ret)
@@ -264,6 +306,8 @@ int vm_create_with(struct vm **out, const struct vm_config *cfg, const struct vm
 		return -ENOMEM;
 	vm->kvm_fd = vm->vm_fd = -1;
 	vm->mem.fd = -1;
+	vm->coalesced_timer = -1;
+	pthread_mutex_init(&vm->coalesced_lock, NULL);
 	pthread_mutex_init(&vm->lock, NULL);
 	pthread_mutex_init(&vm->pause_lock, NULL);
 	pthread_cond_init(&vm->cond, NULL);
@@ -281,7 +325,7 @@ int vm_create_with(struct vm **out, const struct vm_config *cfg, const struct vm
 	ret = vcpu_signal_setup();
 	if (ret)
 		goto fail;
-	ret = vm_open_kvm(vm, err, errlen);
+	ret = vm_open_kvm(vm, !o->cpuid, err, errlen);
 	if (ret)
 		goto fail_quiet;
 	if (mem) {
@@ -308,6 +352,9 @@ int vm_create_with(struct vm **out, const struct vm_config *cfg, const struct vm
 	if (ret)
 		goto fail_quiet;
 	ret = vm_create_vcpus(vm, o->cpuid);
+	if (ret)
+		goto fail;
+	ret = vm_finish_jobs(vm);
 	if (ret)
 		goto fail;
 	*out = vm;
@@ -565,7 +612,11 @@ void vm_destroy(struct vm *vm)
 		vm_request_exit(vm, 0, "VM destroyed");
 		vm_wait_exit(vm);
 	}
+	/* A failed creation may leave steps out: no use running them now. */
+	bgjob_cancel(vm->cpuid_job);
+	bgjob_cancel(vm->pit_job);
 	evl_destroy(&vm->loop);
+	vm_coalesced_destroy(vm);
 	for (dev = vm->devices; dev; dev = next) {
 		next = dev->next;
 		if (dev->ops->destroy)

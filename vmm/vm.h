@@ -22,6 +22,7 @@
 #include "vmm/mem.h"
 
 struct pci_bus;
+struct bgjob;
 
 #define VM_INHERIT_MAX_FDS 16
 
@@ -79,6 +80,10 @@ struct vm {
 	struct boot_entry boot;
 	struct kvm_cpuid2 *cpuid;          /* per-VM template; per-vCPU APIC ids patched in */
 	struct vm_inherit *inherit;        /* during vm_create_with() only */
+	/* Creation steps running in the background (vmm/bgjob.h) until
+	 * vm_create_restore finishes them. */
+	struct bgjob *cpuid_job;           /* KVM_GET_SUPPORTED_CPUID into cpuid */
+	struct bgjob *pit_job;             /* KVM_CREATE_PIT2 */
 
 	/* Interrupt routing: the GSI table we last gave KVM_SET_GSI_ROUTING. */
 	pthread_mutex_t irq_lock;
@@ -88,6 +93,13 @@ struct vm {
 	/* Serializes vm_pause/vm_start_paused/vm_resume as a whole (vCPUs and
 	 * device quiesce together). */
 	pthread_mutex_t pause_lock;
+	/* Coalesced port writes (vmm/coalesced.c): KVM's ring, its flush timer. */
+	struct kvm_coalesced_mmio_ring *coalesced_ring;
+	unsigned coalesced_max;
+	pthread_mutex_t coalesced_lock;
+	int coalesced_timer;
+	bool coalesced_armed;
+
 	/* Lifecycle, guarded by lock; cond signals state changes. */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
@@ -148,5 +160,18 @@ int vm_msi_route_add(struct vm *vm, uint64_t addr, uint32_t data, unsigned *gsi)
 int vm_msi_route_update(struct vm *vm, unsigned gsi, uint64_t addr, uint32_t data);
 int vm_irqfd(struct vm *vm, int fd, unsigned gsi, bool assign);
 int vm_ioeventfd(struct vm *vm, int fd, uint64_t addr, uint32_t len, bool pio, bool assign);
+
+/* Coalesced port writes (vmm/coalesced.c): guest writes to [port, port+len)
+ * no longer exit; they reach the bus in order, at the next vCPU exit or about
+ * 2 ms after vm_coalesced_flush_soon(). Only for registers whose writes need
+ * no immediate effect. -ENOTSUP without KVM_CAP_COALESCED_PIO. */
+int vm_coalesced_pio(struct vm *vm, uint16_t port, uint32_t len, bool on);
+/* Replay what the ring holds; true if it held anything. Any thread. */
+bool vm_coalesced_drain(struct vm *vm);
+/* True on a thread replaying the ring: the device's bus flush op follows
+ * the batch, so it may hold back side effects until then. */
+bool vm_coalesced_replaying(void);
+/* Drain from the event loop shortly (a device expects buffered writes). */
+void vm_coalesced_flush_soon(struct vm *vm);
 
 #endif

@@ -19,6 +19,10 @@ int vcpu_setup_boot(struct vcpu *vcpu);
 void *vcpu_thread(void *arg);
 void vcpu_kick(struct vcpu *vcpu);
 
+/* Coalesced port writes (vmm/coalesced.c). */
+void vm_coalesced_setup_ring(struct vm *vm, struct vcpu *vcpu);
+void vm_coalesced_destroy(struct vm *vm);
+
 int vm_create_devices(struct vm *vm, char *err, size_t errlen);
 struct acpi_config;
 /* Fill the device-dependent parts of the ACPI description (PCI, extra tables). */

@@ -145,6 +145,7 @@ void *memcpy(void *d, const void *s, size_t n);
 void *memmove(void *d, const void *s, size_t n);
 int memcmp(const void *a, const void *b, size_t n);
 size_t strlen(const char *s);
+size_t memscan(const void *s, int c, size_t n);   /* index of the first @c, or n */
 int strcmp(const char *a, const char *b);
 int strncmp(const char *a, const char *b, size_t n);
 

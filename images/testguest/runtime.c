@@ -163,11 +163,8 @@ const char *cmdline(void)
  * scenarios may reuse low memory) and split it into key[=value] words. */
 static void cmdline_parse(const char *src)
 {
-	size_t len = 0;
+	size_t len = src ? memscan(src, 0, CMDLINE_MAX - 1) : 0;
 
-	if (src)
-		while (len < CMDLINE_MAX - 1 && src[len])
-			len++;
 	if (len)
 		memcpy(cmdline_orig, src, len);
 	memcpy(cmdline_split, cmdline_orig, len + 1);

@@ -229,6 +229,25 @@ Test(state, hostile_blobs_are_refused)
 	free(blob);
 }
 
+/* Regression (tests/fuzz/fuzz_state): an old FDT version with a root name
+ * libfdt cannot parse crashed fdt_check_full; it must be an error. */
+Test(state, old_fdt_version_is_refused)
+{
+	struct state_tree *t;
+	char err[STATE_ERR_MAX];
+	size_t len;
+	uint8_t *blob = build_sample(&len);
+	uint8_t *copy = malloc(len);
+	const uint8_t v5[4] = { 0, 0, 0, 5 };   /* header word 5: version, big-endian */
+
+	memcpy(copy, blob, len);
+	memcpy(copy + 20, v5, 4);
+	cr_assert_eq(state_tree_open(&t, copy, len, err, sizeof(err)), -EINVAL);
+	cr_assert(strstr(err, "version 5"), "%s", err);
+	free(copy);
+	free(blob);
+}
+
 Test(state, print_shows_nodes)
 {
 	size_t len;

@@ -1,13 +1,18 @@
 /* The KVM core without a kernel loader: hand-written real-mode code in RAM,
  * the vCPU run loop, port I/O dispatch, pause/resume and exit. Needs /dev/kvm. */
 #include <criterion/criterion.h>
+#include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
+#include "devices/legacy.h"
+#include "vmm/cpuid.h"
 #include "vmm/kvm.h"
 #include "vmm/vm.h"
 
-static struct vm *make_vm(unsigned cpus, const uint8_t *code, size_t len)
+static struct vm *make_vm_console(unsigned cpus, const uint8_t *code, size_t len, const char *console_file)
 {
 	struct vm_config cfg;
 	struct kvm_sregs sregs;
@@ -19,7 +24,9 @@ static struct vm *make_vm(unsigned cpus, const uint8_t *code, size_t len)
 	cfg.kernel = strdup("(none)");
 	cfg.cpus = cpus;
 	cfg.memory_mib = 16;
-	cfg.console = CONSOLE_NONE;
+	cfg.console = console_file ? CONSOLE_FILE : CONSOLE_NONE;
+	if (console_file)
+		cfg.console_path = strdup(console_file);
 	cr_assert_eq(vm_create_bare(&vm, &cfg, NULL, err, sizeof(err)), 0, "%s", err);
 	config_free(&cfg);
 	cr_assert_eq(mem_write(&vm->mem, 0x1000, code, len), 0);
@@ -30,6 +37,11 @@ static struct vm *make_vm(unsigned cpus, const uint8_t *code, size_t len)
 	cr_assert_eq(kvm_ioctl(vm->vcpus[0].fd, KVM_SET_SREGS, &sregs), 0);
 	cr_assert_eq(kvm_ioctl(vm->vcpus[0].fd, KVM_SET_REGS, &regs), 0);
 	return vm;
+}
+
+static struct vm *make_vm(unsigned cpus, const uint8_t *code, size_t len)
+{
+	return make_vm_console(cpus, code, len, NULL);
 }
 
 static void need_kvm(void)
@@ -179,4 +191,135 @@ Test(vm_core, guest_crash_ends_the_vm_with_a_reason)
 	cr_assert_eq(status, 126, "status %d: %s", status, vm->exit_reason);
 	cr_assert(strstr(vm->exit_reason, "cpu0:"), "%s", vm->exit_reason);
 	vm_destroy(vm);
+}
+
+/* The CPUID template fetched in the background is what a direct
+ * KVM_GET_SUPPORTED_CPUID gives. The host's APIC ids in leaves 1 and 0xb
+ * follow the CPU the fetch ran on; the per-vCPU patch replaces them, so
+ * compare patched copies. */
+static bool same_cpuid(struct kvm_cpuid2 *a, struct kvm_cpuid2 *b)
+{
+	cpuid_patch_for_vcpu(a, 0, 1);
+	cpuid_patch_for_vcpu(b, 0, 1);
+	return a->nent == b->nent && !memcmp(a->entries, b->entries, a->nent * sizeof(a->entries[0]));
+}
+
+Test(vm_core, background_cpuid_matches_a_direct_fetch)
+{
+	static const uint8_t code[] = { 0xf4 };
+	struct kvm_cpuid2 *direct = NULL;
+	int kvm_fd;
+
+	need_kvm();
+	kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	cr_assert_geq(kvm_fd, 0);
+	cr_assert_eq(cpuid_get_supported(kvm_fd, &direct), 0);
+	for (int i = 0; i < 5; i++) {
+		struct vm *vm = make_vm(1, code, sizeof(code));
+		struct kvm_cpuid2 *copy = malloc(sizeof(*direct) + direct->nent * sizeof(direct->entries[0]));
+
+		memcpy(copy, direct, sizeof(*direct) + direct->nent * sizeof(direct->entries[0]));
+		cr_assert_null(vm->cpuid_job);
+		cr_assert_null(vm->pit_job);
+		cr_assert(same_cpuid(copy, vm->cpuid), "run %d", i);
+		free(copy);
+		vm_destroy(vm);
+	}
+	free(direct);
+	close(kvm_fd);
+}
+
+static struct uart *find_uart(struct vm *vm)
+{
+	for (struct device *d = vm->devices; d; d = d->next)
+		if (!strcmp(d->name, "uart0"))
+			return (struct uart *)d;
+	return NULL;
+}
+
+static bool have_coalesced_pio(void)
+{
+	int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	int ret = fd < 0 ? 0 : ioctl(fd, KVM_CHECK_EXTENSION, KVM_CAP_COALESCED_PIO);
+
+	if (fd >= 0)
+		close(fd);
+	return ret > 0;
+}
+
+/* A UART data-port write KVM buffered reaches the device before the next
+ * access that exits: set DLAB, write the divisor latch (buffered), read it
+ * back (exits) and report it through the debug-exit port. */
+Test(vm_core, coalesced_uart_write_lands_before_the_next_access)
+{
+	static const uint8_t code[] = {
+		0xba, 0xfb, 0x03, 0xb0, 0x80, 0xee,   /* mov dx, 0x3fb; mov al, 0x80; out dx, al (LCR.DLAB) */
+		0xba, 0xf8, 0x03, 0xb0, 0x2a, 0xee,   /* mov dx, 0x3f8; mov al, 42; out dx, al (DLL) */
+		0xb0, 0x00, 0xec,                     /* mov al, 0; in al, dx (DLL) */
+		0xe6, 0xf4, 0xf4,                     /* out 0xf4, al; hlt */
+	};
+	struct vm *vm;
+
+	need_kvm();
+	vm = make_vm(1, code, sizeof(code));
+	cr_assert_eq(find_uart(vm)->tx_coalesced, have_coalesced_pio());
+	cr_assert_eq(vm_start(vm), 0);
+	cr_assert_eq(vm_wait_exit(vm), 42, "%s", vm->exit_reason);
+	/* LCR write, DLL read, debug exit: the DLL write itself did not exit. */
+	if (have_coalesced_pio())
+		cr_assert_eq(vm->vcpus[0].stats.io, 3);
+	vm_destroy(vm);
+}
+
+/* Turning the THRE interrupt on makes data-port writes exit again: that
+ * interrupt must follow each write at once. */
+Test(vm_core, uart_thre_interrupt_stops_coalescing)
+{
+	static const uint8_t code[] = {
+		0xba, 0xf8, 0x03, 0xb0, 0x41, 0xee,   /* mov dx, 0x3f8; mov al, 'A'; out dx, al */
+		0xba, 0xf9, 0x03, 0xb0, 0x02, 0xee,   /* mov dx, 0x3f9; mov al, 2; out dx, al (IER.THRI) */
+		0xba, 0xf8, 0x03, 0xb0, 0x42, 0xee,   /* mov dx, 0x3f8; mov al, 'B'; out dx, al */
+		0xb0, 0x07, 0xe6, 0xf4, 0xf4,         /* mov al, 7; out 0xf4, al; hlt */
+	};
+	struct vm *vm;
+	struct uart *u;
+
+	need_kvm();
+	vm = make_vm(1, code, sizeof(code));
+	u = find_uart(vm);
+	cr_assert_eq(vm_start(vm), 0);
+	cr_assert_eq(vm_wait_exit(vm), 7, "%s", vm->exit_reason);
+	cr_assert_eq(u->tx_bytes, 2);
+	cr_assert_not(u->tx_coalesced);
+	/* IER write, 'B', debug exit; 'A' only when nothing is coalesced. */
+	cr_assert_eq(vm->vcpus[0].stats.io, have_coalesced_pio() ? 3 : 4);
+	vm_destroy(vm);
+}
+
+/* Output written while KVM buffered the data port comes out complete and in
+ * order (one write() per replayed batch), before the exit is handled. */
+Test(vm_core, coalesced_uart_output_is_complete_and_in_order)
+{
+	static const uint8_t code[] = {
+		0xba, 0xf8, 0x03,                     /* mov dx, 0x3f8 */
+		0xb0, 'a', 0xee, 0xb0, 'b', 0xee,     /* out 'a', out 'b' */
+		0xb0, 'c', 0xee, 0xb0, '\n', 0xee,    /* out 'c', out '\n' */
+		0xb0, 0x00, 0xe6, 0xf4, 0xf4,         /* out 0xf4, 0; hlt */
+	};
+	char path[] = "/tmp/vmm-test-console-XXXXXX";
+	char buf[16] = "";
+	struct vm *vm;
+	int fd;
+
+	need_kvm();
+	fd = mkstemp(path);
+	cr_assert_geq(fd, 0);
+	vm = make_vm_console(1, code, sizeof(code), path);
+	cr_assert_eq(vm_start(vm), 0);
+	cr_assert_eq(vm_wait_exit(vm), 0, "%s", vm->exit_reason);
+	cr_assert_eq(pread(fd, buf, sizeof(buf) - 1, 0), 4);
+	cr_assert_str_eq(buf, "abc\n");
+	vm_destroy(vm);
+	close(fd);
+	unlink(path);
 }
