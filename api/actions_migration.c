@@ -131,7 +131,7 @@ static void act_send(struct api_vmctl *ctl, const cJSON *body, struct api_result
 		api_result_error(r, 500, "vm.send-migration: out of memory");
 		return;
 	}
-	if (m->src && !mig_source_done(m->src)) {
+	if (api_migration_busy(ctl)) {
 		api_result_error(r, 409, "vm.send-migration: a migration is already in progress "
 			"(vm.migration-cancel stops it)");
 		return;
@@ -150,12 +150,17 @@ static void act_send(struct api_vmctl *ctl, const cJSON *body, struct api_result
 		cJSON_AddStringToObject(r->json, "migration", "active");
 }
 
+bool api_migration_busy(struct api_vmctl *ctl)
+{
+	return ctl->mig && ctl->mig->src && !mig_source_done(ctl->mig->src);
+}
+
 static void act_cancel(struct api_vmctl *ctl, struct api_result *r)
 {
 	struct api_migration *m = ctl->mig;
 	int ret;
 
-	if (!m || !m->src || mig_source_done(m->src)) {
+	if (!api_migration_busy(ctl)) {
 		api_result_error(r, 409, "vm.migration-cancel: no outgoing migration in progress");
 		return;
 	}

@@ -56,6 +56,9 @@ uint64_t api_now_ns(void);
 /* Migration actions (api/actions_migration.c). Called under ctl->lock. */
 void api_migration_action(struct api_vmctl *ctl, const struct api_action_desc *a, const cJSON *body,
 			  struct api_result *r);
+/* Whether an outgoing migration is running: it pauses and resumes the VM
+ * itself, so vm.pause/vm.resume/vm.snapshot wait until it has ended. */
+bool api_migration_busy(struct api_vmctl *ctl);
 /* Add "migration" (progress of the last outgoing migration) to a vm.info reply. */
 bool api_migration_info(struct api_vmctl *ctl, cJSON *o);
 /* Stop and join any migration thread before the VM goes away (vm.create,

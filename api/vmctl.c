@@ -637,6 +637,13 @@ void api_vmctl_run(struct api_server *srv, const struct api_action_desc *a, cons
 		api_result_error(r, 409, "%s", err);
 		goto out;
 	}
+	if ((a->action == API_VM_PAUSE || a->action == API_VM_RESUME || a->action == API_VM_SNAPSHOT) &&
+	    api_migration_busy(ctl)) {
+		/* The migration pauses and resumes the VM itself (and hands it over). */
+		api_result_error(r, 409, "%s: not allowed now: a migration is in progress (vm.migration-cancel "
+				 "stops it)", a->name);
+		goto out;
+	}
 	switch (a->action) {
 	case API_VMM_PING:
 		act_ping(srv, r);

@@ -166,6 +166,13 @@ static int dma_map(struct virtio_device *vdev, uint64_t addr, uint64_t len, bool
 	return 0;
 }
 
+void virtio_device_quiesce(struct virtio_device *vdev, bool on)
+{
+	pthread_mutex_lock(&vdev->lock);
+	vdev->quiesced = on;
+	pthread_mutex_unlock(&vdev->lock);
+}
+
 void *virtio_dma_map(struct virtio_device *vdev, uint64_t addr, uint64_t len, bool write,
 		     uint64_t *gpa)
 {
@@ -362,11 +369,14 @@ int virtio_device_remap_rings(struct virtio_device *vdev)
 	return ret;
 }
 
+/* Quiesced counts as not running: every guest-RAM access of the queue
+ * functions (pop, fill after a pop, set_notification) is behind this. */
 static bool virtq_running(const struct virtqueue *vq)
 {
 	const struct virtio_device *vdev = vq->vdev;
 
-	return vq->st.enabled && !vdev->broken && (vdev->st.status & VIRTIO_CONFIG_S_DRIVER_OK);
+	return vq->st.enabled && !vdev->broken && !vdev->quiesced &&
+	       (vdev->st.status & VIRTIO_CONFIG_S_DRIVER_OK);
 }
 
 static uint16_t le16_load_acquire(const __virtio16 *p)

@@ -201,6 +201,9 @@ struct virtio_device {
 	_Atomic uint8_t isr;          /* bit 0 queue interrupt, bit 1 config change */
 	struct log_ratelimit fault_log;   /* translation fault messages */
 	bool broken;                  /* NEEDS_RESET set; cleared by reset */
+	/* The VM is paused (migration, snapshot): no queue work at all. Kept
+	 * across device resets; only virtio_device_quiesce() changes it. */
+	bool quiesced;
 	char broken_reason[128];
 	unsigned nr_queues;
 	struct virtqueue *vqs;
@@ -240,6 +243,14 @@ void virtio_device_config_changed(struct virtio_device *vdev);
 int virtio_device_set_dma_translate(struct virtio_device *vdev, virtio_dma_translate_fn fn,
 				    void *opaque, const _Atomic uint64_t *gen);
 
+/* Stop (@on) or restart queue processing while the VM is paused: with the
+ * flag set, virtq_pop() finds nothing and virtq_set_notification() writes
+ * nothing, so the device cannot write guest RAM (or consume back-end data on
+ * the guest's behalf). Takes vdev->lock: queue work runs entirely under it,
+ * so when this returns no work is in flight. Kicks that arrive meanwhile are
+ * the device's to look at again after restarting. */
+void virtio_device_quiesce(struct virtio_device *vdev, bool on);
+
 /* The one gate for guest addresses: translate (IOVA->GPA if the hook is set
  * and ACCESS_PLATFORM negotiated; the DMA cache first), check [addr,
  * addr+len) is RAM, return the host pointer (NULL on failure); *gpa
@@ -249,7 +260,8 @@ void *virtio_dma_map(struct virtio_device *vdev, uint64_t addr, uint64_t len, bo
 
 /* Queue processing (vdev->lock held). */
 #define VIRTQ_FAULT 2
-/* 1: a chain was popped into @elem; 0: queue empty (or not running); -errno:
+/* 1: a chain was popped into @elem; 0: queue empty (or not running, or
+ * quiesced); -errno:
  * the chain was malformed and the device is now broken; VIRTQ_FAULT: a chain
  * was popped but the IOMMU refused one of its buffers (or its indirect
  * table): the request fails. elem->head is set, elem has no buffers; the

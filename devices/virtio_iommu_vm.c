@@ -159,6 +159,30 @@ static void viommu_vm_counters(struct device *dev, struct cJSON *obj)
 	cJSON_AddNumberToObject(obj, "translation_cache_misses", (double)tlb[1]);
 }
 
+static void kick(int fd)
+{
+	uint64_t one = 1;
+	ssize_t n = write(fd, &one, sizeof(one));
+
+	(void)n;   /* EAGAIN: a kick is pending anyway */
+}
+
+/* Requests and fault reports complete into guest RAM: none while paused. */
+static void viommu_vm_quiesce(struct device *dev)
+{
+	virtio_device_quiesce(&to_vv(dev)->viommu.vdev, true);
+}
+
+/* Look at both queues again: kicks consumed while quiesced found nothing. */
+static void viommu_vm_unquiesce(struct device *dev)
+{
+	struct viommu_vm *v = to_vv(dev);
+
+	virtio_device_quiesce(&v->viommu.vdev, false);
+	kick(v->viommu.vdev.vqs[0].kick_fd);
+	kick(v->viommu.vdev.vqs[1].kick_fd);
+}
+
 static const struct device_ops viommu_vm_ops = {
 	.type = "virtio-iommu",
 	.reset = viommu_vm_reset,
@@ -167,6 +191,8 @@ static const struct device_ops viommu_vm_ops = {
 	.load = viommu_vm_load,
 	.info = viommu_vm_info,
 	.counters = viommu_vm_counters,
+	.quiesce = viommu_vm_quiesce,
+	.unquiesce = viommu_vm_unquiesce,
 };
 
 int viommu_vm_create(struct vm *vm, struct pci_bus *bus, struct viommu_vm **out)

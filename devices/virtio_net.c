@@ -262,6 +262,8 @@ int virtio_net_ctrl_process(struct virtio_net *net)
 	struct virtq_elem *e = net->ctrl_elem;
 	int r, n = 0;
 
+	if (net_data_stopped(net))
+		return 0;
 	while ((r = virtq_pop(vq, e)) > 0) {
 		uint8_t hdr[2], ack;
 
@@ -556,6 +558,16 @@ static void virtio_net_dev_reset(struct device *dev)
 		pci_device_reset(&net->vp.pci);
 }
 
+static void virtio_net_dev_quiesce(struct device *dev)
+{
+	virtio_net_quiesce(dev_to_net(dev), true);
+}
+
+static void virtio_net_dev_unquiesce(struct device *dev)
+{
+	virtio_net_quiesce(dev_to_net(dev), false);
+}
+
 static void virtio_net_free(struct virtio_net *net)
 {
 	if (net->ring_in_loop && net->vm)
@@ -629,11 +641,68 @@ static const struct device_ops virtio_net_dev_ops = {
 	.load = virtio_net_dev_load,
 	.info = virtio_net_dev_info,
 	.counters = virtio_net_dev_counters,
+	.quiesce = virtio_net_dev_quiesce,
+	.unquiesce = virtio_net_dev_unquiesce,
 };
+
+int virtio_net_backend_fds(struct vm *vm, unsigned idx, int *fds, unsigned max, unsigned *tun_offloads)
+{
+	char name[16];
+
+	snprintf(name, sizeof(name), "net%u", idx);
+	for (struct device *d = vm->devices; d; d = d->next) {
+		struct virtio_net *net;
+
+		if (!d->ops || !d->ops->type || strcmp(d->ops->type, "virtio-net") || strcmp(d->name, name))
+			continue;
+		net = dev_to_net(d);
+		if (net->nr_pairs > max)
+			return -E2BIG;
+		for (unsigned i = 0; i < net->nr_pairs; i++)
+			fds[i] = net->qp[i].fd;
+		*tun_offloads = net->tun_offloads;
+		return (int)net->nr_pairs;
+	}
+	return -ENOENT;
+}
+
+_Static_assert(VIRTIO_NET_MAX_PAIRS <= VM_INHERIT_MAX_FDS, "a NIC's queues must fit an inherit entry");
+
+/* Live update: take over the queue fds the previous process handed over,
+ * after checking each is a queue of the configured interface. The offloads
+ * come from the previous process too: probing would change the TAP's
+ * offload settings under it before the hand-over is committed. */
+static int net_take_inherited(struct vm_inherit_net *inh, const struct net_config *cfg, unsigned *nr,
+			      int *fds, unsigned *offloads, char *err, size_t errlen)
+{
+	const unsigned known = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN | TUN_F_UFO;
+
+	if (inh->nr_fds > VIRTIO_NET_MAX_PAIRS) {
+		snprintf(err, errlen, "net: %u queue fds handed over for '%s' (at most %d)", inh->nr_fds,
+			 cfg->ifname, VIRTIO_NET_MAX_PAIRS);
+		return -EINVAL;
+	}
+	for (unsigned i = 0; i < inh->nr_fds; i++) {
+		int ret = net_backend_check_fd(inh->fds[i], cfg->ifname, err, errlen);
+
+		if (ret)
+			return ret;
+	}
+	for (unsigned i = 0; i < inh->nr_fds; i++) {
+		fds[i] = inh->fds[i];
+		inh->fds[i] = -1;
+	}
+	*nr = inh->nr_fds;
+	*offloads = inh->tun_offloads & known;
+	return 0;
+}
 
 int virtio_net_create(struct vm *vm, const struct net_config *cfg, unsigned idx, char *err,
 		      size_t errlen)
 {
+	struct vm_inherit_net *inh = vm->inherit && idx < CONFIG_MAX_NETS ? &vm->inherit->nets[idx] : NULL;
+	bool inherited = inh && inh->nr_fds;
+	unsigned offloads = 0;
 	unsigned nr = cfg->queues ? cfg->queues : vm->nr_vcpus;
 	int fds[VIRTIO_NET_MAX_PAIRS];
 	struct net_config c = *cfg;
@@ -649,10 +718,15 @@ int virtio_net_create(struct vm *vm, const struct net_config *cfg, unsigned idx,
 	snprintf(name, sizeof(name), "net%u", idx);
 	if (nr > VIRTIO_NET_MAX_PAIRS)
 		nr = VIRTIO_NET_MAX_PAIRS;
-	if (cfg->backend == NET_TAP)
+	if (inherited) {
+		ret = net_take_inherited(inh, cfg, &nr, fds, &offloads, err, errlen);
+	} else if (cfg->backend == NET_TAP) {
 		ret = net_tap_open(cfg->ifname, &nr, cfg->queues != 0, fds, err, errlen);
-	else
+		offloads = ret ? 0 : net_tap_probe_offloads(fds[0]);
+	} else {
 		ret = net_macvtap_open(cfg->ifname, &nr, cfg->queues != 0, fds, link_mac, err, errlen);
+		offloads = ret ? 0 : net_tap_probe_offloads(fds[0]);
+	}
 	if (ret)
 		return ret;
 	if (!c.has_mac) {
@@ -675,7 +749,7 @@ int virtio_net_create(struct vm *vm, const struct net_config *cfg, unsigned idx,
 		return -ENOMEM;
 	}
 	net->vm = vm;
-	ret = virtio_net_init(net, name, &vm->mem, &c, fds, nr, net_tap_probe_offloads(fds[0]));
+	ret = virtio_net_init(net, name, &vm->mem, &c, fds, nr, offloads);
 	if (ret) {
 		free(net);   /* init closed the fds */
 		snprintf(err, errlen, "%s: cannot create the device: %s", name, strerror_safe(-ret));
@@ -694,8 +768,9 @@ int virtio_net_create(struct vm *vm, const struct net_config *cfg, unsigned idx,
 		goto fail;
 	net->ring_in_loop = true;
 	vm_add_device(vm, &net->dev, &virtio_net_dev_ops, name);
-	log_info(name, "%s '%s', %u queue pair%s, mac %02x:%02x:%02x:%02x:%02x:%02x, PCI 00:%02x.0",
-		 cfg->backend == NET_TAP ? "TAP" : "macvtap", cfg->ifname, nr, nr > 1 ? "s" : "",
+	log_info(name, "%s '%s'%s, %u queue pair%s, mac %02x:%02x:%02x:%02x:%02x:%02x, PCI 00:%02x.0",
+		 cfg->backend == NET_TAP ? "TAP" : "macvtap", cfg->ifname,
+		 inherited ? " (handed over)" : "", nr, nr > 1 ? "s" : "",
 		 c.mac[0], c.mac[1], c.mac[2], c.mac[3], c.mac[4], c.mac[5], net->vp.pci.slot);
 	return 0;
 fail:

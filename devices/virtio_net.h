@@ -20,7 +20,12 @@
  * a frame arrives. Nothing spins while idle: with EVENT_IDX the device asks
  * for a kick only when it has drained a queue, and it posts an RX read only
  * while the guest has buffers posted. virtio_net_drain() cancels whatever
- * is in flight and waits for it (reset, save, quiesce, teardown). */
+ * is in flight and waits for it (reset, save, quiesce, teardown).
+ *
+ * Pause: vm_pause() quiesces the device (device_ops.quiesce ->
+ * virtio_net_quiesce: nothing new starts, what is in flight is drained), so
+ * nothing reads the TAP or writes guest RAM until vm_resume(); frames wait
+ * in the TAP, TX chains in the ring. */
 #ifndef DEVICES_VIRTIO_NET_H
 #define DEVICES_VIRTIO_NET_H
 
@@ -167,9 +172,12 @@ int virtio_net_announce_all(struct vm *vm);
  * an interrupt sent before the irqchip/LAPIC state is written would be lost. */
 void virtio_net_backend_sync(struct virtio_net *net);
 /* The whole VM is restored (vCPU and irqchip state written, vCPUs not yet
- * running): release the data path, look at every queue once (buffers and
- * frames posted before the snapshot), and announce (GUEST_ANNOUNCE) so
- * peers relearn the MAC on the new host. Returns the number of devices. */
+ * running): release the hold, look at every queue once (buffers and frames
+ * posted before the snapshot), and announce (GUEST_ANNOUNCE) so peers
+ * relearn the MAC on the new host. The VM is then started paused
+ * (vm_start_paused quiesces the device before its event loop runs), so the
+ * data path only moves once vm_resume() unquiesces it: a migration
+ * destination writes no guest RAM before the hand-over is committed. */
 void virtio_net_restore_done(struct virtio_net *net);
 int virtio_net_restore_done_all(struct vm *vm);
 /* device_ops save/load (virtio_net_state.c). */
@@ -183,6 +191,13 @@ int net_tap_open(const char *ifname, unsigned *nr_queues, bool queues_given, int
 		 char *err, size_t errlen);
 int net_macvtap_open(const char *ifname, unsigned *nr_queues, bool queues_given, int *fds,
 		     uint8_t mac[6], char *err, size_t errlen);
+/* An fd handed over by another process (live update) is a TAP/macvtap
+ * queue of @ifname with the vnet header on; -EINVAL and a reason otherwise. */
+int net_backend_check_fd(int fd, const char *ifname, char *err, size_t errlen);
+/* Live update, source side: the back-end fds (one per queue pair, still
+ * owned by the device) of @vm's @idx-th virtio-net and the TUN_F_* offloads
+ * it accepts. Returns the number of fds, -ENOENT (no such NIC) or -E2BIG. */
+int virtio_net_backend_fds(struct vm *vm, unsigned idx, int *fds, unsigned max, unsigned *tun_offloads);
 /* Probe which TUN_F_* offloads the fd accepts (leaves them off). */
 unsigned net_tap_probe_offloads(int fd);
 int net_tap_set_offloads(int fd, unsigned tun_flags);

@@ -261,3 +261,26 @@ fail:
 	close_fds(fds, *nr_queues);
 	return ret;
 }
+
+int net_backend_check_fd(int fd, const char *ifname, char *err, size_t errlen)
+{
+	struct ifreq ifr;
+
+	memset(&ifr, 0, sizeof(ifr));
+	/* TUNGETIFF answers on TAP and macvtap queues alike (name = the link). */
+	if (ioctl(fd, TUNGETIFF, &ifr) < 0) {
+		snprintf(err, errlen, "net: the fd handed over for '%s' is not a TAP/macvtap queue: %s", ifname,
+			 strerror_safe(errno));
+		return -EINVAL;
+	}
+	ifr.ifr_name[IFNAMSIZ - 1] = '\0';
+	if (strcmp(ifr.ifr_name, ifname)) {
+		snprintf(err, errlen, "net: the fd handed over for '%s' belongs to '%s'", ifname, ifr.ifr_name);
+		return -EINVAL;
+	}
+	if (!(ifr.ifr_flags & IFF_VNET_HDR) || !(ifr.ifr_flags & IFF_TAP)) {
+		snprintf(err, errlen, "net: the fd handed over for '%s' is not a TAP with a vnet header", ifname);
+		return -EINVAL;
+	}
+	return 0;
+}

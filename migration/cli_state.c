@@ -1,7 +1,6 @@
 /* CLI verbs for snapshots: `vmm state show` and `vmm run --restore`. */
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "migration/cli_host.h"
 #include "migration/migration.h"
 #include "migration/snapshot.h"
 #include "migration/state.h"
@@ -95,23 +95,9 @@ int cli_state(int argc, char **argv)
 
 /* ------------------------------------------------------ run --restore */
 
-enum { OPT_RESTORE = 256, OPT_RESTORE_MEMORY, OPT_CONSOLE, OPT_TAP };
-
-static const struct option restore_options[] = {
-	{ "restore", required_argument, NULL, OPT_RESTORE },
-	{ "restore-memory", required_argument, NULL, OPT_RESTORE_MEMORY },
-	{ "console", required_argument, NULL, OPT_CONSOLE },
-	{ "tap", required_argument, NULL, OPT_TAP },
-	{ "verbose", no_argument, NULL, 'v' },
-	{ NULL, 0, NULL, 0 },
-};
-
 bool cli_run_wants_restore(int argc, char **argv)
 {
-	for (int i = 1; i < argc; i++)
-		if (!strcmp(argv[i], "--restore") || !strncmp(argv[i], "--restore=", 10))
-			return true;
-	return false;
+	return cli_argv_has(argc, argv, "restore");
 }
 
 static uint64_t now_ns(void)
@@ -148,68 +134,64 @@ static int parse_tap(struct snapshot_restore_opts *o, const char *arg)
 	return 0;
 }
 
+struct restore_args {
+	struct snapshot_restore_opts o;
+	const char *dir;
+};
+
+/* One option of `run --restore` besides the shared ones (cli_mode_option_fn). */
+static int restore_option(void *ctx, int opt, const char *arg)
+{
+	struct restore_args *a = ctx;
+
+	switch (opt) {
+	case CLI_OPT_RESTORE:
+		a->dir = arg;
+		return 0;
+	case CLI_OPT_RESTORE_MEMORY:
+		if (!strcmp(arg, "lazy") || !strcmp(arg, "copy")) {
+			a->o.memory = arg[0] == 'l' ? SNAPSHOT_MEMORY_LAZY : SNAPSHOT_MEMORY_COPY;
+			return 0;
+		}
+		cli_error("--restore-memory: '%s' is not lazy or copy", arg);
+		return -1;
+	case CLI_OPT_TAP:
+		if (!parse_tap(&a->o, arg))
+			return 0;
+		cli_error("--tap: '%s' is not N=IFNAME", arg);
+		return -1;
+	default:
+		return 1;
+	}
+}
+
 int cli_run_restore(int argc, char **argv)
 {
-	struct snapshot_restore_opts o = { .memory = SNAPSHOT_MEMORY_LAZY };
-	struct vm_config console_cfg;
-	const char *dir = NULL;
+	struct restore_args a = { .o = { .memory = SNAPSHOT_MEMORY_LAZY } };
+	const struct cli_mode mode = { .flag = "restore", .allowed = "--restore-memory, --console, --tap and -v",
+				       .option = restore_option, .ctx = &a };
+	struct snapshot_restore_opts *o = &a.o;
+	struct cli_host h;
 	char err[512] = "";
-	int opt, verbosity = 0, status;
+	int status;
 	uint64_t t0, c0;
 	struct vm *vm;
 
-	config_init(&console_cfg);
-	optind = 1;
-	opterr = 0;
-	while ((opt = getopt_long(argc, argv, "+v", restore_options, NULL)) != -1) {
-		switch (opt) {
-		case OPT_RESTORE:
-			dir = optarg;
-			break;
-		case OPT_RESTORE_MEMORY:
-			if (!strcmp(optarg, "lazy")) {
-				o.memory = SNAPSHOT_MEMORY_LAZY;
-			} else if (!strcmp(optarg, "copy")) {
-				o.memory = SNAPSHOT_MEMORY_COPY;
-			} else {
-				cli_error("--restore-memory: '%s' is not lazy or copy", optarg);
-				goto usage;
-			}
-			break;
-		case OPT_CONSOLE:
-			if (config_parse_console(&console_cfg, optarg, err, sizeof(err))) {
-				cli_error("--%s", err);
-				goto usage;
-			}
-			o.has_console = true;
-			o.console = console_cfg.console;
-			o.console_path = console_cfg.console_path;
-			break;
-		case OPT_TAP:
-			if (parse_tap(&o, optarg)) {
-				cli_error("--tap: '%s' is not N=IFNAME", optarg);
-				goto usage;
-			}
-			break;
-		case 'v':
-			verbosity++;
-			break;
-		default:
-			cli_error("run --restore: unknown option or missing value: '%s' (only --restore-memory, "
-				  "--console, --tap and -v go with --restore)", argv[optind - 1]);
-			goto usage;
-		}
-	}
-	if (optind < argc || !dir) {
-		cli_error("run --restore: unexpected argument '%s'", optind < argc ? argv[optind] : "");
+	cli_host_init(&h);
+	if (cli_host_parse(&h, &mode, argc, argv))
+		goto usage;
+	if (!a.dir) {
+		cli_error("run --restore: a snapshot directory is needed");
 		goto usage;
 	}
-	log_set_level(verbosity >= 2 ? LOG_DEBUG : verbosity == 1 ? LOG_INFO : LOG_WARN);
+	o->has_console = h.has_console;
+	o->console = (enum console_kind)h.console;
+	o->console_path = h.console_path;
 	t0 = now_ns();
 	c0 = cpu_ns();
-	if (snapshot_restore(&vm, dir, &o, err, sizeof(err))) {
+	if (snapshot_restore(&vm, a.dir, o, err, sizeof(err))) {
 		cli_error("%s", err[0] ? err : "restore failed");
-		config_free(&console_cfg);
+		cli_host_free(&h);
 		return CLI_EXIT_ERROR;
 	}
 	if (vm_resume(vm)) {
@@ -222,16 +204,12 @@ int cli_run_restore(int argc, char **argv)
 			fprintf(stderr, "vmm-stats: restore_to_running_us=%llu restore_cpu_us=%llu\n",
 				(unsigned long long)((now_ns() - t0) / 1000),
 				(unsigned long long)((cpu_ns() - c0) / 1000));
-		status = vm_wait_exit(vm);
-		if (status != 0)
-			cli_error("%s", vm->exit_reason);
-		else
-			log_info("vm", "%s", vm->exit_reason);
+		status = cli_host_wait(vm);
 	}
 	vm_destroy(vm);
-	config_free(&console_cfg);
+	cli_host_free(&h);
 	return status;
 usage:
-	config_free(&console_cfg);
+	cli_host_free(&h);
 	return CLI_EXIT_USAGE;
 }

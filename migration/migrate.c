@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "api/config_json.h"
+#include "devices/virtio_net.h"
 #include "migration/dirty.h"
 #include "migration/migrate_lane.h"
 #include "migration/snapshot.h"
@@ -52,6 +53,7 @@ struct mig_source {
 	struct mig_lane lanes[MIG_MAX_LANES];
 	struct mig_dirty dirty;
 	bool paused_by_us;
+	bool handed_over;            /* COMMIT sent: the VM must never resume here by itself */
 	bool was_paused;             /* migrating a paused VM: it stays paused at the destination */
 	uint64_t pause_ns;
 	char *config_json;
@@ -433,7 +435,8 @@ static int send_state(struct mig_source *m)
 	return 0;
 }
 
-/* DONE, then the ACK that hands the VM over. Cancel is refused from here on. */
+/* DONE, the destination's ready ACK, then COMMIT: the hand-over (stream.h
+ * lists what each side does on each failure). Cancel is refused from DONE on. */
 static int commit(struct mig_source *m)
 {
 	struct mig_frame f;
@@ -460,19 +463,47 @@ static int commit(struct mig_source *m)
 		return fail_stream(m, main_stream(m), ret, "sending DONE");
 	ret = mig_recv(main_stream(m), &f, MIG_TYPE_BIT(MIG_ACK));
 	if (ret)
-		return fail_stream(m, main_stream(m), ret, "waiting for the destination's final ACK");
+		return fail_stream(m, main_stream(m), ret, "waiting for the destination's ACK");
 	pthread_mutex_lock(&m->lock);
 	m->prog.dest_ack_us = us_since(t0);
 	pthread_mutex_unlock(&m->lock);
+	/* A failed send delivered no valid COMMIT (a partial frame fails its
+	 * checksum): the destination will not run the guest, we may resume. */
+	ret = mig_send(main_stream(m), MIG_COMMIT, NULL, 0);
+	if (ret)
+		return fail_stream(m, main_stream(m), ret, "sending COMMIT");
+	/* From here on the destination may be running the guest: whatever
+	 * happens, this VM never resumes by itself. */
+	m->handed_over = true;
+	ret = mig_recv(main_stream(m), &f, MIG_TYPE_BIT(MIG_ACK));
+	if (ret)
+		return fail(m, ret, "the destination did not confirm the committed hand-over (%s); it may be "
+			    "running the guest, so the VM stays paused here: resume it (vm.resume) only if the "
+			    "destination does not run it", main_stream(m)->err[0] ? main_stream(m)->err :
+			    strerror_safe(-ret));
 	return 0;
+}
+
+/* Paused, with device back ends quiesced, guest RAM holds still until the
+ * migration ends (vm.resume is refused meanwhile): pages can go from RAM in
+ * place, without a copy. */
+static void lanes_stable(struct mig_source *m)
+{
+	for (unsigned i = 0; i < m->nr_lanes; i++)
+		lane_set_stable(&m->lanes[i]);
 }
 
 static int migrate_precopy(struct mig_source *m)
 {
-	int ret = precopy(m);
+	int ret;
 
+	if (m->was_paused)
+		lanes_stable(m);
+	ret = precopy(m);
 	if (!ret)
 		ret = pause_vm(m);
+	if (!ret)
+		lanes_stable(m);
 	if (!ret)
 		ret = dirty_sync(&m->dirty) ? fail(m, -EIO, "reading the dirty log failed") : 0;
 	if (!ret) {
@@ -493,7 +524,33 @@ static int migrate_precopy(struct mig_source *m)
 	return ret;
 }
 
-/* Live update: the destination maps our memfd; nothing but state is copied. */
+_Static_assert(VIRTIO_NET_MAX_PAIRS <= MIG_MAX_FDS, "one NETFDS frame carries a NIC's queues");
+
+/* Live update: every virtio-net's queue fds (TAP/macvtap), one NETFDS frame
+ * per NIC. The peer gets new references to the same queues; ours stay open
+ * and untouched, so a failed update leaves this VM exactly as it was. */
+static int send_net_fds(struct mig_source *m)
+{
+	for (unsigned i = 0; i < m->vm->cfg.nr_nets; i++) {
+		uint8_t p[MIG_NETFDS_SIZE] = { 0 };
+		int fds[MIG_MAX_FDS], n, ret;
+		unsigned offloads = 0;
+
+		n = virtio_net_backend_fds(m->vm, i, fds, MIG_MAX_FDS, &offloads);
+		if (n <= 0)
+			return fail(m, n ? n : -ENODEV, "net%u: no back-end fds to hand over", i);
+		mig_put_u32(p, i);
+		mig_put_u32(p + 4, (uint32_t)n);
+		mig_put_u32(p + 8, offloads);
+		ret = mig_send_fds(main_stream(m), MIG_NETFDS, p, sizeof(p), fds, (unsigned)n);
+		if (ret)
+			return fail_stream(m, main_stream(m), ret, "handing over the TAP fds");
+	}
+	return 0;
+}
+
+/* Live update: the destination maps our memfd and takes our TAP queues;
+ * nothing but state is copied. */
 static int migrate_local(struct mig_source *m)
 {
 	uint8_t size[8];
@@ -503,7 +560,9 @@ static int migrate_local(struct mig_source *m)
 	ret = mig_send_fd(main_stream(m), MIG_MEMFD, size, sizeof(size), m->vm->mem.fd);
 	if (ret)
 		return fail_stream(m, main_stream(m), ret, "handing over the memory fd");
-	ret = send_config(m);
+	ret = send_net_fds(m);
+	if (!ret)
+		ret = send_config(m);
 	if (!ret)
 		ret = pause_vm(m);
 	if (!ret)
@@ -519,7 +578,7 @@ static void close_lanes(struct mig_source *m)
 	m->lanes_open = false;
 	pthread_mutex_unlock(&m->lock);
 	for (unsigned i = 0; i < m->nr_lanes; i++)
-		if (m->lanes[i].buf[0] || m->lanes[i].s.fd > 0)
+		if (m->lanes[i].slot[0].data || m->lanes[i].s.fd > 0)
 			lane_destroy(&m->lanes[i]);
 }
 
@@ -548,7 +607,7 @@ static void *mig_source_thread(void *arg)
 	if (ret == 0) {
 		/* The destination owns the VM now: stop ours for good. */
 		vm_request_exit(m->vm, 0, "migrated to %s", m->p.url);
-	} else if (m->paused_by_us) {
+	} else if (m->paused_by_us && !m->handed_over) {
 		if (vm_resume(m->vm))
 			fail(m, -EIO, "cannot resume the VM after a failed migration");
 	}
@@ -561,14 +620,16 @@ static void *mig_source_thread(void *arg)
 		m->prog.status = ret == -ECANCELED ? MIG_STATUS_CANCELLED : MIG_STATUS_FAILED;
 	}
 	m->prog.total_us = (now_ns() - m->start_ns) / 1000;
+	/* With the status: whoever has seen the final status sees done too. */
+	atomic_store(&m->done, true);
 	pthread_mutex_unlock(&m->lock);
 	if (ret)
-		log_err("migrate", "migration to %s %s, the VM keeps running here: %s", m->p.url,
-			ret == -ECANCELED ? "cancelled" : "failed", m->prog.message);
+		log_err("migrate", "migration to %s %s, %s: %s", m->p.url,
+			ret == -ECANCELED ? "cancelled" : "failed",
+			m->handed_over ? "the VM stays paused here" : "the VM keeps running here", m->prog.message);
 	else
 		log_info("migrate", "migrated to %s in %llu us (downtime %llu us)", m->p.url,
 			 (unsigned long long)m->prog.total_us, (unsigned long long)m->prog.downtime_us);
-	atomic_store(&m->done, true);
 	return NULL;
 }
 

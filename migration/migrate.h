@@ -3,21 +3,25 @@
  * Source: mig_source_start() runs the migration on its own thread while the
  * VM keeps running: pre-copy passes driven by the dirty log until the rest
  * fits the downtime limit (or the pass limit is hit), then pause, last pass,
- * state tree, DONE. The source owns the VM until the destination's final ACK:
- * any failure before it (destination gone, garbage, cancel, timeout) stops
- * dirty logging and resumes the VM, and the reason is kept in the progress.
- * After the ACK the source VM is told to exit (status 0, "migrated to URL").
+ * state tree, DONE, the destination's ready ACK, COMMIT, its final ACK. The
+ * source owns the VM until it has sent COMMIT: any failure before (destination
+ * gone, garbage, cancel, timeout) stops dirty logging and resumes the VM, and
+ * the reason is kept in the progress. After the final ACK the source VM is
+ * told to exit (status 0, "migrated to URL"); without it, the VM stays paused
+ * here (the destination may be running it; stream.h has the whole table).
  * A paused VM migrates too (nothing is dirtied: one pass) and stays paused at
  * the destination.
  *
- * Live update (params.local): the RAM memfd goes over SCM_RIGHTS and the
- * destination maps the same pages; only the state tree is copied, during a
- * pause that does not grow with RAM size.
+ * Live update (params.local): the RAM memfd and every virtio-net's queue fds
+ * (TAP/macvtap) go over SCM_RIGHTS; the destination maps the same pages and
+ * uses the same queues. Only the state tree is copied, during a pause that
+ * does not grow with RAM size. The source keeps its own fds untouched until
+ * it stops for good, so a failed update leaves it as it was.
  *
- * Destination: mig_incoming() listens, receives, and returns a running VM
- * only after it has acked the complete stream; on any incomplete or bad
- * stream it tells the source why and returns an error without ever running
- * the guest. */
+ * Destination: mig_incoming() listens, receives, acks the complete stream
+ * (ready) and returns a running VM only after the source's COMMIT; on any
+ * incomplete or bad stream, or no COMMIT, it tells the source why (if it
+ * still can) and returns an error without ever running the guest. */
 #ifndef MIGRATION_MIGRATE_H
 #define MIGRATION_MIGRATE_H
 
@@ -56,9 +60,9 @@ struct mig_progress {
 	uint64_t bandwidth_bps;      /* measured on the last pass, bytes/s */
 	uint64_t expected_downtime_us;
 	uint64_t total_us;           /* so far, or in all when done */
-	uint64_t downtime_us;        /* measured pause (pause -> destination's ACK) */
+	uint64_t downtime_us;        /* measured pause (pause -> destination's final ACK) */
 	/* Where the pause went: stopping the vCPUs, the last pass, saving and
-	 * sending the state tree, and the destination (apply + ACK). */
+	 * sending the state tree, and the destination (DONE -> ready ACK: apply). */
 	uint64_t stop_vcpus_us, last_pass_us, state_save_us, dest_ack_us;
 	uint64_t state_bytes;
 	char message[512];           /* why it failed, or where it went */

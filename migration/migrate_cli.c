@@ -18,6 +18,7 @@
 
 #include "api/actions_migration.h"
 #include "api/api.h"
+#include "migration/cli_host.h"
 #include "migration/migrate.h"
 #include "vmm/cli.h"
 #include "vmm/config.h"
@@ -28,24 +29,42 @@
 #define MIG_LINGER_MS 3000
 #define MIG_LINGER_FLUSH_MS 200
 
-enum { OPT_INCOMING = 300, OPT_API_SOCK, OPT_CONSOLE, OPT_MEMORY_DIR, OPT_ACCEPT_TIMEOUT };
-
-static const struct option incoming_options[] = {
-	{ "incoming", required_argument, NULL, OPT_INCOMING },
-	{ "api-sock", required_argument, NULL, OPT_API_SOCK },
-	{ "console", required_argument, NULL, OPT_CONSOLE },
-	{ "memory-dir", required_argument, NULL, OPT_MEMORY_DIR },
-	{ "accept-timeout-ms", required_argument, NULL, OPT_ACCEPT_TIMEOUT },
-	{ "verbose", no_argument, NULL, 'v' },
-	{ NULL, 0, NULL, 0 },
-};
-
 bool cli_run_wants_incoming(int argc, char **argv)
 {
-	for (int i = 1; i < argc; i++)
-		if (!strcmp(argv[i], "--incoming") || !strncmp(argv[i], "--incoming=", 11))
-			return true;
-	return false;
+	return cli_argv_has(argc, argv, "incoming");
+}
+
+struct incoming_args {
+	struct mig_incoming_opts o;
+	const char *url, *sock;
+};
+
+/* One option of `run --incoming` besides the shared ones (cli_mode_option_fn). */
+static int incoming_option(void *ctx, int opt, const char *arg)
+{
+	struct incoming_args *a = ctx;
+	unsigned long long v;
+
+	switch (opt) {
+	case CLI_OPT_INCOMING:
+		a->url = arg;
+		return 0;
+	case CLI_OPT_API_SOCK:
+		a->sock = arg;
+		return 0;
+	case CLI_OPT_MEMORY_DIR:
+		a->o.memory_dir = arg;
+		return 0;
+	case CLI_OPT_ACCEPT_TIMEOUT:
+		if (!cli_parse_u64(arg, 86400000, &v)) {
+			a->o.accept_timeout_ms = (int)v;
+			return 0;
+		}
+		cli_error("--accept-timeout-ms: '%s' is not a number of milliseconds", arg);
+		return -1;
+	default:
+		return 1;
+	}
 }
 
 static void report_incoming(const struct mig_incoming_stats *s)
@@ -60,76 +79,39 @@ static void report_incoming(const struct mig_incoming_stats *s)
 
 int cli_run_incoming(int argc, char **argv)
 {
-	struct mig_incoming_opts o = { 0 };
+	struct incoming_args a = { .url = NULL };
+	const struct cli_mode mode = { .flag = "incoming",
+				       .allowed = "--api-sock, --console, --memory-dir, --accept-timeout-ms and -v",
+				       .option = incoming_option, .ctx = &a };
+	struct mig_incoming_opts *o = &a.o;
 	struct mig_incoming_stats stats;
-	struct vm_config console_cfg;
 	struct api_server *srv = NULL;
-	const char *url = NULL, *sock = NULL;
-	unsigned long long v;
+	struct cli_host h;
 	char err[768] = "";
-	int opt, verbosity = 0, status;
+	int status;
 	struct vm *vm;
 
-	config_init(&console_cfg);
-	optind = 1;
-	opterr = 0;
-	while ((opt = getopt_long(argc, argv, "+v", incoming_options, NULL)) != -1) {
-		switch (opt) {
-		case OPT_INCOMING:
-			url = optarg;
-			break;
-		case OPT_API_SOCK:
-			sock = optarg;
-			break;
-		case OPT_CONSOLE:
-			if (config_parse_console(&console_cfg, optarg, err, sizeof(err))) {
-				cli_error("--%s", err);
-				goto usage;
-			}
-			o.has_console = true;
-			o.console = console_cfg.console;
-			o.console_path = console_cfg.console_path;
-			break;
-		case OPT_MEMORY_DIR:
-			o.memory_dir = optarg;
-			break;
-		case OPT_ACCEPT_TIMEOUT:
-			if (cli_parse_u64(optarg, 86400000, &v)) {
-				cli_error("--accept-timeout-ms: '%s' is not a number of milliseconds", optarg);
-				goto usage;
-			}
-			o.accept_timeout_ms = (int)v;
-			break;
-		case 'v':
-			verbosity++;
-			break;
-		default:
-			cli_error("run --incoming: unknown option or missing value: '%s' (only --api-sock, "
-				  "--console, --memory-dir, --accept-timeout-ms and -v go with --incoming)",
-				  argv[optind - 1]);
-			goto usage;
-		}
-	}
-	if (optind < argc || !url) {
-		cli_error("run --incoming: unexpected argument '%s'", optind < argc ? argv[optind] : "");
+	cli_host_init(&h);
+	if (cli_host_parse(&h, &mode, argc, argv))
+		goto usage;
+	if (!a.url) {
+		cli_error("run --incoming: a URL to listen on is needed");
 		goto usage;
 	}
-	log_set_level(verbosity >= 2 ? LOG_DEBUG : verbosity == 1 ? LOG_INFO : LOG_WARN);
-	if (mig_incoming(url, &o, &vm, &stats, err, sizeof(err))) {
+	o->has_console = h.has_console;
+	o->console = h.console;
+	o->console_path = h.console_path;
+	if (mig_incoming(a.url, o, &vm, &stats, err, sizeof(err))) {
 		report_incoming(&stats);
 		/* The guest never ran here: nothing half-received is started. */
 		cli_error("%s", err);
-		config_free(&console_cfg);
+		cli_host_free(&h);
 		return CLI_EXIT_ERROR;
 	}
 	report_incoming(&stats);
-	if (sock && api_server_start(&srv, sock, vm))
-		cli_error("cannot serve the API on %s; the VM runs without it", sock);
-	status = vm_wait_exit(vm);
-	if (status != 0)
-		cli_error("%s", vm->exit_reason);
-	else
-		log_info("vm", "%s", vm->exit_reason);
+	if (a.sock && api_server_start(&srv, a.sock, vm))
+		cli_error("cannot serve the API on %s; the VM runs without it", a.sock);
+	status = cli_host_wait(vm);
 	/* Moved on: let the API client that asked see "completed" before we go. */
 	if (srv && !strncmp(vm->exit_reason, "migrated to", 11)) {
 		for (int i = 0; i < MIG_LINGER_MS / 5 && !api_server_migration_reported(srv); i++)
@@ -139,10 +121,10 @@ int cli_run_incoming(int argc, char **argv)
 	}
 	api_server_stop(srv); /* joins an outgoing migration before the VM goes */
 	vm_destroy(vm);
-	config_free(&console_cfg);
+	cli_host_free(&h);
 	return status;
 usage:
-	config_free(&console_cfg);
+	cli_host_free(&h);
 	return CLI_EXIT_USAGE;
 }
 
@@ -154,9 +136,11 @@ static void migrate_usage(FILE *f)
 		   "                   [--max-passes N] [--no-wait]\n\n"
 		   "Live-migrate the VM of the VMM at PATH to URL (unix:PATH or tcp:HOST:PORT, where\n"
 		   "'vmm run --incoming URL' waits), and follow its progress until it ends.\n"
-		   "--local hands the memory over by fd to a vmm on this host (live update).\n\n"
-		   "Exit status: 0 migrated, 1 failed or cancelled (the VM keeps running at the\n"
-		   "source; the reason is printed), 2 bad usage, 3 the VMM cannot be reached.\n");
+		   "--local hands the memory and the TAP queues over by fd to a vmm on this host\n"
+		   "(live update).\n\n"
+		   "Exit status: 0 migrated, 1 failed or cancelled (the reason is printed; the VM\n"
+		   "keeps running at the source, or stays paused there if the hand-over was\n"
+		   "committed but not confirmed), 2 bad usage, 3 the VMM cannot be reached.\n");
 }
 
 static const struct option migrate_options[] = {

@@ -1,8 +1,10 @@
 /* The destination side of live migration and live update. See migrate.h.
  *
- * Nothing of the guest runs until the whole stream has arrived, the state has
- * been applied, and our ACK is on its way; every failure before that tells
- * the source why (an ERROR frame) and destroys what was built. */
+ * Nothing of the guest runs (no vCPU, no device back end, no guest-RAM write)
+ * until the whole stream has arrived, the state has been applied, our ready
+ * ACK has gone out and the source's COMMIT has come in; every failure before
+ * that tells the source why (an ERROR frame, if it still listens) and
+ * destroys what was built. */
 #include "migration/migrate.h"
 
 #include <errno.h>
@@ -30,13 +32,6 @@
 #define MIG_DEFAULT_FRAME_TIMEOUT_MS 30000
 #define MIG_DRAIN_MS 2000
 
-/* A run of pages with consecutive RAM offsets, written with one pwritev(). */
-struct page_run {
-	uint64_t off;                /* RAM offset of the first page */
-	unsigned n;
-	struct iovec iov[MIG_PAGES_PER_FRAME];
-};
-
 struct in_lane {
 	struct mig_stream s;
 	struct mig_incoming *in;
@@ -45,7 +40,9 @@ struct in_lane {
 	bool ended;                  /* LANE_END seen */
 	int ret;
 	uint64_t pages, zero_pages;
-	struct page_run run;
+	/* The PAGES frame being received: its entries and where its data goes. */
+	uint64_t entries[MIG_PAGES_PER_FRAME];
+	struct iovec iov[MIG_PAGES_PER_FRAME];
 };
 
 struct mig_incoming {
@@ -54,6 +51,7 @@ struct mig_incoming {
 	unsigned nr_lanes;
 	struct in_lane lanes[MIG_MAX_LANES];
 	struct guest_mem mem;        /* until the VM takes it */
+	struct vm_inherit inherit;   /* live update: TAP fds, until the NICs take them */
 	struct vm *vm;
 	char *config;
 	size_t config_len;
@@ -73,88 +71,131 @@ static uint64_t now_ns(void)
 
 /* ------------------------------------------------------------ pages */
 
-static int run_flush(struct in_lane *l, const struct guest_mem *mem, struct page_run *r)
+static int lane_fail(struct in_lane *l, int ret, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int lane_fail(struct in_lane *l, int ret, const char *fmt, ...)
 {
-	uint64_t len = (uint64_t)r->n * MIG_PAGE_SIZE;
+	va_list ap;
 
-	if (!r->n)
-		return 0;
-	if (mem->fd >= 0) {
-		ssize_t w = pwritev(mem->fd, r->iov, (int)r->n, (off_t)r->off);
+	va_start(ap, fmt);
+	vsnprintf(l->s.err, sizeof(l->s.err), fmt, ap);
+	va_end(ap);
+	return ret;
+}
 
-		if (w != (ssize_t)len) {
-			int ret = w < 0 ? -errno : -ENOSPC;
-			snprintf(l->s.err, sizeof(l->s.err), "storing guest RAM failed: %s", strerror_safe(-ret));
-			return ret;
-		}
-	} else {
-		for (unsigned i = 0; i < r->n; i++)
-			memcpy(mem->base + r->off + (uint64_t)i * MIG_PAGE_SIZE, r->iov[i].iov_base, MIG_PAGE_SIZE);
+/* Check the entries of a PAGES frame against RAM and the frame length, and
+ * lay out where the data goes: runs of consecutive pages, one iovec each,
+ * straight into guest RAM. Returns the number of iovecs or -errno. */
+static int plan_pages(struct in_lane *l, const struct guest_mem *mem, uint32_t count, uint32_t len)
+{
+	unsigned n = 0;
+	uint64_t data = 0;
+
+	for (uint32_t i = 0; i < count; i++) {
+		uint64_t e = l->entries[i], off = e & ~(uint64_t)(MIG_PAGE_SIZE - 1);
+
+		if ((e & (MIG_PAGE_SIZE - 1) & ~MIG_PAGE_ZERO) || off >= mem->size)
+			return lane_fail(l, -EPROTO, "PAGES frame: entry %u (0x%llx) is outside RAM or has unknown flags",
+					 i, (unsigned long long)e);
+		if (e & MIG_PAGE_ZERO)
+			continue;
+		data++;
+		if (n && (uint8_t *)l->iov[n - 1].iov_base + l->iov[n - 1].iov_len == mem->base + off)
+			l->iov[n - 1].iov_len += MIG_PAGE_SIZE;
+		else
+			l->iov[n++] = (struct iovec){ mem->base + off, MIG_PAGE_SIZE };
 	}
-	l->pages += r->n;
-	r->n = 0;
+	if (8 + 8ULL * count + data * MIG_PAGE_SIZE != len)
+		return lane_fail(l, -EPROTO, "PAGES frame of %u bytes for %u entries with %llu pages of data", len,
+				 count, (unsigned long long)data);
+	return (int)n;
+}
+
+/* Back the data runs with memory first: a full tmpfs/hugetlbfs (memory_dir)
+ * then fails here with ENOSPC instead of killing us with SIGBUS when the
+ * data lands in the mapping, and pages come allocated in bulk. */
+static int reserve_runs(struct in_lane *l, const struct guest_mem *mem, unsigned n)
+{
+	for (unsigned i = 0; i < n && mem->fd >= 0; i++) {
+		off_t off = (off_t)((uint8_t *)l->iov[i].iov_base - mem->base);
+
+		if (fallocate(mem->fd, FALLOC_FL_KEEP_SIZE, off, (off_t)l->iov[i].iov_len) < 0 &&
+		    errno != EOPNOTSUPP)
+			return lane_fail(l, -errno, "storing guest RAM failed: %s", strerror_safe(errno));
+	}
 	return 0;
 }
 
-/* Apply one PAGES frame. Page data goes in with pwritev() on the RAM file, not
- * through the mapping: a full tmpfs/hugetlbfs then fails with ENOSPC here
- * instead of killing us with SIGBUS. Consecutive pages go in one call. */
-static int apply_pages(struct mig_incoming *in, struct in_lane *l, const uint8_t *p, size_t len)
+/* Zero pages: punching a hole zeroes without allocating (a full RAM file
+ * stays fine). Only after the frame's checksum held. */
+static void zero_pages(struct in_lane *l, const struct guest_mem *mem, uint32_t count)
+{
+	for (uint32_t i = 0; i < count; i++) {
+		uint64_t off = l->entries[i] & ~(uint64_t)(MIG_PAGE_SIZE - 1);
+
+		if (!(l->entries[i] & MIG_PAGE_ZERO))
+			continue;
+		if (mem->fd < 0 || fallocate(mem->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
+					     MIG_PAGE_SIZE) < 0)
+			memset(mem->base + off, 0, MIG_PAGE_SIZE);
+		l->zero_pages++;
+	}
+}
+
+/* One PAGES frame (header read by mig_recv_begin): entries first, then the
+ * data received in place into guest RAM, then the checksum. Data of a frame
+ * whose checksum fails is in RAM already, unchecked: harmless, since the
+ * migration fails and that VM never runs. */
+static int receive_pages(struct mig_incoming *in, struct in_lane *l, struct mig_rx *rx)
 {
 	const struct guest_mem *mem = in->vm ? &in->vm->mem : &in->mem;
-	struct page_run *run = &l->run;
-	size_t pos = 8;
+	uint8_t head[8];
 	uint32_t count;
-	int ret;
+	int n, ret;
 
-	run->n = 0;
-	if (len < 8)
-		return snprintf(l->s.err, sizeof(l->s.err), "PAGES frame of %zu bytes", len), -EPROTO;
-	count = mig_get_u32(p);
-	if (count == 0 || count > MIG_PAGES_PER_FRAME || mig_get_u32(p + 4))
-		return snprintf(l->s.err, sizeof(l->s.err), "PAGES frame: bad count %u or reserved field",
-				count), -EPROTO;
-	for (uint32_t i = 0; i < count; i++) {
-		uint64_t e, off;
+	ret = rx->len < 8 ? lane_fail(l, -EPROTO, "PAGES frame of %u bytes", rx->len)
+			  : mig_recv_part(&l->s, rx, &(struct iovec){ head, 8 }, 1);
+	if (ret)
+		return ret;
+	count = mig_get_u32(head);
+	if (count == 0 || count > MIG_PAGES_PER_FRAME || mig_get_u32(head + 4) || rx->len - 8 < 8 * count)
+		return lane_fail(l, -EPROTO, "PAGES frame: bad count %u or reserved field", count);
+	ret = mig_recv_part(&l->s, rx, &(struct iovec){ l->entries, 8 * (size_t)count }, 1);
+	if (ret)
+		return ret;
+	/* Little-endian on the wire; decoded in place (the CRC saw the wire bytes). */
+	for (uint32_t i = 0; i < count; i++)
+		l->entries[i] = mig_get_u64((const uint8_t *)&l->entries[i]);
+	n = plan_pages(l, mem, count, rx->len);
+	if (n < 0)
+		return n;
+	ret = reserve_runs(l, mem, (unsigned)n);
+	if (!ret && n)
+		ret = mig_recv_part(&l->s, rx, l->iov, (unsigned)n);
+	if (!ret)
+		ret = mig_recv_end(&l->s, rx);
+	if (ret)
+		return ret;
+	zero_pages(l, mem, count);
+	l->pages += (rx->len - 8 - 8ULL * count) / MIG_PAGE_SIZE;
+	return 0;
+}
 
-		if (len - pos < 8)
-			return snprintf(l->s.err, sizeof(l->s.err), "PAGES frame: entry %u truncated", i), -EPROTO;
-		e = mig_get_u64(p + pos);
-		pos += 8;
-		off = e & ~(uint64_t)(MIG_PAGE_SIZE - 1);
-		if ((e & (MIG_PAGE_SIZE - 1) & ~MIG_PAGE_ZERO) || off >= mem->size)
-			return snprintf(l->s.err, sizeof(l->s.err),
-					"PAGES frame: entry %u (0x%llx) is outside RAM or has unknown flags", i,
-					(unsigned long long)e), -EPROTO;
-		if (e & MIG_PAGE_ZERO) {
-			ret = run_flush(l, mem, run);
-			if (ret)
-				return ret;
-			/* Punching a hole zeroes without allocating (a full RAM file stays fine). */
-			if (mem->fd < 0 || fallocate(mem->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-						     (off_t)off, MIG_PAGE_SIZE) < 0)
-				memset(mem->base + off, 0, MIG_PAGE_SIZE);
-			l->zero_pages++;
-			continue;
-		}
-		if (len - pos < MIG_PAGE_SIZE)
-			return snprintf(l->s.err, sizeof(l->s.err), "PAGES frame: data of entry %u truncated", i),
-			       -EPROTO;
-		if (run->n && off != run->off + (uint64_t)run->n * MIG_PAGE_SIZE) {
-			ret = run_flush(l, mem, run);
-			if (ret)
-				return ret;
-		}
-		if (!run->n)
-			run->off = off;
-		run->iov[run->n].iov_base = (void *)(p + pos);
-		run->iov[run->n].iov_len = MIG_PAGE_SIZE;
-		run->n++;
-		pos += MIG_PAGE_SIZE;
-	}
-	if (pos != len)
-		return snprintf(l->s.err, sizeof(l->s.err), "PAGES frame: %zu trailing bytes", len - pos), -EPROTO;
-	return run_flush(l, mem, run);
+/* The next frame on @l: PAGES are received into guest RAM right here
+ * (f->type says MIG_PAGES, nothing left to do), anything else whole into @f. */
+static int next_frame(struct mig_incoming *in, struct in_lane *l, uint32_t allowed, struct mig_frame *f)
+{
+	struct mig_rx rx;
+	int ret = mig_recv_begin(&l->s, &rx, allowed);
+
+	if (ret)
+		return ret;
+	if (rx.type != MIG_PAGES)
+		return mig_recv_whole(&l->s, &rx, f);
+	memset(f, 0, sizeof(*f));
+	f->type = MIG_PAGES;
+	if (in->hello.features & MIG_FEAT_LOCAL)
+		return lane_fail(l, -EPROTO, "PAGES frame in a live update (memory is shared)");
+	return receive_pages(in, l, &rx);
 }
 
 /* Extra connections carry only pages, until LANE_END. */
@@ -163,18 +204,10 @@ static void *lane_thread(void *arg)
 	struct in_lane *l = arg;
 	struct mig_frame f;
 
-	for (;;) {
-		l->ret = mig_recv(&l->s, &f, MIG_TYPE_BIT(MIG_PAGES) | MIG_TYPE_BIT(MIG_LANE_END));
-		if (l->ret)
-			break;
-		if (f.type == MIG_LANE_END) {
-			l->ended = true;
-			break;
-		}
-		l->ret = apply_pages(l->in, l, f.data, f.len);
-		if (l->ret)
-			break;
-	}
+	do
+		l->ret = next_frame(l->in, l, MIG_TYPE_BIT(MIG_PAGES) | MIG_TYPE_BIT(MIG_LANE_END), &f);
+	while (!l->ret && f.type == MIG_PAGES);
+	l->ended = !l->ret;
 	return NULL;
 }
 
@@ -293,28 +326,99 @@ static int memory_fresh(struct mig_incoming *in)
 	return memory_from_fd(in, fd);
 }
 
+/* One NETFDS frame (live update): the queue fds of one NIC. */
+static int take_net_fds(struct mig_incoming *in, struct mig_frame *f)
+{
+	struct vm_inherit_net *n;
+	uint32_t idx, count;
+
+	if (f->len != MIG_NETFDS_SIZE) {
+		mig_frame_close_fds(f);
+		return refuse(in, -EPROTO, "NETFDS frame of %zu bytes", f->len);
+	}
+	idx = mig_get_u32(f->data);
+	count = mig_get_u32(f->data + 4);
+	if (idx >= CONFIG_MAX_NETS || count != f->nr_fds || count > VM_INHERIT_MAX_FDS ||
+	    mig_get_u32(f->data + 12) || in->inherit.nets[idx].nr_fds) {
+		mig_frame_close_fds(f);
+		return refuse(in, -EPROTO, "NETFDS frame for net %u: %u fds announced, %u came (or a repeat)",
+			      idx, count, f->nr_fds);
+	}
+	n = &in->inherit.nets[idx];
+	for (unsigned i = 0; i < count; i++)
+		n->fds[i] = f->fds[i];
+	n->nr_fds = count;
+	n->tun_offloads = mig_get_u32(f->data + 8);
+	f->nr_fds = 0;
+	return 0;
+}
+
+/* A live update hands over every NIC's queues, and only those. */
+static int check_net_fds(struct mig_incoming *in, const struct vm_config *cfg)
+{
+	for (unsigned i = 0; i < CONFIG_MAX_NETS; i++) {
+		bool have = in->inherit.nets[i].nr_fds > 0;
+
+		if (i < cfg->nr_nets && !have)
+			return refuse(in, -EPROTO, "live update without the fds of net%u (TAP '%s')", i,
+				      cfg->nets[i].ifname);
+		if (i >= cfg->nr_nets && have)
+			return refuse(in, -EPROTO, "fds for net%u, but the VM has %u NICs", i, cfg->nr_nets);
+	}
+	return 0;
+}
+
+static void close_net_fds(struct vm_inherit *inh)
+{
+	for (unsigned i = 0; i < CONFIG_MAX_NETS; i++) {
+		for (unsigned q = 0; q < inh->nets[i].nr_fds; q++)
+			if (inh->nets[i].fds[q] >= 0)
+				close(inh->nets[i].fds[q]);
+		inh->nets[i].nr_fds = 0;
+	}
+}
+
+/* Live update: the memfd, then NETFDS frames until CONFIG. */
+static int receive_config(struct mig_incoming *in, struct mig_frame *f)
+{
+	bool local = in->hello.features & MIG_FEAT_LOCAL;
+	int ret;
+
+	if (local) {
+		ret = mig_recv(&in->lanes[0].s, f, MIG_TYPE_BIT(MIG_MEMFD));
+		if (ret)
+			return refuse(in, ret, "%s", in->lanes[0].s.err);
+		if (f->len != 8 || mig_get_u64(f->data) != in->hello.mem_size) {
+			mig_frame_close_fds(f);
+			return refuse(in, -EPROTO, "MEMFD frame does not match the announced RAM size");
+		}
+		ret = memory_from_fd(in, f->fds[0]);
+		if (ret)
+			return ret;
+	}
+	for (;;) {
+		ret = mig_recv(&in->lanes[0].s, f, MIG_TYPE_BIT(MIG_CONFIG) | (local ? MIG_TYPE_BIT(MIG_NETFDS) : 0));
+		if (ret)
+			return refuse(in, ret, "%s", in->lanes[0].s.err);
+		if (f->type == MIG_CONFIG)
+			return 0;
+		ret = take_net_fds(in, f);
+		if (ret)
+			return ret;
+	}
+}
+
 static int build_vm(struct mig_incoming *in)
 {
+	struct vm_create_opts opts = { .mem = &in->mem };
 	struct vm_config cfg;
 	struct mig_frame f;
 	char err[512] = "";
 	int ret;
 
-	if (in->hello.features & MIG_FEAT_LOCAL) {
-		ret = mig_recv(&in->lanes[0].s, &f, MIG_TYPE_BIT(MIG_MEMFD));
-		if (ret)
-			return refuse(in, ret, "%s", in->lanes[0].s.err);
-		if (f.len != 8 || mig_get_u64(f.data) != in->hello.mem_size) {
-			close(f.fd);
-			return refuse(in, -EPROTO, "MEMFD frame does not match the announced RAM size");
-		}
-		ret = memory_from_fd(in, f.fd);
-		if (ret)
-			return ret;
-	}
-	ret = mig_recv(&in->lanes[0].s, &f, MIG_TYPE_BIT(MIG_CONFIG));
+	ret = receive_config(in, &f);
 	if (ret)
-		return refuse(in, ret, "%s", in->lanes[0].s.err);
+		return ret;
 	in->config = malloc(f.len + 1);
 	if (!in->config)
 		return refuse(in, -ENOMEM, "out of memory");
@@ -337,14 +441,17 @@ static int build_vm(struct mig_incoming *in)
 		free(cfg.console_path);
 		cfg.console_path = in->o->console_path ? strdup(in->o->console_path) : NULL;
 	}
-	if (!(in->hello.features & MIG_FEAT_LOCAL)) {
+	if (in->hello.features & MIG_FEAT_LOCAL) {
+		ret = check_net_fds(in, &cfg);
+		opts.inherit = &in->inherit;
+	} else {
 		ret = memory_fresh(in);
-		if (ret) {
-			config_free(&cfg);
-			return ret;
-		}
 	}
-	ret = vm_create_bare(&in->vm, &cfg, &in->mem, err, sizeof(err));
+	if (ret) {
+		config_free(&cfg);
+		return ret;
+	}
+	ret = vm_create_with(&in->vm, &cfg, &opts, err, sizeof(err));
 	config_free(&cfg);
 	if (ret) {
 		mem_destroy(&in->mem);
@@ -394,16 +501,14 @@ static int receive_stream(struct mig_incoming *in)
 	int ret;
 
 	for (;;) {
-		ret = mig_recv(&l->s, &f, MIG_TYPE_BIT(MIG_PAGES) | MIG_TYPE_BIT(MIG_STATE) | MIG_TYPE_BIT(MIG_DONE));
+		ret = next_frame(in, l, MIG_TYPE_BIT(MIG_PAGES) | MIG_TYPE_BIT(MIG_STATE) | MIG_TYPE_BIT(MIG_DONE), &f);
 		if (ret)
-			return refuse(in, ret, "incomplete stream: %s", l->s.err);
+			return refuse(in, ret, "%s%s",
+				      ret == -ECONNRESET || ret == -ETIMEDOUT || ret == -ECONNABORTED ? "incomplete stream: "
+												       : "",
+				      l->s.err);
 		switch (f.type) {
 		case MIG_PAGES:
-			if (in->hello.features & MIG_FEAT_LOCAL)
-				return refuse(in, -EPROTO, "PAGES frame in a live update (memory is shared)");
-			ret = apply_pages(in, l, f.data, f.len);
-			if (ret)
-				return refuse(in, ret, "%s", l->s.err);
 			break;
 		case MIG_STATE:
 			if (in->state)
@@ -425,8 +530,11 @@ static int receive_stream(struct mig_incoming *in)
 	}
 }
 
+/* Apply the state (the NICs stay quiesced, the vCPUs parked), ack "ready",
+ * and run the guest only once the source has committed the hand-over. */
 static int finish(struct mig_incoming *in)
 {
+	struct mig_frame f;
 	char err[512] = "";
 	int ret = join_lanes(in);
 
@@ -439,15 +547,22 @@ static int finish(struct mig_incoming *in)
 	ret = vm_start_paused(in->vm);
 	if (ret)
 		return refuse(in, ret, "cannot start the vCPU threads: %s", strerror_safe(-ret));
-	/* The ACK hands the VM over: the source stops for good when it reads it. */
 	ret = mig_send(&in->lanes[0].s, MIG_ACK, NULL, 0);
 	if (ret)
 		return refuse(in, ret, "the source is gone before the hand-over: %s", in->lanes[0].s.err);
-	if (in->leave_paused)
-		return 0; /* paused at the source, paused here: vm.resume is the user's call */
-	ret = vm_resume(in->vm);
+	ret = mig_recv(&in->lanes[0].s, &f, MIG_TYPE_BIT(MIG_COMMIT));
 	if (ret)
-		return refuse(in, ret, "cannot resume the VM");
+		return refuse(in, ret, "the source did not commit the hand-over: %s", in->lanes[0].s.err);
+	/* Committed: the VM is ours, whatever happens to the connection now. */
+	if (!in->leave_paused) {
+		ret = vm_resume(in->vm);
+		if (ret)
+			log_err("migrate", "cannot resume the migrated VM: %s", strerror_safe(-ret));
+	}
+	/* Paused at the source, paused here: vm.resume is the user's call. */
+	if (mig_send(&in->lanes[0].s, MIG_ACK, NULL, 0))
+		log_warn("migrate", "the source did not get the final ACK (%s); it keeps its copy paused",
+			 in->lanes[0].s.err);
 	return 0;
 }
 
@@ -487,6 +602,7 @@ static void incoming_cleanup(struct mig_incoming *in, bool ok)
 		in->vm = NULL;
 	}
 	mem_destroy(&in->mem);
+	close_net_fds(&in->inherit);
 	free(in->config);
 	free(in->state);
 }

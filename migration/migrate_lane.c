@@ -5,30 +5,35 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "vmm/log.h"
 
-#define LANE_BUF_SIZE (MIG_HDR_SIZE + 8 + MIG_PAGES_PER_FRAME * (8 + MIG_PAGE_SIZE))
-#define LANE_PAYLOAD_START (MIG_HDR_SIZE + 8)
+#define LANE_DATA_SIZE ((size_t)MIG_PAGES_PER_FRAME * MIG_PAGE_SIZE)
+#define LANE_ENTRIES (MIG_HDR_SIZE + 8)
+
+static void slot_reset(struct lane_slot *sl)
+{
+	sl->count = sl->nr_data = 0;
+	sl->nr_iov = 1;
+}
 
 int lane_init(struct mig_lane *l, int fd)
 {
 	memset(l, 0, sizeof(*l));
 	mig_stream_init(&l->s, fd);
-	for (unsigned i = 0; i < LANE_NR_BUFS; i++) {
-		l->buf[i] = malloc(LANE_BUF_SIZE);
-		if (!l->buf[i]) {
+	for (unsigned i = 0; i < LANE_NR_SLOTS; i++) {
+		l->slot[i].data = malloc(LANE_DATA_SIZE);
+		if (!l->slot[i].data) {
 			lane_destroy(l);
 			return -ENOMEM;
 		}
+		slot_reset(&l->slot[i]);
 	}
-	/* io_uring is an optimization: without it (old kernel, seccomp) send() does. */
+	/* io_uring is an optimization: without it (old kernel, seccomp) sendmsg() does. */
 	l->ring_ok = io_uring_queue_init(4, &l->ring, 0) == 0;
 	if (!l->ring_ok)
 		log_debug("migrate", "io_uring unavailable, sending synchronously");
-	l->fill = LANE_PAYLOAD_START;
 	return 0;
 }
 
@@ -37,28 +42,47 @@ void lane_destroy(struct mig_lane *l)
 	if (l->ring_ok)
 		io_uring_queue_exit(&l->ring);
 	l->ring_ok = false;
-	for (unsigned i = 0; i < LANE_NR_BUFS; i++) {
-		free(l->buf[i]);
-		l->buf[i] = NULL;
+	for (unsigned i = 0; i < LANE_NR_SLOTS; i++) {
+		free(l->slot[i].data);
+		l->slot[i].data = NULL;
 	}
 	mig_stream_close(&l->s);
 }
 
-static int lane_submit(struct mig_lane *l, const uint8_t *p, size_t len)
+void lane_set_stable(struct mig_lane *l)
+{
+	l->stable = true;
+}
+
+static int lane_submit(struct mig_lane *l, struct lane_slot *sl)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&l->ring);
 
 	if (!sqe)
 		return -EBUSY;
-	io_uring_prep_send(sqe, l->s.fd, p, len, MSG_NOSIGNAL | MSG_WAITALL);
+	io_uring_prep_sendmsg(sqe, l->s.fd, &sl->msg, MSG_NOSIGNAL | MSG_WAITALL);
 	int r = io_uring_submit(&l->ring);
 	return r < 0 ? r : 0;
 }
 
-/* Wait for the in-flight buffer to be fully sent (resubmitting after short sends). */
+/* Skip @n sent bytes of @sl's iov (after a short send). */
+static void slot_advance(struct lane_slot *sl, size_t n)
+{
+	while (sl->msg.msg_iovlen && n >= sl->msg.msg_iov->iov_len) {
+		n -= sl->msg.msg_iov->iov_len;
+		sl->msg.msg_iov++;
+		sl->msg.msg_iovlen--;
+	}
+	if (sl->msg.msg_iovlen) {
+		sl->msg.msg_iov->iov_base = (uint8_t *)sl->msg.msg_iov->iov_base + n;
+		sl->msg.msg_iov->iov_len -= n;
+	}
+}
+
+/* Wait for the in-flight slot to be fully sent (resubmitting after short sends). */
 static int lane_wait(struct mig_lane *l)
 {
-	const uint8_t *base = l->buf[l->cur ^ 1];
+	struct lane_slot *sl = &l->slot[l->cur ^ 1];
 
 	while (l->inflight) {
 		struct io_uring_cqe *cqe;
@@ -76,13 +100,14 @@ static int lane_wait(struct mig_lane *l)
 			l->inflight = false;
 			return r;
 		}
-		l->inflight_done += (size_t)r;
+		sl->done += (size_t)r;
 		l->s.bytes_sent += (uint64_t)r;
-		if (l->inflight_done == l->inflight_len) {
+		if (sl->done == sl->len) {
 			l->inflight = false;
 			break;
 		}
-		r = lane_submit(l, base + l->inflight_done, l->inflight_len - l->inflight_done);
+		slot_advance(sl, (size_t)r);
+		r = lane_submit(l, sl);
 		if (r < 0) {
 			l->inflight = false;
 			return r;
@@ -91,69 +116,37 @@ static int lane_wait(struct mig_lane *l)
 	return 0;
 }
 
-static int send_sync(struct mig_lane *l, const uint8_t *p, size_t len)
-{
-	while (len) {
-		ssize_t w = send(l->s.fd, p, len, MSG_NOSIGNAL);
-
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			int r = -errno;
-			snprintf(l->s.err, sizeof(l->s.err), "send failed: %s", strerror_safe(errno));
-			return r;
-		}
-		l->s.bytes_sent += (uint64_t)w;
-		p += w;
-		len -= (size_t)w;
-	}
-	return 0;
-}
-
 /* Close the current batch as a PAGES frame and put it on the wire. */
 static int lane_ship(struct mig_lane *l)
 {
-	uint8_t *b = l->buf[l->cur];
-	size_t len = l->fill;
+	struct lane_slot *sl = &l->slot[l->cur];
 	int r;
 
-	if (!l->count)
+	if (!sl->count)
 		return 0;
-	mig_put_u32(b + MIG_HDR_SIZE, l->count);
-	mig_put_u32(b + MIG_HDR_SIZE + 4, 0);
-	mig_frame_header(b, MIG_PAGES, b + MIG_HDR_SIZE, len - MIG_HDR_SIZE);
-	l->count = 0;
-	l->fill = LANE_PAYLOAD_START;
-	if (!l->ring_ok)
-		return send_sync(l, b, len);
+	mig_put_u32(sl->meta + MIG_HDR_SIZE, sl->count);
+	mig_put_u32(sl->meta + MIG_HDR_SIZE + 4, 0);
+	/* The payload is iov[0] past the header, then the data segments. */
+	sl->iov[0] = (struct iovec){ sl->meta + MIG_HDR_SIZE, 8 + 8 * (size_t)sl->count };
+	mig_frame_header_iov(sl->meta, MIG_PAGES, sl->iov, sl->nr_iov);
+	sl->iov[0] = (struct iovec){ sl->meta, LANE_ENTRIES + 8 * (size_t)sl->count };
+	sl->len = sl->iov[0].iov_len + (size_t)sl->nr_data * MIG_PAGE_SIZE;
+	sl->done = 0;
+	sl->msg = (struct msghdr){ .msg_iov = sl->iov, .msg_iovlen = sl->nr_iov };
+	if (!l->ring_ok) {
+		r = mig_send_iov(&l->s, sl->iov, sl->nr_iov);
+		slot_reset(sl);
+		return r;
+	}
 	r = lane_wait(l); /* one send in flight at a time: frames never interleave */
 	if (r)
 		return r;
-	r = lane_submit(l, b, len);
+	r = lane_submit(l, sl);
 	if (r)
 		return r;
 	l->inflight = true;
-	l->inflight_len = len;
-	l->inflight_done = 0;
 	l->cur ^= 1;
-	return 0;
-}
-
-int lane_add_page(struct mig_lane *l, uint64_t offset, const void *data)
-{
-	uint8_t *b = l->buf[l->cur];
-
-	mig_put_u64(b + l->fill, offset | (data ? 0 : MIG_PAGE_ZERO));
-	l->fill += 8;
-	if (data) {
-		memcpy(b + l->fill, data, MIG_PAGE_SIZE);
-		l->fill += MIG_PAGE_SIZE;
-		l->pages++;
-	} else {
-		l->zero_pages++;
-	}
-	if (++l->count == MIG_PAGES_PER_FRAME)
-		return lane_ship(l);
+	slot_reset(&l->slot[l->cur]);
 	return 0;
 }
 
@@ -167,24 +160,57 @@ static bool page_is_zero(const uint8_t *p)
 	return true;
 }
 
+/* Add the page's data: in place (consecutive pages share one segment), or
+ * copied into the slot. */
+static void slot_add_data(struct lane_slot *sl, const uint8_t *src, bool in_place)
+{
+	struct iovec *last = &sl->iov[sl->nr_iov - 1];
+
+	if (in_place) {
+		if (sl->nr_iov > 1 && (const uint8_t *)last->iov_base + last->iov_len == src)
+			last->iov_len += MIG_PAGE_SIZE;
+		else
+			sl->iov[sl->nr_iov++] = (struct iovec){ (void *)src, MIG_PAGE_SIZE };
+	} else {
+		uint8_t *dst = sl->data + (size_t)sl->nr_data * MIG_PAGE_SIZE;
+
+		memcpy(dst, src, MIG_PAGE_SIZE);
+		if (sl->nr_iov > 1)
+			last->iov_len += MIG_PAGE_SIZE;   /* the copies are contiguous */
+		else
+			sl->iov[sl->nr_iov++] = (struct iovec){ dst, MIG_PAGE_SIZE };
+	}
+	sl->nr_data++;
+}
+
 int lane_copy_page(struct mig_lane *l, uint64_t offset, const uint8_t *src, bool skip_zero)
 {
-	uint8_t *b = l->buf[l->cur];
-	uint8_t *dst = b + l->fill + 8;
+	struct lane_slot *sl = &l->slot[l->cur];
+	bool zero;
 
-	/* Judge the copy, not the live page: the guest may be writing it. */
-	memcpy(dst, src, MIG_PAGE_SIZE);
-	if (page_is_zero(dst)) {
-		if (skip_zero) {
-			l->zero_pages++;
-			return 0;
+	if (l->stable) {
+		zero = page_is_zero(src);
+		if (!zero)
+			slot_add_data(sl, src, true);
+	} else {
+		/* Judge the copy, not the live page: the guest may be writing it. */
+		slot_add_data(sl, src, false);
+		zero = page_is_zero(sl->data + (size_t)(sl->nr_data - 1) * MIG_PAGE_SIZE);
+		if (zero) {
+			sl->nr_data--;
+			if ((sl->iov[sl->nr_iov - 1].iov_len -= MIG_PAGE_SIZE) == 0)
+				sl->nr_iov--;
 		}
-		return lane_add_page(l, offset, NULL);
 	}
-	mig_put_u64(b + l->fill, offset);
-	l->fill += 8 + MIG_PAGE_SIZE;
-	l->pages++;
-	if (++l->count == MIG_PAGES_PER_FRAME)
+	if (zero) {
+		l->zero_pages++;
+		if (skip_zero)
+			return 0;
+	} else {
+		l->pages++;
+	}
+	mig_put_u64(sl->meta + LANE_ENTRIES + 8 * (size_t)sl->count, offset | (zero ? MIG_PAGE_ZERO : 0));
+	if (++sl->count == MIG_PAGES_PER_FRAME)
 		return lane_ship(l);
 	return 0;
 }

@@ -1,40 +1,56 @@
 /* One connection of an outgoing migration and its page batcher.
  *
- * Pages are copied into a frame buffer (a snapshot of the page at copy time:
- * the checksum must match what is sent, and the guest keeps writing), the
- * frame is checksummed and handed to io_uring; the next frame is filled while
- * the previous one is on the wire. At most one send is in flight per lane, so
- * frames never interleave on the socket. A page always travels on the same
- * lane (lane = page / 64 % lanes), so a newer copy can never overtake an older one. */
+ * A PAGES frame is built in a slot: the header and the entries in a small
+ * buffer, the page data either copied into the slot's data buffer (a
+ * snapshot of the page at copy time: the checksum must match what is sent
+ * while the guest keeps writing) or, once the VM is paused for good
+ * (lane_set_stable), referenced in place in guest RAM: one copy less, the
+ * kernel's. The frame is checksummed and handed to io_uring as one sendmsg;
+ * the next frame fills the other slot while it is on the wire. At most one
+ * send is in flight per lane, so frames never interleave on the socket. A
+ * page always travels on the same lane (lane = page / 64 % lanes), so a
+ * newer copy can never overtake an older one. */
 #ifndef MIGRATION_MIGRATE_LANE_H
 #define MIGRATION_MIGRATE_LANE_H
 
 #include <liburing.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 
 #include "migration/stream.h"
 
-#define LANE_NR_BUFS 2
+#define LANE_NR_SLOTS 2
+#define LANE_META_SIZE (MIG_HDR_SIZE + 8 + MIG_PAGES_PER_FRAME * 8)
+
+struct lane_slot {
+	uint8_t meta[LANE_META_SIZE];   /* header, count, reserved, entries */
+	uint8_t *data;                  /* copied pages (not in stable mode) */
+	struct iovec iov[MIG_PAGES_PER_FRAME + 1];
+	unsigned nr_iov;                /* iov[0] is meta; data segments follow */
+	unsigned count, nr_data;        /* entries; pages with data */
+	struct msghdr msg;              /* the in-flight send (iov advanced on short sends) */
+	size_t len, done;
+};
 
 struct mig_lane {
 	struct mig_stream s;
 	struct io_uring ring;
 	bool ring_ok;
-	uint8_t *buf[LANE_NR_BUFS];
-	unsigned cur;                /* buffer being filled */
-	size_t fill;                 /* bytes used in buf[cur], header included */
-	unsigned count;              /* pages in buf[cur] */
-	bool inflight;               /* buf[cur ^ 1] is being sent */
-	size_t inflight_len, inflight_done;
+	bool stable;                 /* guest RAM cannot change: send pages in place */
+	struct lane_slot slot[LANE_NR_SLOTS];
+	unsigned cur;                /* slot being filled */
+	bool inflight;               /* slot[cur ^ 1] is being sent */
 	uint64_t pages, zero_pages;
 };
 
 int lane_init(struct mig_lane *l, int fd);
 void lane_destroy(struct mig_lane *l);
-/* Queue one page: @data (4096 bytes) or NULL for a zero page. */
-int lane_add_page(struct mig_lane *l, uint64_t offset, const void *data);
-/* Copy the page at @src into the batch; if the copy is all zeroes, either
+/* From now on pages are sent from guest RAM in place: only once the VM is
+ * paused and its devices quiesced until the migration ends. */
+void lane_set_stable(struct mig_lane *l);
+/* Queue the page at @src (RAM offset @offset). If it is all zeroes, either
  * drop it (@skip_zero: the destination's RAM is still zero there) or send a
  * zero entry. Returns 0 or -errno. */
 int lane_copy_page(struct mig_lane *l, uint64_t offset, const uint8_t *src, bool skip_zero);

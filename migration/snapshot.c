@@ -297,18 +297,21 @@ static bool page_is_zero(const uint8_t *p)
 	return true;
 }
 
-static int pwrite_all(int fd, const uint8_t *buf, uint64_t len, uint64_t off)
+/* All of [@off, @off + @len) of @fd read into (@write false) or written
+ * from @buf, in chunks of at most MEMORY_CHUNK. */
+static int file_io_all(int fd, uint8_t *buf, uint64_t len, uint64_t off, bool write)
 {
 	while (len) {
-		ssize_t n = pwrite(fd, buf, len > MEMORY_CHUNK ? MEMORY_CHUNK : len, (off_t)off);
+		size_t n = len > MEMORY_CHUNK ? MEMORY_CHUNK : len;
+		ssize_t r = write ? pwrite(fd, buf, n, (off_t)off) : pread(fd, buf, n, (off_t)off);
 
-		if (n < 0 && errno == EINTR)
+		if (r < 0 && errno == EINTR)
 			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		buf += n;
-		off += (uint64_t)n;
-		len -= (uint64_t)n;
+		if (r <= 0)
+			return r < 0 ? -errno : -EIO;
+		buf += r;
+		off += (uint64_t)r;
+		len -= (uint64_t)r;
 	}
 	return 0;
 }
@@ -325,7 +328,7 @@ static int write_nonzero_pages(const struct guest_mem *mem, int fd, uint64_t sta
 
 		if (zero) {
 			if (off > run) {
-				int ret = pwrite_all(fd, mem->base + run, off - run, run);
+				int ret = file_io_all(fd, mem->base + run, off - run, run, true);
 
 				if (ret)
 					return ret;
@@ -387,7 +390,7 @@ static int write_file(const char *dir, const char *name, const void *data, size_
 		snprintf(err, errlen, "snapshot: cannot create '%s': %s", tmp, strerror_safe(errno));
 		return ret;
 	}
-	ret = pwrite_all(fd, data, len, 0);
+	ret = file_io_all(fd, (uint8_t *)data, len, 0, true);
 	if (!ret && fsync(fd) < 0)
 		ret = -errno;
 	close(fd);
@@ -758,22 +761,6 @@ out:
 	return ret;
 }
 
-static int pread_all(int fd, uint8_t *buf, uint64_t len, uint64_t off)
-{
-	while (len) {
-		ssize_t n = pread(fd, buf, len > MEMORY_CHUNK ? MEMORY_CHUNK : len, (off_t)off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		buf += n;
-		off += (uint64_t)n;
-		len -= (uint64_t)n;
-	}
-	return 0;
-}
-
 /* Copy only the data extents of the sparse file into fresh memfd RAM. */
 static int memory_copy_in(struct guest_mem *mem, int fd)
 {
@@ -788,7 +775,7 @@ static int memory_copy_in(struct guest_mem *mem, int fd)
 		h = lseek(fd, d, SEEK_HOLE);
 		if (h < 0 || (uint64_t)h > mem->size)
 			h = (off_t)mem->size;
-		ret = pread_all(fd, mem->base + d, (uint64_t)(h - d), (uint64_t)d);
+		ret = file_io_all(fd, mem->base + d, (uint64_t)(h - d), (uint64_t)d, false);
 		if (ret)
 			return ret;
 		off = (uint64_t)h;

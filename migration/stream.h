@@ -16,13 +16,31 @@
  *	       RAM size, lanes)             ->
  *	                                    <-   ACK (hello accepted) | ERROR
  *	[MEMFD + SCM_RIGHTS fd]  (live update only)
+ *	[NETFDS + SCM_RIGHTS fds, one per virtio-net]  (live update only)
  *	CONFIG (vm.create JSON)             ->
  *	                                    <-   ACK (VM built) | ERROR
  *	PAGES ... (passes, on every lane)   ->
  *	LANE_END (on every extra lane)      ->
  *	STATE (state tree DTB)              ->
  *	DONE (flags: leave paused)          ->
- *	                                    <-   ACK (state applied: the destination owns the VM) | ERROR
+ *	                                    <-   ACK (ready: state applied, nothing runs) | ERROR
+ *	COMMIT (the source has stopped for good) ->
+ *	                                    <-   ACK (running here; for the source's report only)
+ *
+ * The hand-over is the COMMIT: the destination runs the guest (vCPUs, device
+ * back ends, any guest-RAM write) only after receiving it, and the source
+ * sends it only after the ready ACK, never resuming after a COMMIT that may
+ * have arrived. Each side on each failure:
+ *   - before the ready ACK reaches the source: the source resumes; the
+ *     destination (no COMMIT) exits without running the guest;
+ *   - the COMMIT send fails: nothing of it arrived (a partial frame fails its
+ *     checksum), so the source resumes and the destination exits;
+ *   - COMMIT sent, no final ACK (connection cut, destination killed): the
+ *     destination may run the guest or may never have seen the COMMIT; the
+ *     source cannot tell, so it keeps the VM paused (never resumes by
+ *     itself) and says so; an operator who knows the destination does not
+ *     run the guest may vm.resume it there;
+ *   - COMMIT and final ACK: the source's VM exits ("migrated to URL").
  *
  * The receiver treats everything as hostile: unknown types, oversized or
  * truncated frames, bad checksums and out-of-range fields are refused with an
@@ -33,15 +51,17 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #define MIG_MAGIC 0x464d4d56u            /* "VMMF" as little-endian bytes */
-#define MIG_VERSION 1
+#define MIG_VERSION 2                   /* 2: COMMIT hand-over (1 ran the guest at the first ACK) */
 #define MIG_HDR_SIZE 16
 #define MIG_PAGE_SIZE 4096u
 #define MIG_PAGES_PER_FRAME 256u         /* 1 MiB of page data per PAGES frame at most */
 #define MIG_CONFIG_MAX (1u << 20)
 #define MIG_ERROR_MAX 512u
 #define MIG_MAX_LANES 8u
+#define MIG_MAX_FDS 16u                  /* fds one frame may carry (a NIC's queue pairs) */
 
 /* Features a source may ask for in HELLO; a destination refuses unknown bits. */
 #define MIG_FEAT_LOCAL    (1u << 0)      /* live update: RAM arrives as a memfd over SCM_RIGHTS */
@@ -57,8 +77,14 @@ enum mig_frame_type {
 	MIG_ERROR = 7,
 	MIG_LANE_END = 8,
 	MIG_MEMFD = 9,
-	MIG_FRAME_TYPE_MAX = MIG_MEMFD,
+	MIG_NETFDS = 10,
+	MIG_COMMIT = 11,
+	MIG_FRAME_TYPE_MAX = MIG_COMMIT,
 };
+
+/* Frame types that carry fds (SCM_RIGHTS); a receiver takes fds only when
+ * it allows one of these. */
+#define MIG_FD_TYPES (MIG_TYPE_BIT(MIG_MEMFD) | MIG_TYPE_BIT(MIG_NETFDS))
 
 #define MIG_TYPE_BIT(t) (1u << (t))
 
@@ -77,10 +103,18 @@ struct mig_hello {
 /* DONE payload: u32 flags. */
 #define MIG_DONE_PAUSED 1u               /* the VM was paused at the source: keep it paused */
 
-/* PAGES payload: u32 count, u32 reserved (0), count x u64 entries, then
- * 4096 bytes for every entry that is not a zero page. An entry is the page's
- * byte offset in guest RAM (the memfd) with bit 0 set for "this page is all
- * zeroes" (no data follows for it). */
+/* NETFDS payload (16 bytes): u32 net index (the config's nets[]), u32 fd
+ * count (the NIC's queue pairs, 1..MIG_MAX_FDS; exactly that many fds come
+ * with the frame, queue pair order), u32 TUN_F_* offloads the back end
+ * accepts, u32 reserved (0). */
+#define MIG_NETFDS_SIZE 16
+
+/* PAGES payload: u32 count, u32 reserved (0), count x u64 entries, then the
+ * data: 4096 bytes for every entry that is not a zero page, in entry order.
+ * An entry is the page's byte offset in guest RAM (the memfd) with bit 0 set
+ * for "this page is all zeroes" (no data for it). Entries first, so a
+ * receiver knows where every page goes before its data arrives and can
+ * receive it in place. */
 #define MIG_PAGE_ZERO 1ULL
 
 const char *mig_frame_name(unsigned type);
@@ -103,8 +137,12 @@ struct mig_frame {
 	unsigned type;
 	const uint8_t *data;             /* valid until the next receive on the stream */
 	size_t len;
-	int fd;                          /* MEMFD: the received fd (the caller owns it), else -1 */
+	int fds[MIG_MAX_FDS];            /* MEMFD/NETFDS: received fds (the caller owns them) */
+	unsigned nr_fds;
 };
+
+/* Close the fds a frame brought (after a refusal). */
+void mig_frame_close_fds(struct mig_frame *f);
 
 void mig_stream_init(struct mig_stream *s, int fd);
 /* Close the socket and free the buffer. */
@@ -112,18 +150,47 @@ void mig_stream_close(struct mig_stream *s);
 
 /* Encode a header for @payload into @hdr (used by the batching sender too). */
 void mig_frame_header(uint8_t hdr[MIG_HDR_SIZE], unsigned type, const void *payload, size_t len);
+/* The same for a payload in pieces (@iov, @n entries, in order). */
+void mig_frame_header_iov(uint8_t hdr[MIG_HDR_SIZE], unsigned type, const struct iovec *iov, unsigned n);
 
 int mig_send(struct mig_stream *s, unsigned type, const void *payload, size_t len);
-/* Send a frame and @fd alongside it (SCM_RIGHTS; UNIX sockets only). */
+/* Send @iov (a whole frame, header included); the entries are used up. */
+int mig_send_iov(struct mig_stream *s, struct iovec *iov, unsigned n);
+/* Send a frame and @fd alongside it (SCM_RIGHTS; UNIX sockets only). The
+ * sender keeps its own fds: the peer gets new references to the same files. */
 int mig_send_fd(struct mig_stream *s, unsigned type, const void *payload, size_t len, int fd);
+int mig_send_fds(struct mig_stream *s, unsigned type, const void *payload, size_t len, const int *fds,
+		 unsigned nr_fds);
 /* Tell the peer why we give up; best effort (the socket may be gone). */
 void mig_send_error(struct mig_stream *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* Receive one frame whose type is in @allowed (MIG_TYPE_BIT()s). An ERROR
+/* Receive one frame whose type is in @allowed (MIG_TYPE_BIT()s). A frame of
+ * an fd-carrying type must bring 1..MIG_MAX_FDS fds (MEMFD exactly one);
+ * fds on any other frame are closed and refused. An ERROR
  * frame from the peer is always accepted and turned into -ECONNABORTED with
  * the peer's text in s->err. Returns 0, or -EPROTO (malformed, s->err says
  * how), -ECONNRESET (peer closed), -ETIMEDOUT, or another -errno. */
 int mig_recv(struct mig_stream *s, struct mig_frame *f, uint32_t allowed);
+
+/* Receiving one frame in pieces, for PAGES whose data goes straight into
+ * guest RAM: begin reads and checks the header as mig_recv does (fds are not
+ * taken; an ERROR frame is read whole and returned as -ECONNABORTED with the
+ * peer's text in s->err), part reads the next payload bytes into @iov (at
+ * most MIG_RX_MAX_IOV entries; never past the payload), end checks that the
+ * payload is used up and its CRC. What part wrote is unchecked until end. */
+#define MIG_RX_MAX_IOV (MIG_PAGES_PER_FRAME + 2)
+
+struct mig_rx {
+	unsigned type;
+	uint32_t len, left;
+	uint32_t crc, crc_want;
+};
+
+int mig_recv_begin(struct mig_stream *s, struct mig_rx *rx, uint32_t allowed);
+int mig_recv_part(struct mig_stream *s, struct mig_rx *rx, const struct iovec *iov, unsigned n);
+int mig_recv_end(struct mig_stream *s, struct mig_rx *rx);
+/* After begin, for a frame to take whole after all: its payload into @f, as mig_recv. */
+int mig_recv_whole(struct mig_stream *s, struct mig_rx *rx, struct mig_frame *f);
 
 /* Little-endian field helpers for payloads. */
 static inline void mig_put_u32(uint8_t *p, uint32_t v)

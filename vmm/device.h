@@ -21,6 +21,15 @@ struct device_ops {
 	/* Optional: add a summary and counters to a JSON object for vm.info / vm.counters. */
 	void (*info)(struct device *dev, struct cJSON *obj);
 	void (*counters)(struct device *dev, struct cJSON *obj);
+	/* Optional, for devices whose back end runs outside the vCPUs (event
+	 * loop, io_uring): quiesce stops it and returns once no work is in
+	 * flight, so nothing writes guest RAM or consumes back-end data until
+	 * unquiesce restarts it (and looks again at what arrived meanwhile).
+	 * vm_pause() quiesces every device after the vCPUs stopped, and
+	 * vm_resume() unquiesces before they run: a paused VM is frozen as a
+	 * whole for the final dirty pass, the state save and the hand-over. */
+	void (*quiesce)(struct device *dev);
+	void (*unquiesce)(struct device *dev);
 };
 
 struct device {

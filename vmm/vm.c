@@ -279,9 +279,22 @@ int vm_create_bare(struct vm **out, const struct vm_config *cfg, struct guest_me
 int vm_create_restore(struct vm **out, const struct vm_config *cfg, struct guest_mem *mem,
 		      const struct kvm_cpuid2 *cpuid, char *err, size_t errlen)
 {
+	struct vm_create_opts o = { .mem = mem, .cpuid = cpuid };
+
+	return vm_create_with(out, cfg, &o, err, errlen);
+}
+
+int vm_create_with(struct vm **out, const struct vm_config *cfg, const struct vm_create_opts *o,
+		   char *err, size_t errlen)
+{
+	static const struct vm_create_opts none;
+	struct guest_mem *mem;
 	struct vm *vm;
 	int ret;
 
+	if (!o)
+		o = &none;
+	mem = o->mem;
 	*out = NULL;
 	if (errlen)
 		err[0] = '\0';
@@ -296,6 +309,7 @@ int vm_create_restore(struct vm **out, const struct vm_config *cfg, struct guest
 	vm->coalesced_timer = -1;
 	pthread_mutex_init(&vm->coalesced_lock, NULL);
 	pthread_mutex_init(&vm->lock, NULL);
+	pthread_mutex_init(&vm->pause_lock, NULL);
 	pthread_cond_init(&vm->cond, NULL);
 	vm->state = VM_STATE_CREATED;
 	vm->nr_vcpus = cfg->cpus;
@@ -311,7 +325,7 @@ int vm_create_restore(struct vm **out, const struct vm_config *cfg, struct guest
 	ret = vcpu_signal_setup();
 	if (ret)
 		goto fail;
-	ret = vm_open_kvm(vm, !cpuid, err, errlen);
+	ret = vm_open_kvm(vm, !o->cpuid, err, errlen);
 	if (ret)
 		goto fail_quiet;
 	if (mem) {
@@ -332,10 +346,12 @@ int vm_create_restore(struct vm **out, const struct vm_config *cfg, struct guest
 	ret = vm_setup_irqchip(vm);
 	if (ret)
 		goto fail;
+	vm->inherit = o->inherit;
 	ret = vm_create_devices(vm, err, errlen);
+	vm->inherit = NULL;
 	if (ret)
 		goto fail_quiet;
-	ret = vm_create_vcpus(vm, cpuid);
+	ret = vm_create_vcpus(vm, o->cpuid);
 	if (ret)
 		goto fail;
 	ret = vm_finish_jobs(vm);
@@ -442,7 +458,18 @@ static void vm_kick_all(struct vm *vm)
 		vcpu_kick(&vm->vcpus[i]);
 }
 
-int vm_pause(struct vm *vm)
+/* device_ops quiesce/unquiesce of every device (see device.h). */
+static void vm_quiesce_devices(struct vm *vm, bool on)
+{
+	for (struct device *d = vm->devices; d; d = d->next) {
+		void (*fn)(struct device *) = on ? d->ops->quiesce : d->ops->unquiesce;
+
+		if (fn)
+			fn(d);
+	}
+}
+
+static int vm_pause_vcpus(struct vm *vm)
 {
 	pthread_mutex_lock(&vm->lock);
 	if (vm->state != VM_STATE_RUNNING) {
@@ -466,10 +493,26 @@ int vm_pause(struct vm *vm)
 	return 0;
 }
 
+/* The vCPUs first (they may kick devices), then the device back ends. */
+int vm_pause(struct vm *vm)
+{
+	int ret;
+
+	pthread_mutex_lock(&vm->pause_lock);
+	ret = vm_pause_vcpus(vm);
+	if (!ret)
+		vm_quiesce_devices(vm, true);
+	pthread_mutex_unlock(&vm->pause_lock);
+	return ret;
+}
+
 int vm_start_paused(struct vm *vm)
 {
 	int ret;
 
+	pthread_mutex_lock(&vm->pause_lock);
+	/* Before the event loop runs: no back end starts until vm_resume(). */
+	vm_quiesce_devices(vm, true);
 	pthread_mutex_lock(&vm->lock);
 	vm->pause_requested = true;
 	pthread_mutex_unlock(&vm->lock);
@@ -477,35 +520,44 @@ int vm_start_paused(struct vm *vm)
 	pthread_mutex_lock(&vm->lock);
 	if (ret) {
 		vm->pause_requested = false;
-		pthread_mutex_unlock(&vm->lock);
-		return ret;
+		goto out;
 	}
 	/* No need to wait for the threads to park: pause_requested was set before
 	 * they existed, and a vCPU thread checks it under vm->lock before every
 	 * KVM_RUN, so none can run guest code until vm_resume(). Not waiting saves
 	 * a scheduling round trip per vCPU on restore. */
 	if (vm->exit_requested) {
-		pthread_mutex_unlock(&vm->lock);
-		return -ESHUTDOWN;
+		ret = -ESHUTDOWN;
+		goto out;
 	}
 	vm->state = VM_STATE_PAUSED;
 	pthread_cond_broadcast(&vm->cond);
+out:
 	pthread_mutex_unlock(&vm->lock);
-	return 0;
+	pthread_mutex_unlock(&vm->pause_lock);
+	return ret;
 }
 
+/* The device back ends first: what the vCPUs kick from now on is served. */
 int vm_resume(struct vm *vm)
 {
+	int ret = 0;
+
+	pthread_mutex_lock(&vm->pause_lock);
 	pthread_mutex_lock(&vm->lock);
-	if (vm->state != VM_STATE_PAUSED) {
-		pthread_mutex_unlock(&vm->lock);
-		return -EBUSY;
-	}
-	vm->pause_requested = false;
-	vm->state = VM_STATE_RUNNING;
-	pthread_cond_broadcast(&vm->cond);
+	if (vm->state != VM_STATE_PAUSED)
+		ret = -EBUSY;
 	pthread_mutex_unlock(&vm->lock);
-	return 0;
+	if (!ret) {
+		vm_quiesce_devices(vm, false);
+		pthread_mutex_lock(&vm->lock);
+		vm->pause_requested = false;
+		vm->state = VM_STATE_RUNNING;
+		pthread_cond_broadcast(&vm->cond);
+		pthread_mutex_unlock(&vm->lock);
+	}
+	pthread_mutex_unlock(&vm->pause_lock);
+	return ret;
 }
 
 void vm_request_exit(struct vm *vm, int status, const char *fmt, ...)
@@ -586,6 +638,7 @@ void vm_destroy(struct vm *vm)
 	bus_destroy(&vm->mmio);
 	config_free(&vm->cfg);
 	pthread_mutex_destroy(&vm->lock);
+	pthread_mutex_destroy(&vm->pause_lock);
 	pthread_cond_destroy(&vm->cond);
 	free(vm);
 }

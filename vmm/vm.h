@@ -24,6 +24,29 @@
 struct pci_bus;
 struct bgjob;
 
+#define VM_INHERIT_MAX_FDS 16
+
+/* Back-end fds a new VM takes over instead of opening its back ends (live
+ * update: the new process inherits the old one's TAP/macvtap queues, so the
+ * guest keeps the very same queues). A device that takes an fd sets it to -1;
+ * the caller closes what is left. */
+struct vm_inherit_net {
+	unsigned nr_fds;                  /* 0: open the back end as configured */
+	int fds[VM_INHERIT_MAX_FDS];      /* one per queue pair, in order */
+	unsigned tun_offloads;            /* TUN_F_* the back end accepts (probed by the old process) */
+};
+
+struct vm_inherit {
+	struct vm_inherit_net nets[CONFIG_MAX_NETS];
+};
+
+/* What vm_create_with() builds the VM from besides its configuration. */
+struct vm_create_opts {
+	struct guest_mem *mem;            /* RAM to take over (restore, migration), or NULL */
+	const struct kvm_cpuid2 *cpuid;   /* restore: the guest's CPUID template, or NULL */
+	struct vm_inherit *inherit;       /* live update: back-end fds, or NULL */
+};
+
 enum vm_state { VM_STATE_CREATED, VM_STATE_RUNNING, VM_STATE_PAUSED, VM_STATE_SHUTDOWN };
 
 const char *vm_state_name(enum vm_state s);
@@ -56,6 +79,7 @@ struct vm {
 	struct pci_bus *pci;               /* PCI root bus (devices/pci_vm.c) */
 	struct boot_entry boot;
 	struct kvm_cpuid2 *cpuid;          /* per-VM template; per-vCPU APIC ids patched in */
+	struct vm_inherit *inherit;        /* during vm_create_with() only */
 	/* Creation steps running in the background (vmm/bgjob.h) until
 	 * vm_create_restore finishes them. */
 	struct bgjob *cpuid_job;           /* KVM_GET_SUPPORTED_CPUID into cpuid */
@@ -66,6 +90,9 @@ struct vm {
 	struct kvm_irq_routing *routing;
 	unsigned next_gsi;
 
+	/* Serializes vm_pause/vm_start_paused/vm_resume as a whole (vCPUs and
+	 * device quiesce together). */
+	pthread_mutex_t pause_lock;
 	/* Coalesced port writes (vmm/coalesced.c): KVM's ring, its flush timer. */
 	struct kvm_coalesced_mmio_ring *coalesced_ring;
 	unsigned coalesced_max;
@@ -96,6 +123,9 @@ int vm_create_bare(struct vm **out, const struct vm_config *cfg, struct guest_me
  * KVM_GET_SUPPORTED_CPUID). @cpuid may be NULL. */
 int vm_create_restore(struct vm **out, const struct vm_config *cfg, struct guest_mem *mem,
 		      const struct kvm_cpuid2 *cpuid, char *err, size_t errlen);
+/* The general form of the two above (no kernel loaded); @o may be NULL. */
+int vm_create_with(struct vm **out, const struct vm_config *cfg, const struct vm_create_opts *o,
+		   char *err, size_t errlen);
 /* (Re)register RAM with KVM; @flags e.g. KVM_MEM_LOG_DIRTY_PAGES. */
 int vm_set_memslots(struct vm *vm, uint32_t flags);
 int vm_start(struct vm *vm);
@@ -103,11 +133,13 @@ int vm_start(struct vm *vm);
  * stopped (an exit was requested). Saves a thread hand-off at start and at
  * exit for `vmm run`. The caller still calls vm_wait_exit (or exits). */
 int vm_run_on_caller(struct vm *vm);
-/* Park every vCPU at a clean point (out of KVM_RUN); returns when all are parked. */
+/* Park every vCPU at a clean point (out of KVM_RUN), then quiesce every
+ * device back end (device_ops.quiesce); returns when all are stopped. */
 int vm_pause(struct vm *vm);
 /* Like vm_start, but the vCPU threads park before their first KVM_RUN and the
  * VM ends up PAUSED (restore, incoming migration: resume is the caller's choice). */
 int vm_start_paused(struct vm *vm);
+/* Restart the device back ends (device_ops.unquiesce), then the vCPUs. */
 int vm_resume(struct vm *vm);
 /* Ask the VM to stop: status becomes the process exit status. Safe from any
  * thread, including vCPU threads; the first request wins. */

@@ -10,6 +10,8 @@
 #define SPEAKER_DATA  0x02
 #define CALIBRATE_MS 5
 #define CALIBRATE_MAX_POLLS 100000
+#define CALIBRATE_TRIES 8
+#define CALIBRATE_MAX_ERR_PCT 2
 
 static volatile u64 tsc_freq;
 static u64 tsc_origin;
@@ -26,11 +28,26 @@ static u16 pit_ch2_read(void)
 	return (u16)(lo | (hi << 8));
 }
 
-static u64 calibrate_pit(void)
+/* A PIT count and the TSC when it was latched, known to within *err TSC
+ * ticks: the vCPU may be descheduled anywhere, also between the two reads. */
+static u16 pit_sample(u64 *tsc, u64 *err)
+{
+	u64 a = rdtsc();
+	u16 c = pit_ch2_read();
+	u64 b = rdtsc();
+
+	*tsc = a + (b - a) / 2;
+	*err = b - a;
+	return c;
+}
+
+/* One CALIBRATE_MS window; *err gets the TSC uncertainty of its two ends. */
+static u64 calibrate_pit_once(u64 *err)
 {
 	const u16 start = 0xffff;
 	const u32 window = (u32)(PIT_HZ * CALIBRATE_MS / 1000);
 	u8 spk = inb(PORT_SPEAKER);
+	u64 t0, e0, t1, e1;
 
 	/* Gate 2 high, speaker off (no effect where the port is absent). */
 	outb(PORT_SPEAKER, (u8)((spk & ~SPEAKER_DATA) | SPEAKER_GATE2));
@@ -39,18 +56,48 @@ static u64 calibrate_pit(void)
 	outb(PIT_CH2, (u8)(start >> 8));
 
 	/* Counting starts with the count write; time from the first change. */
-	u16 c0 = pit_ch2_read();
-	u64 t0 = rdtsc();
+	u16 c0 = pit_sample(&t0, &e0);
+	*err = 0;                      /* 0 and no result: no PIT counting here */
 	for (u32 i = 0; i < CALIBRATE_MAX_POLLS; i++) {
-		u16 c = pit_ch2_read();
-		if (c > c0)                /* wrapped or not counting sanely */
-			break;
+		u16 c = pit_sample(&t1, &e1);
+		if (c > c0) {              /* wrapped: descheduled for > 55 ms, try again */
+			*err = ~0ULL;
+			return 0;
+		}
 		if ((u32)(c0 - c) >= window) {
-			u64 t1 = rdtsc();
+			*err = e0 + e1;
 			return (t1 - t0) * PIT_HZ / (u32)(c0 - c);
 		}
 	}
 	return 0;
+}
+
+/* A host that deschedules the vCPU between a PIT read and its TSC read
+ * (a loaded host does, for tens of ms) would skew one window by that much:
+ * 45 ms late on a 5 ms window made "4 s" last 40. So each end of the window
+ * is bracketed by TSC reads, a window is kept only if both brackets are
+ * tight (CALIBRATE_MAX_ERR_PCT of the window), and otherwise the tightest
+ * of CALIBRATE_TRIES windows wins. */
+static u64 calibrate_pit(void)
+{
+	u64 best = 0, best_err = ~0ULL;
+
+	for (u32 i = 0; i < CALIBRATE_TRIES; i++) {
+		u64 err = 0, hz = calibrate_pit_once(&err);
+		u64 window_tsc = hz * CALIBRATE_MS / 1000;
+
+		if (!hz && !err)
+			break;                 /* no PIT */
+		if (!hz)
+			continue;
+		if (err * 100 <= window_tsc * CALIBRATE_MAX_ERR_PCT)
+			return hz;
+		if (err < best_err) {
+			best = hz;
+			best_err = err;
+		}
+	}
+	return best;
 }
 
 /* CPUID 0x40000010 (hypervisor timing leaf: TSC kHz) or 0x16 (base MHz). */

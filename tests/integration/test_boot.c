@@ -204,6 +204,36 @@ Test(boot, missing_kernel_is_an_error, .timeout = 60)
 	harness_result_free(&r);
 }
 
+/* `run --restore` and `run --incoming` share one option table and parser
+ * (migration/cli_host.c): each refuses the other's options, bad values and
+ * stray arguments with one line and exit status 2, before touching anything. */
+Test(boot, receive_modes_refuse_bad_flags, .timeout = 60)
+{
+	static const struct {
+		const char *argv[8];
+		const char *want;
+	} cases[] = {
+		{ { "run", "--restore", "/nonexistent", "--api-sock", "/tmp/x", NULL }, "'--api-sock' (only --restore-memory" },
+		{ { "run", "--restore", "/nonexistent", "--restore-memory", "eager", NULL }, "'eager' is not lazy or copy" },
+		{ { "run", "--restore", "/nonexistent", "--tap", "tap0", NULL }, "'tap0' is not N=IFNAME" },
+		{ { "run", "--restore", "/nonexistent", "--console", "tty", NULL }, "'tty' is not stdio" },
+		{ { "run", "--incoming", "unix:/nonexistent/s", "--tap", "0=tap0", NULL }, "'--tap' (only --api-sock" },
+		{ { "run", "--incoming", "unix:/nonexistent/s", "--accept-timeout-ms", "soon", NULL }, "'soon' is not a number" },
+		{ { "run", "--incoming", "unix:/nonexistent/s", "--bogus", NULL }, "'--bogus'" },
+		{ { "run", "--incoming", "unix:/nonexistent/s", "stray", NULL }, "unexpected argument 'stray'" },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct run_result r;
+
+		cr_assert_eq(harness_run(cases[i].argv, 10000, &r), 0);
+		cr_assert_eq(r.exit_status, 2, "case %zu: exit %d; stderr:\n%s", i, r.exit_status, r.err);
+		cr_assert_eq(harness_count_lines(r.err), 1, "case %zu: want one line:\n%s", i, r.err);
+		cr_assert(strstr(r.err, cases[i].want), "case %zu: want '%s' in:\n%s", i, cases[i].want, r.err);
+		harness_result_free(&r);
+	}
+}
+
 /* The runtime reports exceptions with vector, error code and RIP, then fails. */
 Test(boot, exception_is_reported, .timeout = 60)
 {

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -18,19 +19,9 @@
 #include "migration/stream.h"
 #include "test_migrate_util.h"
 
-#define MEM_MIB 64
-/* A slow timer keeps memtest's tick-rate check meaningful when the host is
- * loaded by parallel tests (guests run emulated here). */
-#define MT_ARGS "cpus=2 period_us=10000"
 
 TestSuite(migrate, .fini = mt_kill_all);
 TestSuite(migrate_fail, .fini = mt_kill_all);
-
-static void need_kvm(void)
-{
-	if (!harness_have_kvm())
-		cr_skip_test("/dev/kvm is not available");
-}
 
 static void url_for(struct mt_env *e, unsigned i, bool tcp, char *url, size_t len)
 {
@@ -40,23 +31,13 @@ static void url_for(struct mt_env *e, unsigned i, bool tcp, char *url, size_t le
 		snprintf(url, len, "unix:%s/mig%u.sock", e->dir, i);
 }
 
-/* The guest's PASS line, from whichever process ran it last. */
-static void expect_pass(struct mt_proc *last, const char *what)
-{
-	char *out = mt_out(last), *err = mt_err(last);
-
-	cr_assert(strstr(out, "PASS memtest"), "%s: no PASS; stdout:\n%s\nstderr:\n%s", what, out, err);
-	free(out);
-	free(err);
-}
-
 static void migrate_chain(unsigned hops, bool alternate_tcp, bool local, const char *extra)
 {
 	struct mt_env e;
 	struct mt_proc procs[12];
 	char sock[12][128], url[160], body[400], st[32], msg[512], cl[96];
 
-	need_kvm();
+	mt_need_kvm();
 	mt_env_init(&e);
 	for (unsigned i = 0; i <= hops; i++) {
 		char n[16];
@@ -125,44 +106,13 @@ Test(migrate, memtest_live_update_local, .timeout = 90)
  * failure can be injected mid-stream. */
 static const char *const never_converge = ",\"downtime_ms\":1,\"max_passes\":10000";
 
-static void source_survives(struct mt_env *e, struct mt_proc *src, const char *sock, const char *st,
-			    const char *msg, const char *want_status, const char *want_msg)
-{
-	cr_assert_str_eq(st, want_status, "message: %s", msg);
-	if (want_msg)
-		cr_assert(strstr(msg, want_msg), "want '%s' in '%s'", want_msg, msg);
-	/* The guest keeps running at the source and finishes its checks. */
-	cr_assert(mt_wait_state(sock, "shutdown", harness_timeout_ms(30000)), "the source VM did not finish");
-	cJSON *info;
-	cr_assert_eq(mt_api(sock, "GET", "vm.info", NULL, &info), 200);
-	cJSON *ex = cJSON_GetObjectItemCaseSensitive(info, "exit");
-	cJSON *status = cJSON_GetObjectItemCaseSensitive(ex, "status");
-	cr_assert(cJSON_IsNumber(status) && status->valueint == 0, "guest exit status");
-	cJSON_Delete(info);
-	expect_pass(src, "source after a failed migration");
-	mt_api(sock, "PUT", "vmm.shutdown", NULL, NULL);
-	mt_wait(src, 5000);
-}
-
-static void start_failure_source(struct mt_env *e, struct mt_proc *src, char *sock, size_t len)
-{
-	char cl[96];
-
-	need_kvm();
-	mt_env_init(e);
-	mt_path(e, sock, len, "src.sock");
-	snprintf(cl, sizeof(cl), "test=memtest seconds=%u " MT_ARGS, mt_seconds(4));
-	mt_start_source(e, src, sock, cl, 2, MEM_MIB);
-	usleep(200000);
-}
-
 Test(migrate_fail, kill_destination_mid_stream, .timeout = 90)
 {
 	struct mt_env e;
 	struct mt_proc src, dst;
 	char sock[128], url[160], body[300], st[32], msg[512];
 
-	start_failure_source(&e, &src, sock, sizeof(sock));
+	mt_start_failure_source(&e, &src, sock, sizeof(sock));
 	url_for(&e, 1, false, url, sizeof(url));
 	const char *argv[] = { "run", "--incoming", url, NULL };
 	mt_spawn(&e, &dst, argv);
@@ -172,7 +122,7 @@ Test(migrate_fail, kill_destination_mid_stream, .timeout = 90)
 	mt_kill(&dst, SIGKILL);
 	mt_wait(&dst, 5000);
 	mt_wait_migration(sock, st, sizeof(st), msg, sizeof(msg), harness_timeout_ms(10000));
-	source_survives(&e, &src, sock, st, msg, "failed", NULL);
+	mt_source_survives(&src, sock, st, msg, "failed", NULL);
 	mt_env_cleanup(&e);
 }
 
@@ -182,7 +132,7 @@ Test(migrate_fail, cancel_keeps_source_and_destination_never_runs, .timeout = 90
 	struct mt_proc src, dst;
 	char sock[128], url[160], body[300], st[32], msg[512];
 
-	start_failure_source(&e, &src, sock, sizeof(sock));
+	mt_start_failure_source(&e, &src, sock, sizeof(sock));
 	url_for(&e, 1, true, url, sizeof(url));
 	const char *argv[] = { "run", "--incoming", url, NULL };
 	mt_spawn(&e, &dst, argv);
@@ -190,6 +140,9 @@ Test(migrate_fail, cancel_keeps_source_and_destination_never_runs, .timeout = 90
 	cr_assert_eq(mt_send_migration(sock, body), 200);
 	cr_assert(mt_wait_bytes(sock, 8 << 20, harness_timeout_ms(10000)));
 	cJSON *r;
+	/* The migration pauses and resumes the VM itself: hands off meanwhile. */
+	cr_assert_eq(mt_api(sock, "PUT", "vm.pause", NULL, NULL), 409);
+	cr_assert_eq(mt_api(sock, "PUT", "vm.snapshot", "{\"destination\": \"/nonexistent\"}", NULL), 409);
 	cr_assert_eq(mt_api(sock, "PUT", "vm.migration-cancel", NULL, &r), 200);
 	cJSON_Delete(r);
 	mt_wait_migration(sock, st, sizeof(st), msg, sizeof(msg), harness_timeout_ms(10000));
@@ -202,7 +155,7 @@ Test(migrate_fail, cancel_keeps_source_and_destination_never_runs, .timeout = 90
 	free(dout);
 	free(derr);
 	cr_assert_eq(mt_api(sock, "PUT", "vm.migration-cancel", NULL, NULL), 409, "nothing left to cancel");
-	source_survives(&e, &src, sock, st, msg, "cancelled", "cancelled");
+	mt_source_survives(&src, sock, st, msg, "cancelled", "cancelled");
 	mt_env_cleanup(&e);
 }
 
@@ -227,7 +180,7 @@ static void run_fake_destination(const char *how, const char *want_msg)
 	char sock[128], path[128], body[300], st[32], msg[512];
 	int lfd, c;
 
-	start_failure_source(&e, &src, sock, sizeof(sock));
+	mt_start_failure_source(&e, &src, sock, sizeof(sock));
 	mt_path(&e, path, sizeof(path), "fake.sock");
 	fake_destination(path, NULL, 0, &lfd);
 	snprintf(body, sizeof(body), "{\"destination_url\":\"unix:%s\"}", path);
@@ -253,7 +206,7 @@ static void run_fake_destination(const char *how, const char *want_msg)
 	close(c);
 	close(lfd);
 	mt_wait_migration(sock, st, sizeof(st), msg, sizeof(msg), harness_timeout_ms(10000));
-	source_survives(&e, &src, sock, st, msg, "failed", want_msg);
+	mt_source_survives(&src, sock, st, msg, "failed", want_msg);
 	mt_env_cleanup(&e);
 }
 
@@ -283,7 +236,7 @@ Test(migrate_fail, destination_out_of_space, .timeout = 90)
 	struct mt_proc src, dst;
 	char sock[128], url[160], body[300], st[32], msg[512], mnt[128];
 
-	start_failure_source(&e, &src, sock, sizeof(sock));
+	mt_start_failure_source(&e, &src, sock, sizeof(sock));
 	/* Destination RAM on a 4 MiB tmpfs: the 64 MiB guest cannot fit. */
 	mt_path(&e, mnt, sizeof(mnt), "small");
 	cr_assert_eq(mkdir(mnt, 0700), 0);
@@ -305,8 +258,35 @@ Test(migrate_fail, destination_out_of_space, .timeout = 90)
 	cr_assert_eq(dst_status, 125);
 	cr_assert_eq(dout[0], '\0', "the guest ran at the destination:\n%s", dout);
 	free(dout);
-	source_survives(&e, &src, sock, st, msg, "failed", "No space left");
+	mt_source_survives(&src, sock, st, msg, "failed", "No space left");
 	mt_env_cleanup(&e);
+}
+
+/* A fake source: start `vmm run --incoming unix:...` in @dst and connect to
+ * it; HELLO (with @features) is sent and acked. */
+static void fake_source_hello(struct mt_env *e, struct mt_proc *dst, struct mig_stream *s, uint32_t features)
+{
+	char url[160], path[128];
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct mig_hello h = { .version = MIG_VERSION, .page_size = MIG_PAGE_SIZE, .lanes = 1,
+			       .mem_size = 16 << 20, .features = features };
+	uint8_t hello[MIG_HELLO_SIZE];
+	struct mig_frame f;
+	int fd;
+
+	mt_path(e, path, sizeof(path), "in.sock");
+	snprintf(url, sizeof(url), "unix:%s", path);
+	const char *argv[] = { "run", "--incoming", url, NULL };
+	mt_spawn(e, dst, argv);
+	fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	memcpy(sa.sun_path, path, strnlen(path, sizeof(sa.sun_path) - 1));
+	for (int i = 0; i < 200 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)); i++)
+		usleep(10000);
+	mig_stream_init(s, fd);
+	s->recv_timeout_ms = 5000;
+	mig_hello_encode(&h, hello);
+	cr_assert_eq(mig_send(s, MIG_HELLO, hello, sizeof(hello)), 0);
+	cr_assert_eq(mig_recv(s, &f, MIG_TYPE_BIT(MIG_ACK)), 0, "%s", s->err);
 }
 
 /* A fake source that stops halfway: the destination exits without running the guest. */
@@ -314,31 +294,13 @@ Test(migrate_fail, destination_exits_on_truncated_stream, .timeout = 60)
 {
 	struct mt_env e;
 	struct mt_proc dst;
-	char url[160], path[128];
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct mig_hello h = { .version = MIG_VERSION, .page_size = MIG_PAGE_SIZE, .lanes = 1,
-			       .mem_size = 16 << 20 };
-	uint8_t hello[MIG_HELLO_SIZE];
 	struct mig_stream s;
 	struct mig_frame f;
 	char *kernel = harness_image_path("testguest.elf"), cfg[512];
-	int fd;
 
-	need_kvm();
+	mt_need_kvm();
 	mt_env_init(&e);
-	mt_path(&e, path, sizeof(path), "in.sock");
-	snprintf(url, sizeof(url), "unix:%s", path);
-	const char *argv[] = { "run", "--incoming", url, NULL };
-	mt_spawn(&e, &dst, argv);
-	fd = socket(AF_UNIX, SOCK_STREAM, 0);
-	memcpy(sa.sun_path, path, strnlen(path, sizeof(sa.sun_path) - 1));
-	for (int i = 0; i < 200 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)); i++)
-		usleep(10000);
-	mig_stream_init(&s, fd);
-	s.recv_timeout_ms = 5000;
-	mig_hello_encode(&h, hello);
-	cr_assert_eq(mig_send(&s, MIG_HELLO, hello, sizeof(hello)), 0);
-	cr_assert_eq(mig_recv(&s, &f, MIG_TYPE_BIT(MIG_ACK)), 0, "%s", s.err);
+	fake_source_hello(&e, &dst, &s, 0);
 	snprintf(cfg, sizeof(cfg), "{\"kernel\":\"%s\",\"cpus\":1,\"memory_mib\":16}", kernel);
 	free(kernel);
 	cr_assert_eq(mig_send(&s, MIG_CONFIG, cfg, strlen(cfg)), 0);
@@ -358,6 +320,56 @@ Test(migrate_fail, destination_exits_on_truncated_stream, .timeout = 60)
 	mt_env_cleanup(&e);
 }
 
+/* A hostile live-update source: the fd it hands over as net0's TAP queue is
+ * a memfd. The destination checks every handed-over fd (TUNGETIFF: a queue
+ * of the configured interface) and refuses with a message naming it, never
+ * running the guest; a NIC without fds is refused as well. */
+static void forged_tap_fds(bool send_fds, const char *want)
+{
+	struct mt_env e;
+	struct mt_proc dst;
+	char cfg[512], *kernel = harness_image_path("testguest.elf"), *err;
+	uint8_t size[8], netfds[MIG_NETFDS_SIZE] = { 0 };
+	struct mig_stream s;
+	struct mig_frame f;
+	int mfd = memfd_create("ram", MFD_CLOEXEC), fake = memfd_create("not-a-tap", MFD_CLOEXEC);
+
+	mt_need_kvm();
+	cr_assert(mfd >= 0 && fake >= 0 && ftruncate(mfd, 16 << 20) == 0);
+	mt_env_init(&e);
+	fake_source_hello(&e, &dst, &s, MIG_FEAT_LOCAL);
+	mig_put_u64(size, 16 << 20);
+	cr_assert_eq(mig_send_fd(&s, MIG_MEMFD, size, sizeof(size), mfd), 0);
+	if (send_fds) {
+		mig_put_u32(netfds + 4, 1);
+		cr_assert_eq(mig_send_fd(&s, MIG_NETFDS, netfds, sizeof(netfds), fake), 0);
+	}
+	snprintf(cfg, sizeof(cfg), "{\"kernel\":\"%s\",\"cpus\":1,\"memory_mib\":16,"
+		 "\"nets\":[{\"tap\":\"vmmnotap%d\"}]}", kernel, (int)getpid() % 10000);
+	free(kernel);
+	cr_assert_eq(mig_send(&s, MIG_CONFIG, cfg, strlen(cfg)), 0);
+	cr_assert_eq(mig_recv(&s, &f, MIG_TYPE_BIT(MIG_ACK)), -ECONNABORTED, "the forged fds were accepted");
+	cr_assert(strstr(s.err, want), "%s", s.err);
+	mig_stream_close(&s);
+	cr_assert_eq(mt_wait(&dst, harness_timeout_ms(10000)), 125);
+	err = mt_err(&dst);
+	cr_assert(strstr(err, want), "%s", err);
+	free(err);
+	close(mfd);
+	close(fake);
+	mt_env_cleanup(&e);
+}
+
+Test(migrate_fail, live_update_forged_tap_fd_refused, .timeout = 60)
+{
+	forged_tap_fds(true, "is not a TAP/macvtap queue");
+}
+
+Test(migrate_fail, live_update_without_tap_fds_refused, .timeout = 60)
+{
+	forged_tap_fds(false, "without the fds of net0");
+}
+
 /* A paused VM migrates in one pass and stays paused at the destination
  * until vm.resume there; then the guest finishes its checks. */
 Test(migrate, paused_vm_stays_paused, .timeout = 90)
@@ -367,7 +379,7 @@ Test(migrate, paused_vm_stays_paused, .timeout = 90)
 	char sock[128], dsock[128], url[160], body[300], st[32], msg[512], cl[96];
 	cJSON *r;
 
-	need_kvm();
+	mt_need_kvm();
 	mt_env_init(&e);
 	mt_path(&e, sock, sizeof(sock), "src.sock");
 	mt_path(&e, dsock, sizeof(dsock), "dst.sock");

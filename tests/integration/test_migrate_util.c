@@ -1,6 +1,7 @@
 #include "test_migrate_util.h"
 
 #include <criterion/criterion.h>
+#include <criterion/logging.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -282,4 +283,69 @@ bool mt_wait_state(const char *sock, const char *state, int timeout_ms)
 		usleep(20000);
 	}
 	return false;
+}
+
+void mt_need_kvm(void)
+{
+	if (!harness_have_kvm())
+		cr_skip_test("/dev/kvm is not available");
+}
+
+void mt_expect_pass(struct mt_proc *last, const char *what)
+{
+	char *out = mt_out(last), *err = mt_err(last);
+
+	cr_assert(strstr(out, "PASS memtest"), "%s: no PASS; stdout:\n%s\nstderr:\n%s", what, out, err);
+	free(out);
+	free(err);
+}
+
+void mt_start_failure_source(struct mt_env *e, struct mt_proc *src, char *sock, size_t len)
+{
+	char cl[96];
+
+	mt_need_kvm();
+	mt_env_init(e);
+	mt_path(e, sock, len, "src.sock");
+	snprintf(cl, sizeof(cl), "test=memtest seconds=%u " MT_ARGS, mt_seconds(4));
+	mt_start_source(e, src, sock, cl, 2, MEM_MIB);
+	usleep(200000);
+}
+
+/* On a failure: what the source VM was doing (state, migration, console). */
+static void source_report(struct mt_proc *src, const char *sock)
+{
+	cJSON *info = NULL;
+	char *json, *out = mt_out(src), *err = mt_err(src);
+
+	mt_api(sock, "GET", "vm.info", NULL, &info);
+	json = info ? cJSON_PrintUnformatted(info) : NULL;
+	cr_log_error("source vm.info: %s\nstdout:\n%s\nstderr:\n%s", json ? json : "(no answer)", out, err);
+	free(json);
+	cJSON_Delete(info);
+	free(out);
+	free(err);
+}
+
+void mt_source_survives(struct mt_proc *src, const char *sock, const char *st, const char *msg,
+			const char *want_status, const char *want_msg)
+{
+	cJSON *info, *ex, *status;
+
+	cr_assert_str_eq(st, want_status, "message: %s", msg);
+	if (want_msg)
+		cr_assert(strstr(msg, want_msg), "want '%s' in '%s'", want_msg, msg);
+	/* The guest keeps running at the source and finishes its checks. */
+	if (!mt_wait_state(sock, "shutdown", harness_timeout_ms(30000))) {
+		source_report(src, sock);
+		cr_assert_fail("the source VM did not finish");
+	}
+	cr_assert_eq(mt_api(sock, "GET", "vm.info", NULL, &info), 200);
+	ex = cJSON_GetObjectItemCaseSensitive(info, "exit");
+	status = cJSON_GetObjectItemCaseSensitive(ex, "status");
+	cr_assert(cJSON_IsNumber(status) && status->valueint == 0, "guest exit status");
+	cJSON_Delete(info);
+	mt_expect_pass(src, "source after a failed migration");
+	mt_api(sock, "PUT", "vmm.shutdown", NULL, NULL);
+	mt_wait(src, 5000);
 }

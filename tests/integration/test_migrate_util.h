@@ -7,6 +7,11 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
+#define MEM_MIB 64
+/* A slow timer keeps memtest's tick-rate check meaningful when the host is
+ * loaded by parallel tests (guests run emulated here). */
+#define MT_ARGS "cpus=2 period_us=10000"
+
 struct mt_proc {
 	pid_t pid;
 	char out[160], err[160];
@@ -53,5 +58,18 @@ bool mt_wait_bytes(const char *sock, double bytes, int timeout_ms);
 bool mt_wait_state(const char *sock, const char *state, int timeout_ms);
 /* memtest seconds, stretched for sanitizer builds. */
 unsigned mt_seconds(unsigned base);
+
+/* Skip the test without /dev/kvm. */
+void mt_need_kvm(void);
+/* The guest's PASS line, from whichever process ran it last. */
+void mt_expect_pass(struct mt_proc *last, const char *what);
+/* A fresh env and a `vmm serve` source at "<dir>/src.sock" running memtest
+ * (2 vCPUs, MEM_MIB, about 4 s of checks). */
+void mt_start_failure_source(struct mt_env *e, struct mt_proc *src, char *sock, size_t len);
+/* The migration ended with @want_status (and @want_msg in its message, if
+ * given); the guest keeps running at the source, finishes with PASS, and the
+ * source is shut down. */
+void mt_source_survives(struct mt_proc *src, const char *sock, const char *st, const char *msg,
+			const char *want_status, const char *want_msg);
 
 #endif

@@ -6,7 +6,10 @@
  *     restored onto a different TAP with `vmm run --restore DIR --tap 0=tap1`
  *     or with vm.restore {"taps": ["tap1"]} in a `vmm serve`;
  *   - `vmm migrate` over unix: to `vmm run --incoming` (both attached to one
- *     multi-queue TAP), with a ping running throughout; lost replies counted. */
+ *     multi-queue TAP), with a ping running throughout; lost replies counted;
+ *   - live update (`vmm migrate --local`) on a single-queue TAP, which only one
+ *     process can attach: the new vmm answers on the queue the old one hands
+ *     over (SCM_RIGHTS), with a fast ping running throughout. */
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
 #include <errno.h>
@@ -398,40 +401,67 @@ Test(net_snapshot, api_restore_with_taps_keeps_answering)
 	cr_assert_eq(proc_wait(1, 5000), 0, "vmm serve did not shut down cleanly");
 }
 
-Test(net_snapshot, live_migration_keeps_answering)
+/* Boot net-echo on tap0 (created with @tap_flags), move it with `vmm migrate
+ * URL @migrate_args` to a `vmm run --incoming` while @ping_count pings
+ * @ping_interval apart run; returns the replies lost (logged with @what).
+ * The destination runs in slot 1, its output in @out_b. */
+static int move_with_ping(const char *tap_flags, const char *migrate_args, const char *ping_count,
+			  const char *ping_interval, const char *what, char *out_b, size_t out_len)
 {
-	char sock[128], out_a[128], out_b[128], out_m[128], out_p[128], url[160], mig[128];
+	char sock[128], out_a[128], out_m[128], out_p[128], url[160], mig[128];
 	int sent = 0, got;
 
 	skip_unless_capable();
 	env_create();
-	/* Source and destination attach to the same TAP while the VM moves. */
-	tap_create("tap0", "multi_queue");
+	tap_create("tap0", tap_flags);
 	path(sock, sizeof(sock), "a.sock");
 	path(out_a, sizeof(out_a), "a.out");
-	path(out_b, sizeof(out_b), "b.out");
+	path(out_b, out_len, "b.out");
 	path(out_m, sizeof(out_m), "migrate.out");
 	path(out_p, sizeof(out_p), "ping-during.out");
 	path(mig, sizeof(mig), "mig.sock");
 	snprintf(url, sizeof(url), "unix:%s", mig);
 	boot_source(sock, out_a);
 
-	const char *dst[] = { harness_vmm_bin(), "run", "--incoming", url, "--console", "stdio", NULL };
+	const char *dst[] = { harness_vmm_bin(), "run", "--incoming", url, "--console", "stdio", "-v", NULL };
 	spawn_in_ns(1, out_b, dst);
 	cr_assert(wait_path(mig, 5000), "destination never listened: %s", read_file(out_b));
-	/* Ping throughout the migration (every 0.1 s for 4 s). */
-	const char *ping[] = { "ping", "-n", "-c", "40", "-i", "0.1", "-W", "2", GUEST_IP, NULL };
+	const char *ping[] = { "ping", "-n", "-c", ping_count, "-i", ping_interval, "-W", "2", GUEST_IP, NULL };
 	spawn_in_ns(2, out_p, ping);
 	usleep(500000);
-	cr_assert_eq(sh("%s migrate --api-sock %s %s > %s 2>&1", harness_vmm_bin(), sock, url, out_m), 0,
-		     "migrate failed: %s", read_file(out_m));
+	cr_assert_eq(sh("%s migrate --api-sock %s %s %s > %s 2>&1", harness_vmm_bin(), sock, url, migrate_args,
+			out_m),
+		     0, "%s failed: %s\ndestination: %s", what, read_file(out_m), read_file(out_b));
 	cr_expect_eq(proc_wait(0, harness_timeout_ms(10000)), 0, "source did not end cleanly: %s",
 		     read_file(out_a));
 	cr_log_info("%s", read_file(out_m));
-	proc_wait(2, 15000);
+	proc_wait(2, harness_timeout_ms(15000));
 	got = ping_counts(out_p, &sent);
-	cr_log_info("ping during live migration: %d sent, %d answered, %d lost", sent, got, sent - got);
-	cr_assert_gt(sent, 0, "%s", read_file(out_p));
-	cr_expect_geq(got, sent - 10, "too many lost replies: %d of %d", sent - got, sent);
+	cr_log_info("ping every %s s during %s: %d sent, %d answered, %d lost", ping_interval, what, sent, got,
+		    sent - got);
+	cr_assert_gt(sent, atoi(ping_count) / 2, "%s", read_file(out_p));
+	return sent - got;
+}
+
+Test(net_snapshot, live_migration_keeps_answering)
+{
+	char out_b[128];
+	/* Source and destination attach to the same TAP while the VM moves. */
+	int lost = move_with_ping("multi_queue", "", "40", "0.1", "live migration", out_b, sizeof(out_b));
+
+	cr_expect_leq(lost, 10, "too many lost replies: %d", lost);
+	expect_alive_then_stop(1, out_b);
+}
+
+/* Live update keeps the very same TAP queue: tap0 is single-queue, so the
+ * new process could not attach to it by name while the old one holds it. */
+Test(net_snapshot, live_update_hands_over_the_tap)
+{
+	char out_b[128];
+	int lost = move_with_ping("", "--local", "150", "0.02", "live update", out_b, sizeof(out_b));
+
+	cr_assert_not_null(strstr(read_file(out_b), "(handed over)"),
+			   "the new vmm did not use the handed-over queue:\n%s", read_file(out_b));
+	cr_expect_leq(lost, 3, "too many lost replies: %d", lost);
 	expect_alive_then_stop(1, out_b);
 }

@@ -3,6 +3,8 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -24,6 +26,47 @@ static void pair(struct mig_stream *a, struct mig_stream *b)
 static void write_raw(int fd, const void *p, size_t n)
 {
 	cr_assert_eq(write(fd, p, n), (ssize_t)n);
+}
+
+/* Bitwise CRC32C, the definition: the reference for the fast one. */
+static uint32_t crc32c_ref(uint32_t crc, const uint8_t *p, size_t len)
+{
+	crc = ~crc;
+	while (len--) {
+		crc ^= *p++;
+		for (int k = 0; k < 8; k++)
+			crc = (crc >> 1) ^ (0x82f63b78u & (0u - (crc & 1)));
+	}
+	return ~crc;
+}
+
+/* The three-chain path (blocks of 12 KiB) and its joins agree with the
+ * definition at every length around the block size, any alignment, and
+ * when chained across arbitrary splits. */
+Test(migrate_stream, crc32c_fast_paths_match_the_definition)
+{
+	size_t max = 3 * 3 * 4096 + 64;
+	uint8_t *buf = malloc(max + 8);
+	uint32_t seed = 12345;
+
+	cr_assert_not_null(buf);
+	for (size_t i = 0; i < max + 8; i++) {
+		seed = seed * 1103515245u + 12345u;
+		buf[i] = (uint8_t)(seed >> 16);
+	}
+	static const size_t lens[] = { 0, 1, 7, 8, 4095, 12287, 12288, 12289, 12288 + 4096, 24575, 24576,
+				       24577, 36863, 36864, 36864 + 64 };
+	for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+		for (size_t off = 0; off < 8; off += 3) {
+			uint32_t want = crc32c_ref(0, buf + off, lens[i]);
+
+			cr_assert_eq(mig_crc32c(0, buf + off, lens[i]), want, "len %zu off %zu", lens[i], off);
+			for (size_t cut = 0; cut <= lens[i]; cut += lens[i] / 5 + 1)
+				cr_assert_eq(mig_crc32c(mig_crc32c(0, buf + off, cut), buf + off + cut, lens[i] - cut),
+					     want, "len %zu off %zu cut %zu", lens[i], off, cut);
+		}
+	}
+	free(buf);
 }
 
 Test(migrate_stream, crc32c_check_value)
@@ -189,7 +232,7 @@ Test(migrate_stream, hello_checks)
 	cr_assert_eq(mig_hello_decode(buf, sizeof(buf) - 1, &out, err, sizeof(err)), -EPROTO);
 
 	struct { size_t off; uint32_t v; const char *msg; } cases[] = {
-		{ 0, 2, "format version 2" }, { 4, 0x80, "unknown features" },
+		{ 0, 1, "format version 1" }, { 4, 0x80, "unknown features" },
 		{ 8, 65536, "page size 65536" }, { 12, 0, "out of range" }, { 12, 99, "out of range" },
 		{ 24, 2, "lane 2 of 2" },
 	};
@@ -217,13 +260,74 @@ Test(migrate_stream, fd_passing)
 	mig_put_u64(size, 8192);
 	cr_assert_eq(mig_send_fd(&a, MIG_MEMFD, size, 8, mfd), 0);
 	cr_assert_eq(mig_recv(&b, &f, MIG_TYPE_BIT(MIG_MEMFD)), 0);
-	cr_assert_geq(f.fd, 0);
-	cr_assert_eq(lseek(f.fd, 0, SEEK_END), 8192);
-	close(f.fd);
+	cr_assert_eq(f.nr_fds, 1);
+	cr_assert_eq(lseek(f.fds[0], 0, SEEK_END), 8192);
+	close(f.fds[0]);
 	/* A MEMFD frame without an fd is refused. */
 	cr_assert_eq(mig_send(&a, MIG_MEMFD, size, 8), 0);
 	cr_assert_eq(mig_recv(&b, &f, MIG_TYPE_BIT(MIG_MEMFD)), -EPROTO);
 	close(mfd);
+	mig_stream_close(&a);
+	mig_stream_close(&b);
+}
+
+static unsigned open_fds(void)
+{
+	unsigned n = 0;
+
+	for (int fd = 0; fd < 1024; fd++)
+		if (fcntl(fd, F_GETFD) >= 0)
+			n++;
+	return n;
+}
+
+/* NETFDS: several fds in one frame, in order; the sender keeps its own. Fds
+ * where none belong, too many, or a count the frame type forbids are
+ * refused, and whatever came is closed (no fd leaks into the receiver). */
+Test(migrate_stream, several_fds_and_refusals)
+{
+	struct mig_stream a, b;
+	struct mig_frame f;
+	uint8_t payload[MIG_NETFDS_SIZE] = { 0 };
+	int fds[MIG_MAX_FDS + 1];
+	unsigned before;
+
+	for (unsigned i = 0; i <= MIG_MAX_FDS; i++) {
+		fds[i] = memfd_create("q", MFD_CLOEXEC);
+		cr_assert_geq(fds[i], 0);
+		cr_assert_eq(ftruncate(fds[i], 4096 * (i + 1)), 0);
+	}
+	pair(&a, &b);
+	cr_assert_eq(mig_send_fds(&a, MIG_NETFDS, payload, sizeof(payload), fds, 3), 0);
+	cr_assert_eq(mig_recv(&b, &f, MIG_TYPE_BIT(MIG_NETFDS)), 0);
+	cr_assert_eq(f.type, MIG_NETFDS);
+	cr_assert_eq(f.nr_fds, 3);
+	for (unsigned i = 0; i < 3; i++) {
+		cr_assert_neq(f.fds[i], fds[i], "a new reference, not the sender's number");
+		cr_assert_eq(lseek(f.fds[i], 0, SEEK_END), 4096 * (i + 1), "fd %u out of order", i);
+	}
+	mig_frame_close_fds(&f);
+	cr_assert_eq(lseek(fds[0], 0, SEEK_END), 4096, "the sender still owns its fd");
+
+	before = open_fds();
+	/* An fd on a frame that carries none. */
+	cr_assert_eq(mig_send_fd(&a, MIG_CONFIG, "{}", 2, fds[0]), 0);
+	cr_assert_eq(mig_recv(&b, &f, MIG_TYPE_BIT(MIG_CONFIG) | MIG_TYPE_BIT(MIG_NETFDS)), -EPROTO);
+	cr_assert(strstr(b.err, "CONFIG frame with 1 file descriptor"), "%s", b.err);
+	/* MEMFD with two. */
+	cr_assert_eq(mig_send_fds(&a, MIG_MEMFD, payload, 8, fds, 2), 0);
+	cr_assert_eq(mig_recv(&b, &f, MIG_TYPE_BIT(MIG_MEMFD)), -EPROTO);
+	/* NETFDS without any. */
+	cr_assert_eq(mig_send(&a, MIG_NETFDS, payload, sizeof(payload)), 0);
+	cr_assert_eq(mig_recv(&b, &f, MIG_TYPE_BIT(MIG_NETFDS)), -EPROTO);
+	/* More than a frame may carry: the sender refuses to build it. */
+	cr_assert_eq(mig_send_fds(&a, MIG_NETFDS, payload, sizeof(payload), fds, MIG_MAX_FDS + 1), -EINVAL);
+	/* An fd-carrying frame where it is not expected: the kernel drops the fds. */
+	cr_assert_eq(mig_send_fds(&a, MIG_NETFDS, payload, sizeof(payload), fds, 4), 0);
+	cr_assert_eq(mig_recv(&b, &f, MIG_TYPE_BIT(MIG_CONFIG)), -EPROTO);
+	cr_assert_eq(open_fds(), before, "refused frames leaked fds");
+	for (unsigned i = 0; i <= MIG_MAX_FDS; i++)
+		close(fds[i]);
 	mig_stream_close(&a);
 	mig_stream_close(&b);
 }

@@ -96,6 +96,80 @@ Test(vm_core, pause_and_resume_a_spinning_guest)
 	vm_destroy(vm);
 }
 
+/* A device that records quiesce/unquiesce and what it saw at that moment. */
+struct probe_dev {
+	struct device dev;
+	unsigned quiesces, unquiesces;
+	bool vcpus_parked_at_quiesce, vcpus_parked_at_unquiesce;
+};
+
+static bool vcpus_parked(struct vm *vm)
+{
+	bool parked;
+
+	pthread_mutex_lock(&vm->lock);
+	parked = vm->pause_requested && vm->nr_paused == vm->nr_running_threads;
+	pthread_mutex_unlock(&vm->lock);
+	return parked;
+}
+
+static void probe_quiesce(struct device *dev)
+{
+	struct probe_dev *p = (struct probe_dev *)dev;
+
+	p->quiesces++;
+	p->vcpus_parked_at_quiesce = vcpus_parked(dev->vm);
+}
+
+static void probe_unquiesce(struct device *dev)
+{
+	struct probe_dev *p = (struct probe_dev *)dev;
+
+	p->unquiesces++;
+	p->vcpus_parked_at_unquiesce = vcpus_parked(dev->vm);
+}
+
+static void probe_destroy(struct device *dev)
+{
+	(void)dev;   /* owned by the test */
+}
+
+static const struct device_ops probe_ops = {
+	.type = "probe", .destroy = probe_destroy, .quiesce = probe_quiesce, .unquiesce = probe_unquiesce,
+};
+
+/* Back ends stop after the vCPUs (which may still kick them) and restart
+ * before them (so their kicks are served): see device.h. */
+Test(vm_core, pause_quiesces_devices_after_the_vcpus)
+{
+	static const uint8_t code[] = { 0xff, 0x06, 0x00, 0x20, 0xeb, 0xfa };
+	static struct probe_dev probe;
+	volatile uint16_t *counter;
+	struct vm *vm;
+
+	need_kvm();
+	vm = make_vm(2, code, sizeof(code));
+	vm_add_device(vm, &probe.dev, &probe_ops, "probe0");
+	counter = mem_gpa_to_hva(&vm->mem, 0x2000, 2);
+	cr_assert_eq(vm_start(vm), 0);
+	while (*counter < 10)
+		usleep(1000);
+	cr_assert_eq(probe.quiesces, 0, "a running VM's devices are not quiesced");
+	cr_assert_eq(vm_pause(vm), 0);
+	cr_assert_eq(probe.quiesces, 1);
+	cr_assert(probe.vcpus_parked_at_quiesce, "quiesced before every vCPU was parked");
+	cr_assert_eq(vm_pause(vm), -EBUSY);
+	cr_assert_eq(probe.quiesces, 1, "a refused pause quiesces nothing");
+	cr_assert_eq(vm_resume(vm), 0);
+	cr_assert_eq(probe.unquiesces, 1);
+	cr_assert(probe.vcpus_parked_at_unquiesce, "vCPUs ran before the devices restarted");
+	cr_assert_eq(vm_resume(vm), -EBUSY);
+	cr_assert_eq(probe.unquiesces, 1);
+	vm_request_exit(vm, 0, "test done");
+	vm_wait_exit(vm);
+	vm_destroy(vm);
+}
+
 /* The emulator on PVM hosts lacks some instructions (shared/ENVIRONMENT.md);
  * on hardware KVM the same guest takes #BP through an empty IVT instead. Either
  * way the VM must end with a reason, not hang or crash the VMM. */
