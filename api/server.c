@@ -344,7 +344,8 @@ static int api_listen(const char *path)
 		memcpy(sa.sun_path, tmp, (size_t)n + 1);
 	else
 		snprintf(tmp, sizeof(tmp), "%s", path);
-	unlink(tmp);
+	if (staged)
+		unlink(tmp);   /* left by an earlier process with our pid */
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -errno;

@@ -347,21 +347,6 @@ int virtio_net_announce_all(struct vm *vm)
 	return n;
 }
 
-int virtio_net_quiesce_all(struct vm *vm, bool on)
-{
-	int n = 0;
-
-	for (struct device *d = vm->devices; d; d = d->next) {
-		struct virtio_net *net = dev_as_net(d);
-
-		if (net) {
-			virtio_net_quiesce(net, on);
-			n++;
-		}
-	}
-	return n;
-}
-
 /* ---- construction without PCI ------------------------------------------------------------- */
 
 int virtio_net_init(struct virtio_net *net, const char *name, struct guest_mem *mem,

@@ -155,8 +155,6 @@ int virtio_net_drain(struct virtio_net *net, bool discard);
  * or start it again and look at every queue. Takes vdev.lock. While
  * stopped the TAP keeps its frames and guest kicks wait. */
 void virtio_net_quiesce(struct virtio_net *net, bool on);
-/* The same for every virtio-net of @vm; returns the number of devices. */
-int virtio_net_quiesce_all(struct vm *vm, bool on);
 
 /* Ask the guest to announce itself (after migration): sets
  * VIRTIO_NET_S_ANNOUNCE and sends a config interrupt (§5.1.6.5.4). */
