@@ -587,6 +587,8 @@ static void *mig_source_thread(void *arg)
 	struct mig_source *m = arg;
 	int ret;
 
+	/* Failing here fails the state save later, with its own message. */
+	snapshot_prepare(m->vm);
 	ret = connect_lanes(m);
 	if (!ret && !m->p.local)
 		ret = send_config(m);

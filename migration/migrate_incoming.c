@@ -457,6 +457,10 @@ static int build_vm(struct mig_incoming *in)
 		mem_destroy(&in->mem);
 		return refuse(in, ret, "cannot build the VM here: %s", err);
 	}
+	/* Now, while the source still runs the guest, not in the downtime. */
+	ret = snapshot_prepare(in->vm);
+	if (ret)
+		return refuse(in, ret, "cannot query KVM's vCPU state layout: %s", strerror_safe(-ret));
 	ret = mig_send(&in->lanes[0].s, MIG_ACK, NULL, 0);
 	return ret ? refuse(in, ret, "%s", in->lanes[0].s.err) : 0;
 }

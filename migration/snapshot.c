@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libfdt.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,15 +50,36 @@ void snapshot_config_digest(const char *json, size_t len, char out[32])
 	snprintf(out, 32, "fnv1a64:%016llx", (unsigned long long)h);
 }
 
-static void host_cpu_vendor(char out[13])
+static char host_vendor[13];
+
+static void read_host_cpu_vendor(void)
 {
 	unsigned eax, ebx = 0, ecx = 0, edx = 0;
 
 	__get_cpuid(0, &eax, &ebx, &ecx, &edx);
-	memcpy(out, &ebx, 4);
-	memcpy(out + 4, &edx, 4);
-	memcpy(out + 8, &ecx, 4);
-	out[12] = '\0';
+	memcpy(host_vendor, &ebx, 4);
+	memcpy(host_vendor + 4, &edx, 4);
+	memcpy(host_vendor + 8, &ecx, 4);
+	host_vendor[12] = '\0';
+}
+
+/* Read once: CPUID traps to the hypervisor when the host is itself a
+ * guest, which would otherwise be paid inside the migration downtime. */
+static void host_cpu_vendor(char out[13])
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+	pthread_once(&once, read_host_cpu_vendor);
+	memcpy(out, host_vendor, sizeof(host_vendor));
+}
+
+int snapshot_prepare(struct vm *vm)
+{
+	const struct vcpu_state_caps *caps;
+	char vendor[13];
+
+	host_cpu_vendor(vendor);
+	return vcpu_state_caps_get(vm->kvm_fd, vm->vm_fd, &caps);
 }
 
 /* ------------------------------------------------------------ saving */
@@ -65,13 +87,14 @@ static void host_cpu_vendor(char out[13])
 /* After an I/O or MMIO exit, the instruction completes only on the next
  * KVM_RUN (api.rst §5 "kvm_run": "...userspace can ensure that pending
  * operations are completed by re-entering with immediate_exit set"). A parked
- * vCPU may sit right after such an exit, so complete it before reading state. */
+ * vCPU may sit right after such an exit, so complete it before reading state.
+ * One kicked out of KVM_RUN by a signal (EINTR) has nothing pending. */
 static int complete_pending_io(struct vm *vm)
 {
 	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
 		struct vcpu *v = &vm->vcpus[i];
 
-		if (!v->thread_started || !v->run)
+		if (!v->thread_started || !v->run || !v->exit_pending)
 			continue;
 		__atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
 		if (__kvm_ioctl(v->fd, KVM_RUN, 0) == 0 || errno != EINTR) {
@@ -79,19 +102,20 @@ static int complete_pending_io(struct vm *vm)
 				v->run->exit_reason);
 			return -EIO;
 		}
+		v->exit_pending = false;
 	}
 	return 0;
 }
 
 static int save_vcpus(struct vm *vm, struct state_node *root, char *err, size_t errlen)
 {
-	struct vcpu_state_caps caps;
+	const struct vcpu_state_caps *caps;
 	struct state_node *vcpus = state_add_node(root, "vcpus", 1);
 	int ret;
 
 	if (!vcpus)
 		return -ENOMEM;
-	ret = vcpu_state_caps_init(&caps, vm->kvm_fd, vm->vm_fd);
+	ret = vcpu_state_caps_get(vm->kvm_fd, vm->vm_fd, &caps);
 	if (ret) {
 		snprintf(err, errlen, "snapshot: cannot query vCPU state capabilities: %s", strerror_safe(-ret));
 		return ret;
@@ -102,12 +126,11 @@ static int save_vcpus(struct vm *vm, struct state_node *root, char *err, size_t 
 
 		snprintf(name, sizeof(name), "cpu@%u", i);
 		n = state_add_node(vcpus, name, VCPU_STATE_VERSION);
-		ret = n ? vcpu_save(&caps, vm->vcpus[i].fd, n) : -ENOMEM;
+		ret = n ? vcpu_save(caps, vm->vcpus[i].fd, n) : -ENOMEM;
 		if (ret)
 			snprintf(err, errlen, "snapshot: cpu%u: saving vCPU state failed: %s", i,
 				 strerror_safe(-ret));
 	}
-	vcpu_state_caps_free(&caps);
 	return ret;
 }
 
@@ -689,7 +712,7 @@ static int parse_vcpus(struct vm *vm, const struct state_node *root, struct vcpu
 int snapshot_apply_tree(struct vm *vm, const void *blob, size_t len, const char *config_json,
 			size_t config_len, char *err, size_t errlen)
 {
-	struct vcpu_state_caps caps = { 0 };
+	const struct vcpu_state_caps *caps;
 	struct vcpu_state *vs = NULL;
 	struct state_tree *t = NULL;
 	struct state_node root, devices;
@@ -704,7 +727,7 @@ int snapshot_apply_tree(struct vm *vm, const void *blob, size_t len, const char 
 	ret = check_root(t, config_json, config_len, &vm->cfg, err, errlen);
 	if (ret)
 		goto out;
-	ret = vcpu_state_caps_init(&caps, vm->kvm_fd, vm->vm_fd);
+	ret = vcpu_state_caps_get(vm->kvm_fd, vm->vm_fd, &caps);
 	if (ret) {
 		snprintf(err, errlen, "restore: cannot query vCPU state capabilities: %s", strerror_safe(-ret));
 		goto out;
@@ -716,7 +739,7 @@ int snapshot_apply_tree(struct vm *vm, const void *blob, size_t len, const char 
 	}
 	/* Parse and check everything first ... */
 	state_root(t, &root);
-	ret = parse_vcpus(vm, &root, vs, &caps);
+	ret = parse_vcpus(vm, &root, vs, caps);
 	if (ret)
 		goto tree_error;
 	parsed = true;
@@ -756,7 +779,6 @@ out:
 		for (unsigned i = 0; i < vm->nr_vcpus; i++)
 			vcpu_state_free(&vs[i]);
 	free(vs);
-	vcpu_state_caps_free(&caps);
 	state_tree_free(t);
 	return ret;
 }

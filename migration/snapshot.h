@@ -58,6 +58,11 @@ int snapshot_save(struct vm *vm, const char *dir, struct snapshot_stats *stats, 
 int snapshot_restore(struct vm **out, const char *dir, const struct snapshot_restore_opts *opts,
 		     char *err, size_t errlen);
 
+/* Query, while the VM still runs, what saving or applying its state needs
+ * and never changes (KVM's vCPU state sizes and MSR list, the host CPU
+ * vendor), so that none of it is paid while the VM is paused. Optional. */
+int snapshot_prepare(struct vm *vm);
+
 /* Build the state tree of a paused VM (used by snapshot_save and live migration). */
 struct state_tree;
 int snapshot_build_tree(struct vm *vm, const char *config_json, size_t config_len,

@@ -321,9 +321,26 @@ static int write_node(void *fdt, const struct state_node *n)
 	return ret ? ret : fdt_end_node(fdt);
 }
 
+static size_t fdt_align4(size_t n) { return (n + 3) & ~(size_t)3; }
+
+/* An upper bound of the blob's size (DTSpec 0.4 §5: FDT_BEGIN_NODE and the
+ * padded name, FDT_PROP with its 8-byte header and padded value, FDT_END_NODE;
+ * every property name counted in the strings block), so the tree is written
+ * once instead of being retried at doubling sizes. */
+static size_t node_size_bound(const struct state_node *n)
+{
+	size_t size = 4 + fdt_align4(strlen(n->name) + 1) + 4;
+
+	for (const struct state_prop *p = n->props; p; p = p->next)
+		size += 12 + fdt_align4(p->len) + strlen(p->name) + 1;
+	for (const struct state_node *c = n->children; c; c = c->next)
+		size += node_size_bound(c);
+	return size;
+}
+
 int state_tree_finish(struct state_tree *t, void **blob, size_t *len)
 {
-	size_t size = 4096;
+	size_t size;
 	void *buf = NULL;
 	int ret;
 
@@ -333,33 +350,26 @@ int state_tree_finish(struct state_tree *t, void **blob, size_t *len)
 		return -EINVAL;
 	if (check_versions(t->wroot))
 		return -EINVAL;
-	for (;;) {
-		void *nbuf;
-
-		if (size > STATE_MAX_SIZE) {
-			state_record(t, "state: tree larger than %u bytes", STATE_MAX_SIZE);
-			free(buf);
-			return -E2BIG;
-		}
-		nbuf = realloc(buf, size);
-		if (!nbuf) {
-			free(buf);
-			state_record(t, "state: out of memory serializing the tree");
-			return -ENOMEM;
-		}
-		buf = nbuf;
-		ret = fdt_create(buf, (int)size);
-		if (!ret)
-			ret = fdt_finish_reservemap(buf);
-		if (!ret)
-			ret = write_node(buf, t->wroot);
-		if (!ret)
-			ret = fdt_finish(buf);
-		if (ret != -FDT_ERR_NOSPACE)
-			break;
-		size *= 2;
+	/* Header, the empty reserve map and FDT_END on top of the nodes. */
+	size = sizeof(struct fdt_header) + 16 + 4 + node_size_bound(t->wroot);
+	if (size > STATE_MAX_SIZE) {
+		state_record(t, "state: tree larger than %u bytes", STATE_MAX_SIZE);
+		return -E2BIG;
 	}
+	buf = malloc(size);
+	if (!buf) {
+		state_record(t, "state: out of memory serializing the tree");
+		return -ENOMEM;
+	}
+	ret = fdt_create(buf, (int)size);
+	if (!ret)
+		ret = fdt_finish_reservemap(buf);
+	if (!ret)
+		ret = write_node(buf, t->wroot);
+	if (!ret)
+		ret = fdt_finish(buf);
 	if (ret) {
+		/* NOSPACE here would mean node_size_bound is wrong. */
 		state_record(t, "state: serializing failed: %s", fdt_strerror(ret));
 		free(buf);
 		return -EINVAL;

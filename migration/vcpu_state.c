@@ -2,6 +2,7 @@
 #include "migration/vcpu_state.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,27 @@ int vcpu_state_caps_init(struct vcpu_state_caps *caps, int kvm_fd, int vm_fd)
 		return ret;
 	}
 	return 0;
+}
+
+/* What KVM_CAP_XSAVE2 and KVM_GET_MSR_INDEX_LIST report is host-wide (the
+ * XSAVE2 size follows the host's supported XCR0), so one query serves every
+ * VM of the process. Asked once, ahead of any pause: on a virtualized host
+ * these ioctls cost tens of microseconds of migration downtime. */
+int vcpu_state_caps_get(int kvm_fd, int vm_fd, const struct vcpu_state_caps **out)
+{
+	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	static struct vcpu_state_caps cached;
+	static bool valid;
+	int ret = 0;
+
+	pthread_mutex_lock(&lock);
+	if (!valid) {
+		ret = vcpu_state_caps_init(&cached, kvm_fd, vm_fd);
+		valid = ret == 0;
+	}
+	pthread_mutex_unlock(&lock);
+	*out = valid ? &cached : NULL;
+	return ret;
 }
 
 void vcpu_state_caps_free(struct vcpu_state_caps *caps)

@@ -56,6 +56,8 @@ struct vcpu_state_caps {
 
 int vcpu_state_caps_init(struct vcpu_state_caps *caps, int kvm_fd, int vm_fd);
 void vcpu_state_caps_free(struct vcpu_state_caps *caps);
+/* The process-wide copy (never freed): the first call queries KVM. */
+int vcpu_state_caps_get(int kvm_fd, int vm_fd, const struct vcpu_state_caps **out);
 
 int vcpu_state_read(const struct vcpu_state_caps *caps, int vcpu_fd, struct vcpu_state *s);
 int vcpu_state_write(int vcpu_fd, const struct vcpu_state *s);

@@ -306,6 +306,7 @@ void *vcpu_thread(void *arg)
 		ret = __kvm_ioctl(vcpu->fd, KVM_RUN, 0);
 		/* Buffered port writes first: they came before this exit. */
 		vm_coalesced_drain(vm);
+		vcpu->exit_pending = ret == 0;
 		if (ret < 0) {
 			if (errno == EINTR || errno == EAGAIN) {
 				vcpu->stats.intr++;

@@ -64,6 +64,9 @@ struct vcpu {
 	pthread_t thread;
 	bool thread_started;
 	bool on_caller;        /* runs on the thread that called vm_run_on_caller (not joined) */
+	/* The last KVM_RUN returned an exit that the next KVM_RUN completes (an
+	 * I/O or MMIO read's data, api.rst "kvm_run"); false after EINTR. */
+	bool exit_pending;
 	struct vcpu_stats stats;
 };
 

@@ -31,6 +31,17 @@ static void url_for(struct mt_env *e, unsigned i, bool tcp, char *url, size_t le
 		snprintf(url, len, "unix:%s/mig%u.sock", e->dir, i);
 }
 
+/* On a failed hop: every process's stderr, to say which side stopped where. */
+static void chain_report(struct mt_proc *procs, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		char *err = mt_err(&procs[i]);
+
+		cr_log_error("process %u stderr:\n%s", i, err ? err : "(none)");
+		free(err);
+	}
+}
+
 static void migrate_chain(unsigned hops, bool alternate_tcp, bool local, const char *extra)
 {
 	struct mt_env e;
@@ -58,12 +69,17 @@ static void migrate_chain(unsigned hops, bool alternate_tcp, bool local, const c
 			 extra ? extra : "");
 		cr_assert_eq(mt_send_migration(sock[i], body), 200, "hop %u", i);
 		mt_wait_migration(sock[i], st, sizeof(st), msg, sizeof(msg), harness_timeout_ms(20000));
+		if (strcmp(st, "completed"))
+			chain_report(procs, i + 2);
 		cr_assert_str_eq(st, "completed", "hop %u (%s): %s: %s", i, url, st, msg);
 		if (i > 0) {
 			/* An incoming-run process exits 0 once its VM has moved on. */
 			cr_assert_eq(mt_wait(&procs[i], harness_timeout_ms(10000)), 0, "hop %u: source exit", i);
 		}
-		cr_assert(mt_api_up(sock[i + 1], harness_timeout_ms(5000)), "hop %u: destination API", i);
+		if (!mt_api_up(sock[i + 1], harness_timeout_ms(5000))) {
+			chain_report(procs, i + 2);
+			cr_assert_fail("hop %u: destination API", i);
+		}
 	}
 	cr_assert_eq(mt_wait(&procs[hops], harness_timeout_ms(40000)), 0, "last process");
 	/* The console moves with the guest, so a line can start in one process

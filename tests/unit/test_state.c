@@ -267,3 +267,46 @@ Test(state, print_shows_nodes)
 	state_tree_free(t);
 	free(blob);
 }
+
+/* state_tree_finish sizes its buffer from the tree once, without retrying:
+ * trees of every shape (name lengths 1..31 against the 4-byte padding,
+ * empty and odd-sized values, deep and wide) must serialize and read back. */
+Test(state, finish_sizes_any_tree_in_one_go)
+{
+	uint8_t data[301];
+	unsigned seed = 12345;
+
+	for (size_t i = 0; i < sizeof(data); i++)
+		data[i] = (uint8_t)(i * 7);
+	for (unsigned round = 0; round < 200; round++) {
+		struct state_tree *t = state_tree_new(), *r;
+		struct state_node *n, *parent;
+		char name[40], err[STATE_ERR_MAX];
+		size_t len;
+		void *blob;
+
+		cr_assert_not_null(t);
+		parent = state_tree_root(t);
+		for (unsigned k = 0; k < 1 + round % 9; k++) {
+			seed = seed * 1103515245u + 12345u;
+			unsigned nlen = 1 + (seed >> 8) % 31;
+			memset(name, 'a' + k, nlen);
+			name[nlen] = '\0';
+			n = state_add_node(parent, name, 1);
+			cr_assert_not_null(n, "%s", state_error(t));
+			for (unsigned p = 0; p < (seed >> 16) % 6; p++) {
+				unsigned plen = 1 + (seed >> (p + 3)) % 31;
+				memset(name, 'p' + p % 8, plen);
+				name[plen] = '\0';
+				cr_assert_eq(state_put_bytes(n, name, data, (seed >> (p + 5)) % sizeof(data)), 0);
+			}
+			if (seed & 1)
+				parent = n; /* go deeper */
+		}
+		cr_assert_eq(state_tree_finish(t, &blob, &len), 0, "round %u: %s", round, state_error(t));
+		cr_assert_eq(state_tree_open(&r, blob, len, err, sizeof(err)), 0, "round %u: %s", round, err);
+		state_tree_free(r);
+		state_tree_free(t);
+		free(blob);
+	}
+}
