@@ -72,6 +72,12 @@ static int sync_slot(struct mig_dirty *d, unsigned slot, const struct mem_region
 	ret = kvm_ioctl(d->vm->vm_fd, KVM_GET_DIRTY_LOG, &log);
 	if (ret < 0)
 		return ret;
+	bool any = false;
+
+	for (uint64_t w = 0; w < words && !any; w++)
+		any = d->slot_buf[w] != 0;
+	if (!any)
+		return 0;
 	if (d->manual) {
 		struct kvm_clear_dirty_log clr = {
 			.slot = slot, .first_page = 0, .num_pages = (uint32_t)pages, .dirty_bitmap = d->slot_buf,

@@ -249,19 +249,15 @@ static int snapshot_check_seal(const void *blob, size_t len, char *err, size_t e
 	return 0;
 }
 
-int snapshot_build_tree(struct vm *vm, const char *config_json, size_t config_len,
-			struct state_tree **out, char *err, size_t errlen)
+/* The parts of the tree this thread saves: the header, the vCPUs, the CPUID
+ * template and the in-kernel irqchip/PIT/clock. */
+static int build_cpu_part(struct vm *vm, struct state_node *root, const char *config_json, size_t config_len,
+			  char *err, size_t errlen)
 {
-	struct state_tree *t = state_tree_new();
-	struct state_node *root = state_tree_root(t);
-	struct device_save_ctx dctx = { .vm = vm, .err = err, .errlen = errlen };
 	struct vm_kstate ks;
 	char vendor[13], digest[32];
 	int ret;
 
-	*out = NULL;
-	if (!t)
-		return -ENOMEM;
 	host_cpu_vendor(vendor);
 	snapshot_config_digest(config_json, config_len, digest);
 	ret = state_put_str(root, "vmm-version", VMM_VERSION);
@@ -271,43 +267,66 @@ int snapshot_build_tree(struct vm *vm, const char *config_json, size_t config_le
 	ret |= state_put_u32(root, "nr-vcpus", vm->nr_vcpus);
 	/* Filled in once the blob is final (snapshot_seal_blob). */
 	ret |= state_put_u32(root, SNAPSHOT_CRC_PROP, 0);
-	if (ret) {
-		ret = -ENOMEM;
-		goto fail;
-	}
+	if (ret)
+		return -ENOMEM;
 	ret = complete_pending_io(vm);
 	if (ret) {
 		snprintf(err, errlen, "snapshot: cannot bring the vCPUs to a clean point");
-		goto fail;
+		return ret;
 	}
 	ret = save_vcpus(vm, root, err, errlen);
+	if (!ret)
+		ret = save_cpuid(vm, root);
 	if (ret)
-		goto fail;
-	ret = save_cpuid(vm, root);
-	if (ret)
-		goto fail;
+		return ret;
 	ret = vm_kstate_read(vm->vm_fd, true, true, &ks);
 	if (!ret)
 		ret = vm_kstate_save(&ks, root);
-	if (ret) {
-		snprintf(err, errlen, "snapshot: saving irqchip/PIT/clock failed: %s", strerror_safe(-ret));
-		goto fail;
-	}
-	dctx.devices = state_add_node(root, "devices", 1);
-	if (!dctx.devices) {
-		ret = -ENOMEM;
-		goto fail;
-	}
-	ret = evl_call(&vm->loop, save_devices_on_loop, &dctx);
 	if (ret)
-		goto fail;
+		snprintf(err, errlen, "snapshot: saving irqchip/PIT/clock failed: %s", strerror_safe(-ret));
+	return ret;
+}
+
+int snapshot_build_tree(struct vm *vm, const char *config_json, size_t config_len,
+			struct state_tree **out, char *err, size_t errlen)
+{
+	struct state_tree *t = state_tree_new(), *dt = state_tree_new();
+	char derr[512] = "";
+	struct device_save_ctx dctx = { .vm = vm, .devices = state_tree_root(dt), .err = derr,
+					.errlen = sizeof(derr) };
+	struct evl_call call;
+	int ret, dret;
+
+	*out = NULL;
+	if (!t || !dt || state_set_version(dctx.devices, 1)) {
+		state_tree_free(t);
+		state_tree_free(dt);
+		return -ENOMEM;
+	}
+	/* The devices are saved on the event loop (their back ends are quiet
+	 * there) while this thread reads the vCPUs and KVM: on two CPUs the
+	 * loop's wake-up and the device saves leave the downtime. Each side
+	 * writes its own tree and error buffer; the devices' is grafted on. */
+	evl_post(&vm->loop, &call, save_devices_on_loop, &dctx);
+	ret = build_cpu_part(vm, state_tree_root(t), config_json, config_len, err, errlen);
+	dret = evl_wait(&vm->loop, &call);
+	if (!ret && dret) {
+		snprintf(err, errlen, "%s", derr);
+		ret = dret;
+	}
+	if (!ret)
+		ret = state_graft(state_tree_root(t), "devices", dt);
+	else
+		state_tree_free(dt);
+	if (ret) {
+		if (!err[0])
+			snprintf(err, errlen, "snapshot: %s",
+				 state_error(t)[0] ? state_error(t) : strerror_safe(-ret));
+		state_tree_free(t);
+		return ret;
+	}
 	*out = t;
 	return 0;
-fail:
-	if (!err[0])
-		snprintf(err, errlen, "snapshot: %s", state_error(t)[0] ? state_error(t) : strerror_safe(-ret));
-	state_tree_free(t);
-	return ret;
 }
 
 static bool page_is_zero(const uint8_t *p)

@@ -187,6 +187,55 @@ struct state_node *state_add_node(struct state_node *parent, const char *name, u
 	return n;
 }
 
+static void set_tree(struct state_node *n, struct state_tree *t)
+{
+	for (; n; n = n->next) {
+		n->tree = t;
+		set_tree(n->children, t);
+	}
+}
+
+int state_graft(struct state_node *parent, const char *name, struct state_tree *sub)
+{
+	struct state_node *n;
+	char *copy;
+
+	if (!parent || !parent->tree || !parent->tree->wroot || !sub || !sub->wroot)
+		return -EINVAL;
+	if (sub->err[0]) {
+		state_record(parent->tree, "%s", sub->err);
+		state_tree_free(sub);
+		return -EINVAL;
+	}
+	if (!valid_name(name, true)) {
+		node_record(parent, "invalid node name '%.*s'", STATE_NAME_MAX, name);
+		state_tree_free(sub);
+		return -EINVAL;
+	}
+	for (n = parent->children; n; n = n->next)
+		if (!strcmp(n->name, name)) {
+			node_record(parent, "duplicate node '%s'", name);
+			state_tree_free(sub);
+			return -EINVAL;
+		}
+	copy = strdup(name);
+	if (!copy) {
+		node_record(parent, "out of memory adding node '%s'", name);
+		state_tree_free(sub);
+		return -ENOMEM;
+	}
+	n = sub->wroot;
+	sub->wroot = NULL;
+	state_tree_free(sub);
+	free(n->name);
+	n->name = copy;
+	n->next = NULL;
+	set_tree(n, parent->tree);
+	*parent->children_tail = n;
+	parent->children_tail = &n->next;
+	return 0;
+}
+
 static int put_prop(struct state_node *n, const char *prop, const void *data, size_t len)
 {
 	struct state_prop *p;
@@ -322,6 +371,7 @@ static int write_node(void *fdt, const struct state_node *n)
 }
 
 static size_t fdt_align4(size_t n) { return (n + 3) & ~(size_t)3; }
+static size_t fdt_align16(size_t n) { return (n + 15) & ~(size_t)15; }
 
 /* An upper bound of the blob's size (DTSpec 0.4 §5: FDT_BEGIN_NODE and the
  * padded name, FDT_PROP with its 8-byte header and padded value, FDT_END_NODE;
@@ -350,8 +400,10 @@ int state_tree_finish(struct state_tree *t, void **blob, size_t *len)
 		return -EINVAL;
 	if (check_versions(t->wroot))
 		return -EINVAL;
-	/* Header, the empty reserve map and FDT_END on top of the nodes. */
-	size = sizeof(struct fdt_header) + 16 + 4 + node_size_bound(t->wroot);
+	/* On top of the nodes: the header, which fdt_create pads to a reserve
+	 * entry's alignment (16), the reserve map's terminating entry, FDT_END. */
+	size = fdt_align16(sizeof(struct fdt_header)) + sizeof(struct fdt_reserve_entry) + 4 +
+	       node_size_bound(t->wroot);
 	if (size > STATE_MAX_SIZE) {
 		state_record(t, "state: tree larger than %u bytes", STATE_MAX_SIZE);
 		return -E2BIG;
@@ -361,7 +413,10 @@ int state_tree_finish(struct state_tree *t, void **blob, size_t *len)
 		state_record(t, "state: out of memory serializing the tree");
 		return -ENOMEM;
 	}
-	ret = fdt_create(buf, (int)size);
+	/* Property names are not de-duplicated: the bound counts each one, and
+	 * libfdt's search of the strings block per property was a third of the
+	 * serialization time of a VM's state. */
+	ret = fdt_create_with_flags(buf, (int)size, FDT_CREATE_FLAG_NO_NAME_DEDUP);
 	if (!ret)
 		ret = fdt_finish_reservemap(buf);
 	if (!ret)

@@ -55,6 +55,10 @@ struct state_node *state_tree_root(struct state_tree *t);
 /* Add a child node named @name (unit address allowed: "cpu@0") carrying
  * `version = <@version>`. Returns NULL (error recorded) on a bad name or ENOMEM. */
 struct state_node *state_add_node(struct state_node *parent, const char *name, uint32_t version);
+/* Move the tree @sub under @parent as node @name (its root's version and
+ * properties come along); @sub is consumed, also on failure. Lets two threads
+ * build parts of one tree side by side, each in its own tree. */
+int state_graft(struct state_node *parent, const char *name, struct state_tree *sub);
 /* Set (or replace) the node's version; for nodes created by someone else
  * (e.g. /devices/<name> is created by the snapshot code, versioned by the device). */
 int state_set_version(struct state_node *n, uint32_t version);

@@ -12,6 +12,17 @@ typedef void (*evl_fd_cb)(void *opaque, uint32_t events);
 
 struct evl_handler;
 
+/* A call posted to the loop (evl_post): the caller owns it until evl_wait. */
+struct evl_call {
+	int (*fn)(void *arg);
+	void *arg;
+	int result;
+	bool done;
+	bool inline_done;            /* the loop was not running: ran in evl_post */
+	pthread_cond_t cond;
+	struct evl_call *next;
+};
+
 struct event_loop {
 	int epfd;
 	int wake_fd;                 /* eventfd: posted calls and stop */
@@ -21,6 +32,7 @@ struct event_loop {
 	struct evl_call *calls;      /* queue of posted calls */
 	bool stop;
 	struct evl_handler *handlers;
+	char name[16];               /* thread name, set by the thread itself */
 };
 
 int evl_init(struct event_loop *loop);
@@ -38,6 +50,12 @@ int evl_del_fd(struct event_loop *loop, int fd);
 /* Run @fn(@arg) on the loop thread and wait for it to return its int result.
  * If the loop is not running, runs @fn directly in the caller. */
 int evl_call(struct event_loop *loop, int (*fn)(void *arg), void *arg);
+/* evl_call in two halves, so the caller works while the loop runs @fn:
+ * evl_post queues it (or runs it at once if the loop is not running or this
+ * is the loop thread), evl_wait returns its result. Every evl_post needs its
+ * evl_wait; @c must stay alive in between. */
+void evl_post(struct event_loop *loop, struct evl_call *c, int (*fn)(void *arg), void *arg);
+int evl_wait(struct event_loop *loop, struct evl_call *c);
 bool evl_on_loop_thread(const struct event_loop *loop);
 
 #endif

@@ -269,11 +269,12 @@ static bool vcpu_park_locked(struct vcpu *vcpu)
 	struct vm *vm = vcpu->vm;
 
 	if (vm->pause_requested && !vm->exit_requested) {
-		vm->nr_paused++;
+		/* Atomic for vm_pause's lock-free spin; still under vm->lock. */
+		__atomic_add_fetch(&vm->nr_paused, 1, __ATOMIC_RELEASE);
 		pthread_cond_broadcast(&vm->cond);
 		while (vm->pause_requested && !vm->exit_requested)
 			pthread_cond_wait(&vm->cond, &vm->lock);
-		vm->nr_paused--;
+		__atomic_sub_fetch(&vm->nr_paused, 1, __ATOMIC_RELAXED);
 	}
 	return !vm->exit_requested;
 }

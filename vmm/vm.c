@@ -2,6 +2,7 @@
  * start, pause/resume, exit, destroy. */
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -469,6 +470,25 @@ static void vm_quiesce_devices(struct vm *vm, bool on)
 	}
 }
 
+/* A pause is on the critical path of migration downtime, and a futex
+ * wake-up costs 30-170 us on this kind of (virtualized) host: look for the
+ * vCPUs to park for a while without sleeping, then fall back to waiting. */
+#define VM_PAUSE_SPIN_NS (300 * 1000)
+
+static void vm_spin_until_parked(struct vm *vm)
+{
+	uint64_t end = now_ns() + VM_PAUSE_SPIN_NS;
+	unsigned want;
+
+	pthread_mutex_lock(&vm->lock);
+	want = vm->nr_running_threads;
+	pthread_mutex_unlock(&vm->lock);
+	/* Yielding, not pausing: the vCPU thread may share our CPU, and a plain
+	 * spin would hold it off for the whole spin (measured: 300 us). */
+	while (__atomic_load_n(&vm->nr_paused, __ATOMIC_ACQUIRE) < want && now_ns() < end)
+		sched_yield();
+}
+
 static int vm_pause_vcpus(struct vm *vm)
 {
 	pthread_mutex_lock(&vm->lock);
@@ -479,6 +499,7 @@ static int vm_pause_vcpus(struct vm *vm)
 	vm->pause_requested = true;
 	pthread_mutex_unlock(&vm->lock);
 	vm_kick_all(vm);
+	vm_spin_until_parked(vm);
 	pthread_mutex_lock(&vm->lock);
 	while (vm->nr_paused < vm->nr_running_threads && !vm->exit_requested)
 		pthread_cond_wait(&vm->cond, &vm->lock);

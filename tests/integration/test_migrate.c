@@ -31,9 +31,17 @@ static void url_for(struct mt_env *e, unsigned i, bool tcp, char *url, size_t le
 		snprintf(url, len, "unix:%s/mig%u.sock", e->dir, i);
 }
 
-/* On a failed hop: every process's stderr, to say which side stopped where. */
-static void chain_report(struct mt_proc *procs, unsigned n)
+/* On a failed hop: the source's vm.info (how far the migration got) and
+ * every process's stderr, to say which side stopped where. */
+static void chain_report(const char *src_sock, struct mt_proc *procs, unsigned n)
 {
+	cJSON *info = NULL;
+
+	mt_api(src_sock, "GET", "vm.info", NULL, &info);
+	char *json = info ? cJSON_PrintUnformatted(info) : NULL;
+	cr_log_error("source vm.info: %s", json ? json : "(no answer)");
+	free(json);
+	cJSON_Delete(info);
 	for (unsigned i = 0; i < n; i++) {
 		char *err = mt_err(&procs[i]);
 
@@ -70,14 +78,14 @@ static void migrate_chain(unsigned hops, bool alternate_tcp, bool local, const c
 		cr_assert_eq(mt_send_migration(sock[i], body), 200, "hop %u", i);
 		mt_wait_migration(sock[i], st, sizeof(st), msg, sizeof(msg), harness_timeout_ms(20000));
 		if (strcmp(st, "completed"))
-			chain_report(procs, i + 2);
+			chain_report(sock[i], procs, i + 2);
 		cr_assert_str_eq(st, "completed", "hop %u (%s): %s: %s", i, url, st, msg);
 		if (i > 0) {
 			/* An incoming-run process exits 0 once its VM has moved on. */
 			cr_assert_eq(mt_wait(&procs[i], harness_timeout_ms(10000)), 0, "hop %u: source exit", i);
 		}
 		if (!mt_api_up(sock[i + 1], harness_timeout_ms(5000))) {
-			chain_report(procs, i + 2);
+			chain_report(sock[i], procs, i + 2);
 			cr_assert_fail("hop %u: destination API", i);
 		}
 	}
