@@ -310,3 +310,47 @@ Test(state, finish_sizes_any_tree_in_one_go)
 		free(blob);
 	}
 }
+
+/* Two threads build a tree each; one is grafted under the other. */
+Test(state, graft_moves_a_tree_under_a_node)
+{
+	struct state_tree *t = state_tree_new(), *sub = state_tree_new(), *bad = state_tree_new(), *r;
+	struct state_node root, devs, uart;
+	char err[STATE_ERR_MAX];
+	uint32_t v;
+	size_t len;
+	void *blob;
+
+	cr_assert(t && sub && bad);
+	cr_assert_eq(state_set_version(state_tree_root(sub), 3), 0);
+	cr_assert_not_null(state_add_node(state_tree_root(sub), "uart0", 1));
+	cr_assert_eq(state_put_u32(state_tree_root(sub), "count", 1), 0);
+	cr_assert_eq(state_graft(state_tree_root(t), "devices", sub), 0, "%s", state_error(t));
+	/* A second "devices" is a duplicate; a tree with an error brings it along. */
+	sub = state_tree_new();
+	cr_assert_eq(state_graft(state_tree_root(t), "devices", sub), -EINVAL);
+	cr_assert(strstr(state_error(t), "duplicate"), "%s", state_error(t));
+	cr_assert_eq(state_tree_finish(t, &blob, &len), -EINVAL, "an error was recorded");
+	state_tree_free(t);
+
+	t = state_tree_new();
+	cr_assert_null(state_add_node(state_tree_root(bad), "bad name!", 1));
+	cr_assert_eq(state_graft(state_tree_root(t), "devices", bad), -EINVAL);
+	cr_assert(strstr(state_error(t), "bad name"), "%s", state_error(t));
+	state_tree_free(t);
+
+	t = state_tree_new();
+	sub = state_tree_new();
+	cr_assert_eq(state_set_version(state_tree_root(sub), 3), 0);
+	cr_assert_not_null(state_add_node(state_tree_root(sub), "uart0", 1));
+	cr_assert_eq(state_graft(state_tree_root(t), "devices", sub), 0);
+	cr_assert_eq(state_tree_finish(t, &blob, &len), 0, "%s", state_error(t));
+	cr_assert_eq(state_tree_open(&r, blob, len, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(state_root(r, &root), 0);
+	cr_assert_eq(state_child(&root, "devices", &devs), 0);
+	cr_assert_eq(state_node_version(&devs, 3, 3, &v), 0);
+	cr_assert_eq(state_child(&devs, "uart0", &uart), 0);
+	state_tree_free(r);
+	state_tree_free(t);
+	free(blob);
+}
