@@ -84,9 +84,17 @@ static void migrate_chain(unsigned hops, bool alternate_tcp, bool local, const c
 			/* An incoming-run process exits 0 once its VM has moved on. */
 			cr_assert_eq(mt_wait(&procs[i], harness_timeout_ms(10000)), 0, "hop %u: source exit", i);
 		}
-		if (!mt_api_up(sock[i + 1], harness_timeout_ms(5000))) {
-			chain_report(sock[i], procs, i + 2);
-			cr_assert_fail("hop %u: destination API", i);
+		/* The last destination may already have run the guest to its end
+		 * and exited (a slow chain on a loaded host): its exit status and
+		 * the console's PASS are checked below. */
+		bool done_already = i + 1 == hops && mt_exited(&procs[i + 1]) && procs[i + 1].status == 0;
+		if (!done_already && !mt_api_up(sock[i + 1], harness_timeout_ms(5000))) {
+			bool last_done = i + 1 == hops && mt_exited(&procs[i + 1]) && procs[i + 1].status == 0;
+
+			if (!last_done) {
+				chain_report(sock[i], procs, i + 2);
+				cr_assert_fail("hop %u: destination API", i);
+			}
 		}
 	}
 	cr_assert_eq(mt_wait(&procs[hops], harness_timeout_ms(40000)), 0, "last process");

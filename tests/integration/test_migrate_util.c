@@ -116,6 +116,19 @@ int mt_wait(struct mt_proc *p, int timeout_ms)
 	return p->status;
 }
 
+bool mt_exited(struct mt_proc *p)
+{
+	int st;
+
+	if (p->reaped)
+		return true;
+	if (waitpid(p->pid, &st, WNOHANG) != p->pid)
+		return false;
+	p->reaped = true;
+	p->status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+	return true;
+}
+
 void mt_kill(struct mt_proc *p, int sig)
 {
 	if (!p->reaped && p->pid > 0)

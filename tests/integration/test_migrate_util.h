@@ -34,6 +34,8 @@ const char *mt_path(struct mt_env *e, char *buf, size_t len, const char *name);
 void mt_spawn(struct mt_env *e, struct mt_proc *p, const char *const argv[]);
 /* Wait up to @timeout_ms; SIGKILL after. Returns the exit status or -1. */
 int mt_wait(struct mt_proc *p, int timeout_ms);
+/* Has it exited (reaped, status recorded)? Does not wait. */
+bool mt_exited(struct mt_proc *p);
 void mt_kill(struct mt_proc *p, int sig);
 /* SIGKILL every process mt_spawn() started in this test (suite .fini). */
 void mt_kill_all(void);
