@@ -65,20 +65,19 @@ static void read_host_cpu_vendor(void)
 
 /* Read once: CPUID traps to the hypervisor when the host is itself a
  * guest, which would otherwise be paid inside the migration downtime. */
-static void host_cpu_vendor(char out[13])
+static const char *host_cpu_vendor(void)
 {
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
 
 	pthread_once(&once, read_host_cpu_vendor);
-	memcpy(out, host_vendor, sizeof(host_vendor));
+	return host_vendor;
 }
 
 int snapshot_prepare(struct vm *vm)
 {
 	const struct vcpu_state_caps *caps;
-	char vendor[13];
 
-	host_cpu_vendor(vendor);
+	host_cpu_vendor();
 	return vcpu_state_caps_get(vm->kvm_fd, vm->vm_fd, &caps);
 }
 
@@ -255,13 +254,12 @@ static int build_cpu_part(struct vm *vm, struct state_node *root, const char *co
 			  char *err, size_t errlen)
 {
 	struct vm_kstate ks;
-	char vendor[13], digest[32];
+	char digest[32];
 	int ret;
 
-	host_cpu_vendor(vendor);
 	snapshot_config_digest(config_json, config_len, digest);
 	ret = state_put_str(root, "vmm-version", VMM_VERSION);
-	ret |= state_put_str(root, "host-cpu-vendor", vendor);
+	ret |= state_put_str(root, "host-cpu-vendor", host_cpu_vendor());
 	ret |= state_put_str(root, "config-digest", digest);
 	ret |= state_put_u64(root, "memory-size", vm->mem.size);
 	ret |= state_put_u32(root, "nr-vcpus", vm->nr_vcpus);
@@ -605,7 +603,8 @@ static int check_root(struct state_tree *t, const char *config, size_t config_le
 		      const struct vm_config *cfg, char *err, size_t errlen)
 {
 	struct state_node root;
-	char vendor[13], want_vendor[13], digest[40], want_digest[32];
+	char vendor[13], digest[40], want_digest[32];
+	const char *want_vendor = host_cpu_vendor();
 	uint64_t mem_size;
 	uint32_t nr_vcpus;
 
@@ -617,7 +616,6 @@ static int check_root(struct state_tree *t, const char *config, size_t config_le
 		snprintf(err, errlen, "restore: %s", state_error(t));
 		return -EINVAL;
 	}
-	host_cpu_vendor(want_vendor);
 	if (strcmp(vendor, want_vendor)) {
 		snprintf(err, errlen, "restore: snapshot taken on a %s host, this host is %s", vendor,
 			 want_vendor);

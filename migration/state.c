@@ -156,21 +156,34 @@ struct state_node *state_tree_root(struct state_tree *t)
 	return t ? t->wroot : NULL;
 }
 
+/* A new child of @parent may be called @name: valid, and not taken yet. */
+static int child_name_check(const struct state_node *parent, const char *name)
+{
+	if (!valid_name(name, true)) {
+		node_record(parent, "invalid node name '%.*s'", STATE_NAME_MAX, name);
+		return -EINVAL;
+	}
+	for (const struct state_node *n = parent->children; n; n = n->next)
+		if (!strcmp(n->name, name)) {
+			node_record(parent, "duplicate node '%s'", name);
+			return -EINVAL;
+		}
+	return 0;
+}
+
+static void link_child(struct state_node *parent, struct state_node *n)
+{
+	n->next = NULL;
+	*parent->children_tail = n;
+	parent->children_tail = &n->next;
+}
+
 struct state_node *state_add_node(struct state_node *parent, const char *name, uint32_t version)
 {
 	struct state_node *n;
 
-	if (!parent || !parent->tree || !parent->tree->wroot)
+	if (!parent || !parent->tree || !parent->tree->wroot || child_name_check(parent, name))
 		return NULL;
-	if (!valid_name(name, true)) {
-		node_record(parent, "invalid node name '%.*s'", STATE_NAME_MAX, name);
-		return NULL;
-	}
-	for (n = parent->children; n; n = n->next)
-		if (!strcmp(n->name, name)) {
-			node_record(parent, "duplicate node '%s'", name);
-			return NULL;
-		}
 	n = calloc(1, sizeof(*n));
 	if (!n || !(n->name = strdup(name))) {
 		free(n);
@@ -180,8 +193,7 @@ struct state_node *state_add_node(struct state_node *parent, const char *name, u
 	n->tree = parent->tree;
 	n->props_tail = &n->props;
 	n->children_tail = &n->children;
-	*parent->children_tail = n;
-	parent->children_tail = &n->next;
+	link_child(parent, n);
 	if (state_set_version(n, version))
 		return NULL;
 	return n;
@@ -207,17 +219,10 @@ int state_graft(struct state_node *parent, const char *name, struct state_tree *
 		state_tree_free(sub);
 		return -EINVAL;
 	}
-	if (!valid_name(name, true)) {
-		node_record(parent, "invalid node name '%.*s'", STATE_NAME_MAX, name);
+	if (child_name_check(parent, name)) {
 		state_tree_free(sub);
 		return -EINVAL;
 	}
-	for (n = parent->children; n; n = n->next)
-		if (!strcmp(n->name, name)) {
-			node_record(parent, "duplicate node '%s'", name);
-			state_tree_free(sub);
-			return -EINVAL;
-		}
 	copy = strdup(name);
 	if (!copy) {
 		node_record(parent, "out of memory adding node '%s'", name);
@@ -229,10 +234,8 @@ int state_graft(struct state_node *parent, const char *name, struct state_tree *
 	state_tree_free(sub);
 	free(n->name);
 	n->name = copy;
-	n->next = NULL;
+	link_child(parent, n);
 	set_tree(n, parent->tree);
-	*parent->children_tail = n;
-	parent->children_tail = &n->next;
 	return 0;
 }
 

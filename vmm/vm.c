@@ -475,14 +475,10 @@ static void vm_quiesce_devices(struct vm *vm, bool on)
  * vCPUs to park for a while without sleeping, then fall back to waiting. */
 #define VM_PAUSE_SPIN_NS (300 * 1000)
 
-static void vm_spin_until_parked(struct vm *vm)
+static void vm_spin_until_parked(struct vm *vm, unsigned want)
 {
 	uint64_t end = now_ns() + VM_PAUSE_SPIN_NS;
-	unsigned want;
 
-	pthread_mutex_lock(&vm->lock);
-	want = vm->nr_running_threads;
-	pthread_mutex_unlock(&vm->lock);
 	/* Yielding, not pausing: the vCPU thread may share our CPU, and a plain
 	 * spin would hold it off for the whole spin (measured: 300 us). */
 	while (__atomic_load_n(&vm->nr_paused, __ATOMIC_ACQUIRE) < want && now_ns() < end)
@@ -491,15 +487,18 @@ static void vm_spin_until_parked(struct vm *vm)
 
 static int vm_pause_vcpus(struct vm *vm)
 {
+	unsigned threads;
+
 	pthread_mutex_lock(&vm->lock);
 	if (vm->state != VM_STATE_RUNNING) {
 		pthread_mutex_unlock(&vm->lock);
 		return -EBUSY;
 	}
 	vm->pause_requested = true;
+	threads = vm->nr_running_threads;
 	pthread_mutex_unlock(&vm->lock);
 	vm_kick_all(vm);
-	vm_spin_until_parked(vm);
+	vm_spin_until_parked(vm, threads);
 	pthread_mutex_lock(&vm->lock);
 	while (vm->nr_paused < vm->nr_running_threads && !vm->exit_requested)
 		pthread_cond_wait(&vm->cond, &vm->lock);

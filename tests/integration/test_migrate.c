@@ -50,6 +50,11 @@ static void chain_report(const char *src_sock, struct mt_proc *procs, unsigned n
 	}
 }
 
+static bool exited_ok(struct mt_proc *p)
+{
+	return mt_exited(p) && p->status == 0;
+}
+
 static void migrate_chain(unsigned hops, bool alternate_tcp, bool local, const char *extra)
 {
 	struct mt_env e;
@@ -87,14 +92,11 @@ static void migrate_chain(unsigned hops, bool alternate_tcp, bool local, const c
 		/* The last destination may already have run the guest to its end
 		 * and exited (a slow chain on a loaded host): its exit status and
 		 * the console's PASS are checked below. */
-		bool done_already = i + 1 == hops && mt_exited(&procs[i + 1]) && procs[i + 1].status == 0;
-		if (!done_already && !mt_api_up(sock[i + 1], harness_timeout_ms(5000))) {
-			bool last_done = i + 1 == hops && mt_exited(&procs[i + 1]) && procs[i + 1].status == 0;
-
-			if (!last_done) {
-				chain_report(sock[i], procs, i + 2);
-				cr_assert_fail("hop %u: destination API", i);
-			}
+		bool last = i + 1 == hops;
+		if (!(last && exited_ok(&procs[i + 1])) && !mt_api_up(sock[i + 1], harness_timeout_ms(5000)) &&
+		    !(last && exited_ok(&procs[i + 1]))) {
+			chain_report(sock[i], procs, i + 2);
+			cr_assert_fail("hop %u: destination API", i);
 		}
 	}
 	cr_assert_eq(mt_wait(&procs[hops], harness_timeout_ms(40000)), 0, "last process");
