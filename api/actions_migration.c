@@ -34,6 +34,7 @@ struct api_migration {
 	atomic_bool final_reported;  /* vm.info has shown a finished outgoing migration */
 	int cancel_fd;               /* eventfd: wakes an incoming migration waiting for its source */
 	char in_url[MIG_URL_MAX];
+	bool in_prefault;
 	pthread_mutex_t lock;        /* guards in_status, in_message */
 	enum in_status in_status;
 	char in_message[512];
@@ -242,7 +243,7 @@ static void in_set(struct api_migration *m, enum in_status s, const char *msg)
 static void *incoming_thread(void *arg)
 {
 	struct api_migration *m = arg;
-	struct mig_incoming_opts o = { .cancel_fd = m->cancel_fd };
+	struct mig_incoming_opts o = { .cancel_fd = m->cancel_fd, .prefault = m->in_prefault };
 	char err[512] = "";
 	struct vm *vm = NULL;
 	int ret = mig_incoming(m->in_url, &o, &vm, NULL, err, sizeof(err));
@@ -271,16 +272,23 @@ static void *incoming_thread(void *arg)
 static void act_receive(struct api_vmctl *ctl, const cJSON *body, struct api_result *r)
 {
 	const char *act = "vm.receive-migration";
-	const cJSON *url = NULL, *f;
+	const cJSON *url = NULL, *prefault = NULL, *f;
 	struct api_migration *m;
 	int ret;
 
 	cJSON_ArrayForEach(f, body) {
-		if (strcmp(f->string, "receiver_url")) {
+		if (!strcmp(f->string, "receiver_url")) {
+			url = f;
+		} else if (!strcmp(f->string, "prefault")) {
+			prefault = f;
+		} else {
 			api_result_error(r, 400, "%s: %.64s: unknown field", act, f->string);
 			return;
 		}
-		url = f;
+	}
+	if (prefault && !cJSON_IsBool(prefault)) {
+		api_result_error(r, 400, "%s: prefault: must be true or false", act);
+		return;
 	}
 	if (!url || !cJSON_IsString(url) || !url->valuestring[0] || strlen(url->valuestring) >= MIG_URL_MAX) {
 		api_result_error(r, 400, "%s: receiver_url: required, \"unix:PATH\" or \"tcp:HOST:PORT\"", act);
@@ -300,6 +308,7 @@ static void act_receive(struct api_vmctl *ctl, const cJSON *body, struct api_res
 		m->in_started = false;
 	}
 	snprintf(m->in_url, sizeof(m->in_url), "%s", url->valuestring);
+	m->in_prefault = prefault && cJSON_IsTrue(prefault);
 	in_set(m, IN_WAITING, "");
 	ret = -pthread_create(&m->in_thread, NULL, incoming_thread, m);
 	if (ret) {

@@ -19,6 +19,7 @@ static const struct option receive_options[] = {
 	{ "api-sock", required_argument, NULL, CLI_OPT_API_SOCK },
 	{ "memory-dir", required_argument, NULL, CLI_OPT_MEMORY_DIR },
 	{ "accept-timeout-ms", required_argument, NULL, CLI_OPT_ACCEPT_TIMEOUT },
+	{ "prefault", no_argument, NULL, CLI_OPT_PREFAULT },
 	{ NULL, 0, NULL, 0 },
 };
 

@@ -22,6 +22,7 @@ enum cli_receive_opt {
 	CLI_OPT_API_SOCK,
 	CLI_OPT_MEMORY_DIR,
 	CLI_OPT_ACCEPT_TIMEOUT,
+	CLI_OPT_PREFAULT,
 };
 
 struct cli_host {

@@ -3,6 +3,8 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -96,6 +98,33 @@ static uint64_t lanes_bytes_sent(struct mig_source *m)
 	for (unsigned i = 0; i < m->nr_lanes; i++)
 		n += m->lanes[i].s.bytes_sent;
 	return n;
+}
+
+/* Bytes sent that the destination has not taken yet, still in our sockets'
+ * send queues (SIOCOUTQ: on a UNIX socket until the peer reads them, on TCP
+ * until the peer's kernel acks them). A pass's rate must count what the
+ * destination took, not what the kernel queued: a destination slower than
+ * us (writing into fresh memory) otherwise hides behind the socket buffers,
+ * and the final pass runs far longer than estimated. */
+static uint64_t lanes_backlog(struct mig_source *m)
+{
+	uint64_t n = 0;
+
+	for (unsigned i = 0; i < m->nr_lanes; i++) {
+		int q = 0;
+
+		if (ioctl(m->lanes[i].s.fd, SIOCOUTQ, &q) == 0 && q > 0)
+			n += (uint64_t)q;
+	}
+	return n;
+}
+
+/* Bytes the destination has taken off the wire. */
+static uint64_t lanes_bytes_taken(struct mig_source *m)
+{
+	uint64_t sent = lanes_bytes_sent(m), backlog = lanes_backlog(m);
+
+	return sent > backlog ? sent - backlog : 0;
 }
 
 static void progress_update(struct mig_source *m)
@@ -348,7 +377,7 @@ static int precopy(struct mig_source *m)
 	if (ret)
 		return fail(m, ret, "cannot start dirty-page tracking: %s", strerror_safe(-ret));
 	for (unsigned pass = 0;; pass++) {
-		uint64_t t0 = now_ns(), b0 = lanes_bytes_sent(m);
+		uint64_t t0 = now_ns(), b0 = lanes_bytes_taken(m);
 
 		pthread_mutex_lock(&m->lock);
 		m->prog.pass = pass;
@@ -360,9 +389,10 @@ static int precopy(struct mig_source *m)
 		if (ret)
 			return fail(m, ret, "reading the dirty log failed: %s", strerror_safe(-ret));
 
-		uint64_t dt = now_ns() - t0 + 1, bytes = lanes_bytes_sent(m) - b0;
+		uint64_t dt = now_ns() - t0 + 1, taken = lanes_bytes_taken(m), bytes = taken - b0;
 		uint64_t dirty = dirty_count(&m->dirty);
-		uint64_t remaining = dirty * MIG_PAGE_SIZE;
+		/* What is still queued must drain in the downtime too. */
+		uint64_t remaining = dirty * MIG_PAGE_SIZE + (lanes_bytes_sent(m) - taken);
 		/* Bandwidth from passes that sent enough to say something (keep the
 		 * best); until then assume a conservative default. */
 		uint64_t bw = bytes * 1000000000ULL / dt;

@@ -95,6 +95,11 @@ struct mig_incoming_opts {
 	 * (e.g. a tmpfs or hugetlbfs mount); running out of space there fails the
 	 * migration cleanly. */
 	const char *memory_dir;
+	/* Fault all of guest RAM in (on every CPU) before the first page arrives:
+	 * the migration fails up front if the host lacks the memory, and the
+	 * stream then runs at copy speed instead of page-allocation speed; at the
+	 * cost of backing pages the guest never used. */
+	bool prefault;
 	/* When readable, stop waiting for a source (-ECANCELED); -1 or 0: none. */
 	int cancel_fd;
 };

@@ -1,5 +1,5 @@
 /* CLI of live migration:
- *   vmm run --incoming URL [--api-sock PATH] [--console KIND] [--memory-dir DIR]
+ *   vmm run --incoming URL [--api-sock PATH] [--console KIND] [--memory-dir DIR] [--prefault]
  *           [--accept-timeout-ms N] [-v]
  *       receive a VM and run it to the end (exit statuses as `vmm run`);
  *       with --api-sock it can be migrated on again.
@@ -55,6 +55,9 @@ static int incoming_option(void *ctx, int opt, const char *arg)
 	case CLI_OPT_MEMORY_DIR:
 		a->o.memory_dir = arg;
 		return 0;
+	case CLI_OPT_PREFAULT:
+		a->o.prefault = true;
+		return 0;
 	case CLI_OPT_ACCEPT_TIMEOUT:
 		if (!cli_parse_u64(arg, 86400000, &v)) {
 			a->o.accept_timeout_ms = (int)v;
@@ -81,7 +84,7 @@ int cli_run_incoming(int argc, char **argv)
 {
 	struct incoming_args a = { .url = NULL };
 	const struct cli_mode mode = { .flag = "incoming",
-				       .allowed = "--api-sock, --console, --memory-dir, --accept-timeout-ms and -v",
+				       .allowed = "--api-sock, --console, --memory-dir, --prefault, --accept-timeout-ms and -v",
 				       .option = incoming_option, .ctx = &a };
 	struct mig_incoming_opts *o = &a.o;
 	struct mig_incoming_stats stats;

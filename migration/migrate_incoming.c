@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "api/config_json.h"
+#include "migration/populate.h"
 #include "migration/snapshot.h"
 #include "migration/stream.h"
 #include "migration/transport.h"
@@ -31,6 +32,7 @@
 
 #define MIG_DEFAULT_FRAME_TIMEOUT_MS 30000
 #define MIG_DRAIN_MS 2000
+#define MIG_PREFAULT_SYNC_MS 20000   /* below the source's 30 s wait for our ACK */
 
 struct in_lane {
 	struct mig_stream s;
@@ -40,6 +42,7 @@ struct in_lane {
 	bool ended;                  /* LANE_END seen */
 	int ret;
 	uint64_t pages, zero_pages;
+	struct populate_helper populate; /* faults this lane's frames in from their far end */
 	/* The PAGES frame being received: its entries and where its data goes. */
 	uint64_t entries[MIG_PAGES_PER_FRAME];
 	struct iovec iov[MIG_PAGES_PER_FRAME];
@@ -51,6 +54,8 @@ struct mig_incoming {
 	unsigned nr_lanes;
 	struct in_lane lanes[MIG_MAX_LANES];
 	struct guest_mem mem;        /* until the VM takes it */
+	struct prefault_job prefault; /* --prefault threads, joined with the lanes */
+	bool prefault_started;
 	struct vm_inherit inherit;   /* live update: TAP fds, until the NICs take them */
 	struct vm *vm;
 	char *config;
@@ -169,8 +174,10 @@ static int receive_pages(struct mig_incoming *in, struct in_lane *l, struct mig_
 	if (n < 0)
 		return n;
 	ret = reserve_runs(l, mem, (unsigned)n);
-	if (!ret && n)
+	if (!ret && n) {
+		populate_post(&l->populate, l->iov, (unsigned)n);
 		ret = mig_recv_part(&l->s, rx, l->iov, (unsigned)n);
+	}
 	if (!ret)
 		ret = mig_recv_end(&l->s, rx);
 	if (ret)
@@ -304,6 +311,49 @@ static int memory_from_fd(struct mig_incoming *in, int fd)
 }
 
 /* Fresh RAM: a memfd, or an unlinked file in opts.memory_dir. */
+/* Join --prefault threads still running (before RAM goes away or is used). */
+static void prefault_join(struct mig_incoming *in)
+{
+	if (!in->prefault_started)
+		return;
+	int ret = prefault_finish(&in->prefault);
+
+	if (ret)
+		log_warn("migrate", "prefault stopped early: %s (the stream wrote its pages anyway)",
+			 strerror_safe(-ret));
+	in->prefault_started = false;
+}
+
+/* --prefault: fault all of RAM in on every CPU before the CONFIG ACK, so a
+ * host without the memory fails here, before the first page. The source
+ * waits for that ACK at most 30 s, so past MIG_PREFAULT_SYNC_MS the rest goes
+ * on in the background while pages arrive (joined before the state). */
+static int memory_prefault(struct mig_incoming *in)
+{
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	uint64_t t0 = now_ns();
+	int ret = prefault_start(&in->prefault, in->mem.base, in->mem.size, cpus > 0 ? (unsigned)cpus : 1);
+
+	if (!ret) {
+		in->prefault_started = true;
+		ret = prefault_wait(&in->prefault, MIG_PREFAULT_SYNC_MS);
+	}
+	if (ret == -ETIMEDOUT) {
+		log_info("migrate", "prefault of %llu MiB not done in %u s; the rest goes on during the stream",
+			 (unsigned long long)(in->mem.size >> 20), MIG_PREFAULT_SYNC_MS / 1000);
+		return 0;
+	}
+	if (ret)
+		return refuse(in, ret, "cannot prefault %llu MiB of guest RAM: %s",
+			      (unsigned long long)(in->mem.size >> 20),
+			      ret == -EINVAL   ? "this kernel lacks MADV_POPULATE_WRITE (Linux 5.14)"
+			      : ret == -EFAULT ? "the memory directory's file system is full"
+					       : strerror_safe(-ret));
+	log_info("migrate", "prefaulted %llu MiB of guest RAM in %llu ms", (unsigned long long)(in->mem.size >> 20),
+		 (unsigned long long)((now_ns() - t0) / 1000000));
+	return 0;
+}
+
 static int memory_fresh(struct mig_incoming *in)
 {
 	const char *dir = in->o->memory_dir;
@@ -311,9 +361,10 @@ static int memory_fresh(struct mig_incoming *in)
 
 	if (!dir) {
 		ret = mem_init(&in->mem, in->hello.mem_size);
-		return ret ? refuse(in, ret, "cannot allocate %llu MiB of guest RAM: %s",
-				    (unsigned long long)(in->hello.mem_size >> 20), strerror_safe(-ret))
-			   : 0;
+		if (ret)
+			return refuse(in, ret, "cannot allocate %llu MiB of guest RAM: %s",
+				      (unsigned long long)(in->hello.mem_size >> 20), strerror_safe(-ret));
+		return in->o->prefault ? memory_prefault(in) : 0;
 	}
 	fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
 	if (fd < 0)
@@ -323,7 +374,8 @@ static int memory_fresh(struct mig_incoming *in)
 		close(fd);
 		return refuse(in, ret, "memory_dir %s: %s", dir, strerror_safe(-ret));
 	}
-	return memory_from_fd(in, fd);
+	ret = memory_from_fd(in, fd);
+	return ret || !in->o->prefault ? ret : memory_prefault(in);
 }
 
 /* One NETFDS frame (live update): the queue fds of one NIC. */
@@ -454,6 +506,7 @@ static int build_vm(struct mig_incoming *in)
 	ret = vm_create_with(&in->vm, &cfg, &opts, err, sizeof(err));
 	config_free(&cfg);
 	if (ret) {
+		prefault_join(in);
 		mem_destroy(&in->mem);
 		return refuse(in, ret, "cannot build the VM here: %s", err);
 	}
@@ -467,8 +520,29 @@ static int build_vm(struct mig_incoming *in)
 
 /* ------------------------------------------------------------ stream */
 
+/* Populate helpers only pay where RAM is fresh: not a live update's memfd,
+ * not RAM prefaulted already (they would only take CPU from the receivers). */
+static void start_populate_helpers(struct mig_incoming *in)
+{
+	bool fresh = !(in->hello.features & MIG_FEAT_LOCAL) && !in->o->prefault;
+	unsigned n = fresh ? populate_helpers_for(in->nr_lanes) : 0;
+
+	for (unsigned i = 0; i < n; i++)
+		if (populate_start(&in->lanes[i].populate, NULL))
+			break;
+	log_debug("migrate", "%u receive thread(s), %u populate helper(s)", in->nr_lanes, n);
+}
+
+static void stop_populate_helpers(struct mig_incoming *in)
+{
+	for (unsigned i = 0; i < in->nr_lanes; i++)
+		populate_stop(&in->lanes[i].populate);
+	prefault_join(in);
+}
+
 static int start_lane_threads(struct mig_incoming *in)
 {
+	start_populate_helpers(in);
 	for (unsigned i = 1; i < in->nr_lanes; i++) {
 		int ret = -pthread_create(&in->lanes[i].thread, NULL, lane_thread, &in->lanes[i]);
 
@@ -494,6 +568,8 @@ static int join_lanes(struct mig_incoming *in)
 			ret = refuse(in, l->ret ? l->ret : -EPROTO, "connection %u: %s", i,
 				     l->s.err[0] ? l->s.err : "ended without LANE_END");
 	}
+	/* Every page is in: nothing may touch RAM behind the state's back. */
+	stop_populate_helpers(in);
 	return ret;
 }
 

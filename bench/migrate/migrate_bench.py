@@ -7,8 +7,16 @@ For idle and busy 1 GiB guests over a UNIX socket and loopback TCP:
     downtime (memtest's max_gap_us: the longest jump in its own TSC clock);
   - QEMU 7.2: the same guest (`-incoming`, QMP `migrate` with the same
     downtime limit), its reported downtime and total time, and the memtest gap;
-  - the physical limit: a plain socket copy of 1 GiB over the same transport.
+  - the physical limit: a plain socket copy of the same 1 GiB over the same
+    transport, from one backed buffer into another (what a destination
+    with --prefault writes into) and into fresh memory after the host has
+    had time to reclaim what was freed (what a destination writes into by
+    default; on this host that costs far more than the copy itself).
+Throughput: a paused guest full of non-zero pages, one pass, 1 and 2
+connections, into fresh and prefaulted destination RAM, each against its
+limit; QEMU with the same paused guest.
 Live update (vmm only): downtime at 1 and 4 GiB.
+--sections picks a subset (downtime, throughput, live-update).
 
 Idle = the `irq` scenario (waits for timer ticks in hlt; RAM stays zero);
 busy = `memtest` on 2 vCPUs (every page rewritten pass after pass).
@@ -31,13 +39,32 @@ def log(*a):
 
 # ------------------------------------------------------------------ socket limit
 
-def socket_copy(kind, nbytes, port, fresh=False):
-    """Seconds to push nbytes through one stream socket (sender and receiver
-    threads). The receiver reads into one reused 1 MiB buffer, or (fresh) in
-    place into a new memfd of nbytes, as a migration destination must: its
-    RAM is memory nobody has touched yet, which on a VM whose host reclaims
-    free memory costs far more to fill than the copy itself."""
-    chunk = memoryview(bytearray(b"\x5a" * (1 << 20)))
+def filled_memfd(nbytes, fill):
+    """A mapping of a new memfd of @nbytes: every page written with @fill
+    (so it is backed), or (fill None) untouched."""
+    fd = os.memfd_create("bench-buf")
+    os.ftruncate(fd, nbytes)
+    m = mmap.mmap(fd, nbytes)
+    os.close(fd)
+    if fill is not None:
+        block = bytes([fill]) * (1 << 20)
+        for off in range(0, nbytes, 1 << 20):
+            m[off:off + (1 << 20)] = block
+    return m
+
+
+def socket_copy(kind, nbytes, port, fresh=False, settle_s=0):
+    """Seconds to push @nbytes of RAM through one stream socket, as a
+    migration must: the sender reads them from a backed buffer of that size
+    (not one small cache-hot buffer), the receiver writes them in place into
+    another, backed already (what vmm --prefault gives a destination), or
+    (fresh) a new memfd nobody has touched, which is a destination's default:
+    on a VM whose host reclaims free memory that costs far more than the copy.
+    @settle_s: wait that long first, for the host to take back memory freed
+    just before (as it has by the time a migration destination allocates)."""
+    src = filled_memfd(nbytes, 0x5a)
+    dst = filled_memfd(nbytes, None if fresh else 0)
+    time.sleep(settle_s)
     if kind == "unix":
         a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     else:
@@ -48,18 +75,12 @@ def socket_copy(kind, nbytes, port, fresh=False):
         a = socket.create_connection(("127.0.0.1", port))
         b, _ = ls.accept()
         ls.close()
-    if fresh:
-        mfd = os.memfd_create("bench-dst")
-        os.ftruncate(mfd, nbytes)
-        ram = mmap.mmap(mfd, nbytes)
-        view = memoryview(ram)
-    else:
-        view = memoryview(bytearray(1 << 20))
+    sview, dview = memoryview(src), memoryview(dst)
 
     def rx():
         got = 0
         while got < nbytes:
-            n = b.recv_into(view[got:got + (1 << 20)] if fresh else view)
+            n = b.recv_into(dview[got:got + (1 << 20)])
             if not n:
                 break
             got += n
@@ -67,19 +88,21 @@ def socket_copy(kind, nbytes, port, fresh=False):
     t = threading.Thread(target=rx)
     t0 = time.perf_counter()
     t.start()
-    sent = 0
-    while sent < nbytes:
-        a.sendall(chunk)
-        sent += len(chunk)
+    for off in range(0, nbytes, 1 << 20):
+        a.sendall(sview[off:off + (1 << 20)])
     t.join()
     dt = time.perf_counter() - t0
     a.close()
     b.close()
-    if fresh:
-        view.release()
-        ram.close()
-        os.close(mfd)
+    sview.release()
+    dview.release()
+    src.close()
+    dst.close()
     return dt
+
+
+def median(values):
+    return sorted(values)[len(values) // 2]
 
 
 # ------------------------------------------------------------------ vmm
@@ -160,13 +183,16 @@ def vmm_migrate(args, tmp, url, cmdline, mem_mib, cpus, local=False, warm=1.5):
     return res
 
 
-def vmm_throughput(args, tmp, url, mem_mib, connections=1):
+def vmm_throughput(args, tmp, url, mem_mib, connections=1, prefault=False):
     """Transfer rate with the vCPUs out of the way: memtest writes every page
-    (so RAM is full of non-zero data), is paused, then migrated (one pass)."""
+    (so RAM is full of non-zero data), is paused, then migrated (one pass).
+    With @prefault the destination backs all its RAM before the stream (not
+    counted: the rate is the pass's)."""
     src_sock = os.path.join(tmp, "tsrc.sock")
     src = subprocess.Popen([args.vmm, "serve", "--api-sock", src_sock], stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE)
-    dst = subprocess.Popen([args.vmm, "run", "--incoming", url], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    dst = subprocess.Popen([args.vmm, "run", "--incoming", url] + (["--prefault"] if prefault else []),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     res = {"ok": False}
     try:
         if not wait_api(args.vmm, src_sock):
@@ -244,7 +270,9 @@ class Qmp:
         self.s.close()
 
 
-def qemu_migrate(args, tmp, url, cmdline, mem_mib, cpus, warm=1.5):
+def qemu_start_pair(args, tmp, url, cmdline, mem_mib, cpus):
+    """A QEMU source running @cmdline and a destination on -incoming @url,
+    each with a QMP socket: (src, dst, qmp_src_path, qmp_dst_path)."""
     qmp_path, dqmp_path = os.path.join(tmp, "qmp.sock"), os.path.join(tmp, "dqmp.sock")
     common = [args.qemu] + QEMU_BASE + ["-m", str(mem_mib), "-smp", str(cpus), "-kernel", args.guest,
                                         "-append", cmdline]
@@ -252,30 +280,51 @@ def qemu_migrate(args, tmp, url, cmdline, mem_mib, cpus, warm=1.5):
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     dst = subprocess.Popen(common + ["-qmp", "unix:%s,server=on,wait=off" % dqmp_path, "-incoming", url],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return src, dst, qmp_path, dqmp_path
+
+
+def qemu_run_migration(q, url, **params):
+    """Set @params (max-bandwidth always lifted), migrate to @url, and wait:
+    the final query-migrate answer."""
+    # QEMU 7.2 throttles migration to 128 MiB/s by default (max-bandwidth):
+    # lift it, as vmm has no throttle. Throttled, the busy 1 GiB guest did
+    # not converge before memtest ended its 20 s and the QEMU source exited.
+    r = q.cmd("migrate-set-parameters", **dict(params, **{"max-bandwidth": QEMU_MAX_BANDWIDTH}))
+    if "error" in r:
+        raise RuntimeError("migrate-set-parameters: %s" % r["error"])
+    r = q.cmd("migrate", uri=url)
+    if "error" in r:
+        raise RuntimeError(r["error"])
+    end, st = time.time() + 120, {}
+    while time.time() < end:
+        st = q.cmd("query-migrate")["return"]
+        if st.get("status") in ("completed", "failed", "cancelled"):
+            break
+        time.sleep(0.05)
+    if st.get("status") != "completed":
+        raise RuntimeError("QEMU migration: %s" % st)
+    return st
+
+
+def qemu_stop_all(qmps, procs):
+    for c in qmps:
+        if c:
+            c.close()
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+        p.wait()
+
+
+def qemu_migrate(args, tmp, url, cmdline, mem_mib, cpus, warm=1.5):
+    src, dst, qmp_path, dqmp_path = qemu_start_pair(args, tmp, url, cmdline, mem_mib, cpus)
     res = {"ok": False}
     q = dq = None
     try:
         q = Qmp(qmp_path)
         dq = Qmp(dqmp_path)
         time.sleep(warm)
-        # QEMU 7.2 throttles migration to 128 MiB/s by default (max-bandwidth):
-        # lift it, as vmm has no throttle. Throttled, the busy 1 GiB guest did
-        # not converge before memtest ended its 20 s and the QEMU source exited.
-        r = q.cmd("migrate-set-parameters", **{"downtime-limit": DOWNTIME_MS, "max-bandwidth": QEMU_MAX_BANDWIDTH})
-        if "error" in r:
-            raise RuntimeError("migrate-set-parameters: %s" % r["error"])
-        r = q.cmd("migrate", uri=url)
-        if "error" in r:
-            raise RuntimeError(r["error"])
-        end = time.time() + 120
-        st = {}
-        while time.time() < end:
-            st = q.cmd("query-migrate")["return"]
-            if st.get("status") in ("completed", "failed", "cancelled"):
-                break
-            time.sleep(0.05)
-        if st.get("status") != "completed":
-            raise RuntimeError("QEMU migration: %s" % st)
+        st = qemu_run_migration(q, url, **{"downtime-limit": DOWNTIME_MS})
         # Guest-visible downtime, in us: the source's STOP event (its vCPUs
         # are stopped) to the destination's RESUME (they are about to run).
         # QEMU's own "downtime" is whole ms and ends when the source has sent
@@ -305,13 +354,30 @@ def qemu_migrate(args, tmp, url, cmdline, mem_mib, cpus, warm=1.5):
         res["error"] = str(e)
         log("qemu", url, cmdline, "failed:", e)
     finally:
-        for c in (q, dq):
-            if c:
-                c.close()
-        for p in (src, dst):
-            if p.poll() is None:
-                p.kill()
-            p.wait()
+        qemu_stop_all((q, dq), (src, dst))
+    return res
+
+
+def qemu_throughput(args, tmp, url, mem_mib):
+    """QEMU's rate for the same paused, filled 1 GiB guest (one pass): its
+    own ram.mbps figure."""
+    src, dst, qmp_path, dqmp_path = qemu_start_pair(args, tmp, url, "test=memtest seconds=120 cpus=2", mem_mib, 2)
+    res = {"ok": False}
+    q = dq = None
+    try:
+        q = Qmp(qmp_path)
+        dq = Qmp(dqmp_path)
+        time.sleep(8)
+        q.cmd("stop")
+        st = qemu_run_migration(q, url)
+        ram = st.get("ram", {})
+        res = {"ok": True, "bytes_sent": ram.get("transferred"), "total_ms": st.get("total-time"),
+               "throughput_bytes_per_s": ram.get("mbps", 0) * 1e6 / 8}
+    except Exception as e:  # noqa: BLE001
+        res["error"] = str(e)
+        log("qemu throughput", url, "failed:", e)
+    finally:
+        qemu_stop_all((q, dq), (src, dst))
     return res
 
 
@@ -329,94 +395,105 @@ def median_run(results, key):
     return best
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--vmm", required=True)
-    ap.add_argument("--guest", required=True)
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--mem-mib", type=int, default=1024)
-    ap.add_argument("--no-qemu", action="store_true")
-    ap.add_argument("--idle-runs", type=int, default=5, help="runs per idle case (median reported)")
-    args = ap.parse_args()
-    args.qemu = None if args.no_qemu else shutil.which("qemu-system-x86_64")
-    if not os.path.exists("/dev/kvm"):
-        json.dump({"skipped": "no /dev/kvm"}, open(args.out, "w"))
-        log("no /dev/kvm; skipped")
-        return 0
+def measure_socket_limits(args, res, port):
+    runs = 3
+    for kind in ("unix", "tcp"):
+        t = [socket_copy(kind, args.mem_mib << 20, port) for _ in range(runs)]
+        res["socket_limit"][kind] = {"seconds": median(t), "bytes_per_s": (args.mem_mib << 20) / median(t),
+                                     "seconds_runs": t}
+        if "throughput" not in args.sections:
+            continue
+        t = [socket_copy(kind, args.mem_mib << 20, port + 1, fresh=True, settle_s=args.settle_s)
+             for _ in range(runs)]
+        res["socket_limit_fresh_memory"][kind] = {"seconds": median(t), "bytes_per_s": (args.mem_mib << 20) / median(t),
+                                                  "seconds_runs": t, "settle_s": args.settle_s}
 
-    port = 30000 + os.getpid() % 20000
+
+def run_downtime_cases(args, res, tmp, port):
     loads = {
         "idle": ("test=irq ticks=20000 period_us=1000", 1),
         "busy": ("test=memtest seconds=20 cpus=2", 2),
     }
-    res = {"memory_mib": args.mem_mib, "downtime_limit_ms": DOWNTIME_MS, "socket_limit": {},
-           "socket_limit_fresh_memory": {}, "load_average": open("/proc/loadavg").read().split()[:3], "cases": [],
-           "live_update": []}
-    for kind in ("unix", "tcp"):
-        best = min(socket_copy(kind, args.mem_mib << 20, port + 90) for _ in range(3))
-        res["socket_limit"][kind] = {"seconds": best, "bytes_per_s": (args.mem_mib << 20) / best}
-        best = min(socket_copy(kind, args.mem_mib << 20, port + 91, fresh=True) for _ in range(3))
-        res["socket_limit_fresh_memory"][kind] = {"seconds": best, "bytes_per_s": (args.mem_mib << 20) / best}
     # Guest-visible gaps need a baseline: the same memtest, never migrated.
     # Emulated vCPUs on a 2-core host see scheduling gaps of tens of ms.
     p = subprocess.run([args.vmm, "run", "--kernel", args.guest, "--cmdline", loads["busy"][0], "--cpus", "2",
                         "--memory", str(args.mem_mib)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
     res["baseline_guest_gap_ms"] = (gap_us(p.stdout.decode()) or 0) / 1e3
-    with tempfile.TemporaryDirectory(prefix="vmm-bench-mig-") as tmp:
-        for kind in ("unix", "tcp"):
-            for load, (cmdline, cpus) in loads.items():
-                port += 1
-                url = "unix:%s/m.sock" % tmp if kind == "unix" else "tcp:127.0.0.1:%d" % port
-                case = {"transport": kind, "load": load}
-                # Idle downtimes are sub-millisecond and scheduling noise is
-                # not: repeat, keep the run with the median downtime and all
-                # the values. A busy run takes long enough to say it once.
-                runs = args.idle_runs if load == "idle" else 1
-                case["vmm"] = median_run([vmm_migrate(args, tmp, url, cmdline, args.mem_mib, cpus)
-                                          for _ in range(runs)], "downtime_ms")
-                if args.qemu:
-                    qres = []
-                    for _ in range(runs):
-                        port += 1
-                        qurl = "unix:%s/q.sock" % tmp if kind == "unix" else "tcp:127.0.0.1:%d" % port
-                        qres.append(qemu_migrate(args, tmp, qurl, cmdline, args.mem_mib, cpus))
-                    case["qemu"] = median_run(qres, "stop_to_resume_ms")
-                lim = res["socket_limit"][kind]["bytes_per_s"]
-                tp = case["vmm"].get("throughput_bytes_per_s")
-                case["vmm_throughput_vs_socket"] = tp / lim if tp else None
-                q = case.get("qemu", {})
-                if case["vmm"].get("ok") and q.get("ok") and case["vmm"]["downtime_ms"] > 0:
-                    case["qemu_over_vmm_downtime"] = q["downtime_ms"] / case["vmm"]["downtime_ms"]
-                    if q.get("stop_to_resume_ms"):
-                        case["qemu_stop_to_resume_over_vmm_downtime"] = (q["stop_to_resume_ms"] /
-                                                                         case["vmm"]["downtime_ms"])
-                res["cases"].append(case)
-        res["throughput"] = {}
-        for kind in ("unix", "tcp"):
-            for conns in (1, 2):
+    for kind in ("unix", "tcp"):
+        for load, (cmdline, cpus) in loads.items():
+            port += 1
+            url = "unix:%s/m.sock" % tmp if kind == "unix" else "tcp:127.0.0.1:%d" % port
+            case = {"transport": kind, "load": load}
+            # Idle downtimes are sub-millisecond and scheduling noise is
+            # not: repeat, keep the run with the median downtime and all
+            # the values. A busy run takes long enough to say it once.
+            runs = args.idle_runs if load == "idle" else 1
+            case["vmm"] = median_run([vmm_migrate(args, tmp, url, cmdline, args.mem_mib, cpus)
+                                      for _ in range(runs)], "downtime_ms")
+            if args.qemu:
+                qres = []
+                for _ in range(runs):
+                    port += 1
+                    qurl = "unix:%s/q.sock" % tmp if kind == "unix" else "tcp:127.0.0.1:%d" % port
+                    qres.append(qemu_migrate(args, tmp, qurl, cmdline, args.mem_mib, cpus))
+                case["qemu"] = median_run(qres, "stop_to_resume_ms")
+            lim = res["socket_limit"][kind]["bytes_per_s"]
+            tp = case["vmm"].get("throughput_bytes_per_s")
+            case["vmm_throughput_vs_socket"] = tp / lim if tp else None
+            q = case.get("qemu", {})
+            if case["vmm"].get("ok") and q.get("ok") and case["vmm"]["downtime_ms"] > 0:
+                case["qemu_over_vmm_downtime"] = q["downtime_ms"] / case["vmm"]["downtime_ms"]
+                if q.get("stop_to_resume_ms"):
+                    case["qemu_stop_to_resume_over_vmm_downtime"] = (q["stop_to_resume_ms"] /
+                                                                     case["vmm"]["downtime_ms"])
+            res["cases"].append(case)
+    return port
+
+
+def run_throughput_cases(args, res, tmp, port):
+    """A paused, filled guest, one pass. Into fresh memory (the default) the
+    limit is a socket copy into fresh memory; with --prefault, a socket copy
+    into backed memory."""
+    res["throughput"] = {}
+    for kind in ("unix", "tcp"):
+        for conns in (1, 2):
+            for prefault in (False, True):
                 port += 1
                 url = "unix:%s/t.sock" % tmp if kind == "unix" else "tcp:127.0.0.1:%d" % port
-                t = vmm_throughput(args, tmp, url, args.mem_mib, conns)
-                lim = res["socket_limit"][kind]["bytes_per_s"]
-                fresh = res["socket_limit_fresh_memory"][kind]["bytes_per_s"]
-                t["vs_socket_limit"] = t["throughput_bytes_per_s"] / lim if t.get("ok") else None
-                t["vs_socket_limit_fresh_memory"] = t["throughput_bytes_per_s"] / fresh if t.get("ok") else None
-                res["throughput"]["%s x%d" % (kind, conns)] = t
-        for gib in (1, 4):
-            r = vmm_migrate(args, tmp, "unix:%s/lu.sock" % tmp, "test=memtest seconds=4 cpus=2", gib * 1024, 2,
-                            local=True, warm=1.0)
-            r["memory_gib"] = gib
-            res["live_update"].append(r)
+                t = vmm_throughput(args, tmp, url, args.mem_mib, conns, prefault)
+                limit = res["socket_limit" if prefault else "socket_limit_fresh_memory"][kind]["bytes_per_s"]
+                t["connections"], t["prefault"] = conns, prefault
+                t["vs_socket_limit"] = t["throughput_bytes_per_s"] / limit if t.get("ok") else None
+                res["throughput"]["%s x%d%s" % (kind, conns, " prefault" if prefault else "")] = t
+        if args.qemu:
+            port += 1
+            url = "unix:%s/tq.sock" % tmp if kind == "unix" else "tcp:127.0.0.1:%d" % port
+            q = qemu_throughput(args, tmp, url, args.mem_mib)
+            v = res["throughput"]["%s x1" % kind]
+            q["vmm_over_qemu"] = (v["throughput_bytes_per_s"] / q["throughput_bytes_per_s"]
+                                  if q.get("ok") and v.get("ok") and q["throughput_bytes_per_s"] else None)
+            res["throughput"]["%s qemu" % kind] = q
+    return port
 
-    json.dump(res, open(args.out, "w"), indent=2)
-    print("\nlive migration, %d MiB guest, downtime limit %d ms" % (args.mem_mib, DOWNTIME_MS))
-    print("vmm pause: source pauses -> destination confirms it runs the guest; QEMU down: its own figure\n"
-          "(whole ms, source side only); QEMU stop->run: source STOP event -> destination RESUME event.\n"
-          "Idle rows: median of %d runs." % args.idle_runs)
-    print("%-5s %-5s | %9s %9s %9s %8s | %9s %9s %9s %9s | %6s %6s" % (
-        "xport", "load", "vmm total", "vmm pause", "guest gap", "tput/lim", "qemu tot", "qemu down",
-        "q stop-run", "guest gap", "q/v", "qs/v"))
+
+def run_live_update_cases(args, res, tmp):
+    for gib in (1, 4):
+        r = vmm_migrate(args, tmp, "unix:%s/lu.sock" % tmp, "test=memtest seconds=4 cpus=2", gib * 1024, 2,
+                        local=True, warm=1.0)
+        r["memory_gib"] = gib
+        res["live_update"].append(r)
+
+
+def print_report(args, res):
     fmt = lambda v, f="%.1f": (f % v) if isinstance(v, (int, float)) else "-"
+    if res["cases"]:
+        print("\nlive migration, %d MiB guest, downtime limit %d ms" % (args.mem_mib, DOWNTIME_MS))
+        print("vmm pause: source pauses -> destination confirms it runs the guest; QEMU down: its own figure\n"
+              "(whole ms, source side only); QEMU stop->run: source STOP event -> destination RESUME event.\n"
+              "Idle rows: median of %d runs." % args.idle_runs)
+        print("%-5s %-5s | %9s %9s %9s %8s | %9s %9s %9s %9s | %6s %6s" % (
+            "xport", "load", "vmm total", "vmm pause", "guest gap", "tput/lim", "qemu tot", "qemu down",
+            "q stop-run", "guest gap", "q/v", "qs/v"))
     for c in res["cases"]:
         v, q = c["vmm"], c.get("qemu", {})
         print("%-5s %-5s | %9s %9s %9s %8s | %9s %9s %9s %9s | %6s %6s" % (
@@ -425,19 +502,68 @@ def main():
             fmt(q.get("downtime_ms")), fmt(q.get("stop_to_resume_ms"), "%.2f"), fmt(q.get("guest_gap_ms")),
             fmt(c.get("qemu_over_vmm_downtime"), "%.1fx"),
             fmt(c.get("qemu_stop_to_resume_over_vmm_downtime"), "%.1fx")))
-    for k, t in res["throughput"].items():
-        print("throughput %-7s (paused 1 GiB memtest guest, one pass): %s MiB/s = %s of the socket limit, "
-              "%s of it into fresh memory" % (
-                  k, fmt((t.get("throughput_bytes_per_s") or 0) / (1 << 20), "%.0f"), fmt(t.get("vs_socket_limit"), "%.2f"),
-                  fmt(t.get("vs_socket_limit_fresh_memory"), "%.2f")))
-    print("baseline guest gap (memtest, never migrated): %.1f ms" % res["baseline_guest_gap_ms"])
+    if "baseline_guest_gap_ms" in res:
+        print("baseline guest gap (memtest, never migrated): %.1f ms" % res["baseline_guest_gap_ms"])
+    for k, t in res.get("throughput", {}).items():
+        if "qemu" in k:
+            print("throughput %-16s (QEMU, same paused guest): %s MiB/s; vmm x1 / QEMU = %s" % (
+                k, fmt((t.get("throughput_bytes_per_s") or 0) / (1 << 20), "%.0f"), fmt(t.get("vmm_over_qemu"), "%.2f")))
+        else:
+            print("throughput %-16s (paused 1 GiB memtest guest, one pass): %s MiB/s = %s of the %s" % (
+                k, fmt((t.get("throughput_bytes_per_s") or 0) / (1 << 20), "%.0f"), fmt(t.get("vs_socket_limit"), "%.2f"),
+                "socket limit" if t.get("prefault") else "socket limit into fresh memory"))
     for k, v in res["socket_limit"].items():
-        print("socket limit %-4s: %.0f MiB/s (into fresh memory: %.0f MiB/s)" % (
-            k, v["bytes_per_s"] / (1 << 20), res["socket_limit_fresh_memory"][k]["bytes_per_s"] / (1 << 20)))
+        fresh = res["socket_limit_fresh_memory"].get(k)
+        print("socket limit %-4s: %.0f MiB/s%s (medians of 3)" % (
+            k, v["bytes_per_s"] / (1 << 20),
+            " (into fresh memory after %d s: %.0f MiB/s)" % (fresh["settle_s"], fresh["bytes_per_s"] / (1 << 20))
+            if fresh else ""))
     print("load average at the start: %s" % " ".join(res["load_average"]))
     for r in res["live_update"]:
         print("live update %d GiB: pause %s ms, guest gap %s ms" % (r["memory_gib"], fmt(r.get("downtime_ms"), "%.2f"),
                                                                    fmt(r.get("guest_gap_ms"))))
+
+
+SECTIONS = ("downtime", "throughput", "live-update")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--vmm", required=True)
+    ap.add_argument("--guest", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--mem-mib", type=int, default=1024)
+    ap.add_argument("--no-qemu", action="store_true")
+    ap.add_argument("--idle-runs", type=int, default=5, help="runs per idle case (median reported)")
+    ap.add_argument("--settle-s", type=float, default=10,
+                    help="seconds before each fresh-memory socket copy, for the host to reclaim freed memory")
+    ap.add_argument("--sections", default=",".join(SECTIONS),
+                    help="comma-separated subset of %s" % ", ".join(SECTIONS))
+    args = ap.parse_args()
+    args.sections = [x for x in args.sections.split(",") if x]
+    bad = [x for x in args.sections if x not in SECTIONS]
+    if bad:
+        ap.error("unknown section %s (known: %s)" % (", ".join(bad), ", ".join(SECTIONS)))
+    args.qemu = None if args.no_qemu else shutil.which("qemu-system-x86_64")
+    if not os.path.exists("/dev/kvm"):
+        json.dump({"skipped": "no /dev/kvm"}, open(args.out, "w"))
+        log("no /dev/kvm; skipped")
+        return 0
+
+    port = 30000 + os.getpid() % 20000
+    res = {"memory_mib": args.mem_mib, "downtime_limit_ms": DOWNTIME_MS, "sections": args.sections,
+           "socket_limit": {}, "socket_limit_fresh_memory": {},
+           "load_average": open("/proc/loadavg").read().split()[:3], "cases": [], "live_update": []}
+    measure_socket_limits(args, res, port + 90)
+    with tempfile.TemporaryDirectory(prefix="vmm-bench-mig-") as tmp:
+        if "downtime" in args.sections:
+            port = run_downtime_cases(args, res, tmp, port)
+        if "throughput" in args.sections:
+            port = run_throughput_cases(args, res, tmp, port)
+        if "live-update" in args.sections:
+            run_live_update_cases(args, res, tmp)
+    json.dump(res, open(args.out, "w"), indent=2)
+    print_report(args, res)
     return 0
 
 

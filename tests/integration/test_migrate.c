@@ -55,7 +55,8 @@ static bool exited_ok(struct mt_proc *p)
 	return mt_exited(p) && p->status == 0;
 }
 
-static void migrate_chain(unsigned hops, bool alternate_tcp, bool local, const char *extra)
+/* @dst_flag: one more flag for every destination (NULL: none). */
+static void migrate_chain(unsigned hops, bool alternate_tcp, bool local, const char *extra, const char *dst_flag)
 {
 	struct mt_env e;
 	struct mt_proc procs[12];
@@ -76,7 +77,7 @@ static void migrate_chain(unsigned hops, bool alternate_tcp, bool local, const c
 		bool tcp = alternate_tcp && (i % 2 == 1);
 
 		url_for(&e, i + 1, tcp, url, sizeof(url));
-		const char *argv[] = { "run", "--incoming", url, "--api-sock", sock[i + 1], NULL };
+		const char *argv[] = { "run", "--incoming", url, "--api-sock", sock[i + 1], dst_flag, NULL };
 		mt_spawn(&e, &procs[i + 1], argv);
 		snprintf(body, sizeof(body), "{\"destination_url\":\"%s\"%s%s}", url, local ? ",\"local\":true" : "",
 			 extra ? extra : "");
@@ -120,17 +121,23 @@ static void migrate_chain(unsigned hops, bool alternate_tcp, bool local, const c
 
 Test(migrate, memtest_back_and_forth_10_times_unix_and_tcp, .timeout = 180)
 {
-	migrate_chain(10, true, false, NULL);
+	migrate_chain(10, true, false, NULL, NULL);
 }
 
 Test(migrate, memtest_two_connections_tcp, .timeout = 90)
 {
-	migrate_chain(2, true, false, ",\"connections\":2");
+	migrate_chain(2, true, false, ",\"connections\":2", NULL);
+}
+
+/* --prefault: every destination backs all its RAM before the stream. */
+Test(migrate, memtest_prefaulted_destinations, .timeout = 90)
+{
+	migrate_chain(2, true, false, NULL, "--prefault");
 }
 
 Test(migrate, memtest_live_update_local, .timeout = 90)
 {
-	migrate_chain(2, false, true, NULL);
+	migrate_chain(2, false, true, NULL, NULL);
 }
 
 /* ---------------------------------------------------------------- failures */
@@ -264,14 +271,16 @@ Test(migrate_fail, destination_refusal_reaches_the_sender, .timeout = 90)
 	run_fake_destination("refuse", "no room for this VM here");
 }
 
-Test(migrate_fail, destination_out_of_space, .timeout = 90)
+/* Destination RAM on a 4 MiB tmpfs: the 64 MiB guest cannot fit. Without
+ * --prefault the stream fails when the pages stop fitting; with it, before
+ * the first page. Either way the source keeps running and says why. */
+static void destination_out_of_space(bool prefault, const char *says)
 {
 	struct mt_env e;
 	struct mt_proc src, dst;
 	char sock[128], url[160], body[300], st[32], msg[512], mnt[128];
 
 	mt_start_failure_source(&e, &src, sock, sizeof(sock));
-	/* Destination RAM on a 4 MiB tmpfs: the 64 MiB guest cannot fit. */
 	mt_path(&e, mnt, sizeof(mnt), "small");
 	cr_assert_eq(mkdir(mnt, 0700), 0);
 	if (mount("tmpfs", mnt, "tmpfs", 0, "size=4m")) {
@@ -281,7 +290,7 @@ Test(migrate_fail, destination_out_of_space, .timeout = 90)
 		cr_skip_test("cannot mount a tmpfs here (not root?)");
 	}
 	url_for(&e, 1, false, url, sizeof(url));
-	const char *argv[] = { "run", "--incoming", url, "--memory-dir", mnt, NULL };
+	const char *argv[] = { "run", "--incoming", url, "--memory-dir", mnt, prefault ? "--prefault" : NULL, NULL };
 	mt_spawn(&e, &dst, argv);
 	snprintf(body, sizeof(body), "{\"destination_url\":\"%s\"}", url);
 	cr_assert_eq(mt_send_migration(sock, body), 200);
@@ -292,8 +301,18 @@ Test(migrate_fail, destination_out_of_space, .timeout = 90)
 	cr_assert_eq(dst_status, 125);
 	cr_assert_eq(dout[0], '\0', "the guest ran at the destination:\n%s", dout);
 	free(dout);
-	mt_source_survives(&src, sock, st, msg, "failed", "No space left");
+	mt_source_survives(&src, sock, st, msg, "failed", says);
 	mt_env_cleanup(&e);
+}
+
+Test(migrate_fail, destination_out_of_space, .timeout = 90)
+{
+	destination_out_of_space(false, "No space left");
+}
+
+Test(migrate_fail, prefaulted_destination_out_of_space_fails_before_the_stream, .timeout = 90)
+{
+	destination_out_of_space(true, "cannot prefault 64 MiB of guest RAM: the memory directory's file system is full");
 }
 
 /* A fake source: start `vmm run --incoming unix:...` in @dst and connect to

@@ -254,6 +254,28 @@ Test(api_http, hotplug_bodies_checked_then_refused)
 	fixture_stop(&f);
 }
 
+/* vm.receive-migration judges its body before it listens anywhere. */
+Test(api_http, receive_migration_body_checked)
+{
+	static const struct {
+		const char *body, *says;
+	} cases[] = {
+		{ "{\"receiver_url\": \"unix:/nonexistent/m.sock\", \"prefault\": 1}", "prefault: must be true or false" },
+		{ "{\"prefault\": true}", "receiver_url: required" },
+		{ "{\"receiver_url\": \"unix:/nonexistent/m.sock\", \"prealloc\": true}", "prealloc: unknown field" },
+	};
+	struct srv_fixture f;
+	char out[1024];
+
+	fixture_start(&f);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		cr_expect_eq(call(&f, "PUT", "/api/v1/vm.receive-migration", cases[i].body, out, sizeof(out)), 400,
+			     "case %zu: %s", i, out);
+		cr_expect(strstr(out, cases[i].says), "case %zu: %s", i, out);
+	}
+	fixture_stop(&f);
+}
+
 /* api/openapi.yaml documents every action with its method. */
 Test(api_actions, openapi_matches_the_table)
 {
