@@ -60,6 +60,7 @@ struct mig_source {
 	bool handed_over;            /* COMMIT sent: the VM must never resume here by itself */
 	bool was_paused;             /* migrating a paused VM: it stays paused at the destination */
 	uint64_t pause_ns;
+	uint64_t bytes_taken;        /* the most the destination was seen to have taken (never goes back) */
 	unsigned pages_since_check;  /* pages sent since the last check_peer */
 	unsigned checks;
 	char *config_json;
@@ -119,12 +120,18 @@ static uint64_t lanes_backlog(struct mig_source *m)
 	return n;
 }
 
-/* Bytes the destination has taken off the wire. */
+/* Bytes the destination has taken off the wire. A UNIX socket's SIOCOUTQ
+ * counts buffer truesize, payload plus skb overhead, so the figure can run
+ * ahead of what was sent (small frames) and must not go back: kept
+ * monotonic, else a pass's difference wraps around to an absurd bandwidth. */
 static uint64_t lanes_bytes_taken(struct mig_source *m)
 {
 	uint64_t sent = lanes_bytes_sent(m), backlog = lanes_backlog(m);
+	uint64_t taken = sent > backlog ? sent - backlog : 0;
 
-	return sent > backlog ? sent - backlog : 0;
+	if (taken > m->bytes_taken)
+		m->bytes_taken = taken;
+	return m->bytes_taken;
 }
 
 static void progress_update(struct mig_source *m)
@@ -390,9 +397,9 @@ static int precopy(struct mig_source *m)
 			return fail(m, ret, "reading the dirty log failed: %s", strerror_safe(-ret));
 
 		uint64_t dt = now_ns() - t0 + 1, taken = lanes_bytes_taken(m), bytes = taken - b0;
-		uint64_t dirty = dirty_count(&m->dirty);
+		uint64_t dirty = dirty_count(&m->dirty), sent = lanes_bytes_sent(m);
 		/* What is still queued must drain in the downtime too. */
-		uint64_t remaining = dirty * MIG_PAGE_SIZE + (lanes_bytes_sent(m) - taken);
+		uint64_t remaining = dirty * MIG_PAGE_SIZE + (sent > taken ? sent - taken : 0);
 		/* Bandwidth from passes that sent enough to say something (keep the
 		 * best); until then assume a conservative default. */
 		uint64_t bw = bytes * 1000000000ULL / dt;
