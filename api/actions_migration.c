@@ -73,6 +73,16 @@ static int get_uint(const cJSON *v, const char *name, unsigned max, unsigned *ou
 	return 0;
 }
 
+static int get_bool(const cJSON *v, const char *name, bool *out, struct api_result *r, const char *action)
+{
+	if (!cJSON_IsBool(v)) {
+		api_result_error(r, 400, "%s: %s: expected true or false", action, name);
+		return -EINVAL;
+	}
+	*out = cJSON_IsTrue(v);
+	return 0;
+}
+
 static int parse_send(const cJSON *body, struct mig_params *p, struct api_result *r)
 {
 	const char *act = "vm.send-migration";
@@ -99,11 +109,8 @@ static int parse_send(const cJSON *body, struct mig_params *p, struct api_result
 			if (get_uint(m, "max_passes", 100000, &p->max_passes, r, act))
 				return -EINVAL;
 		} else if (!strcmp(m->string, "local")) {
-			if (!cJSON_IsBool(m)) {
-				api_result_error(r, 400, "%s: local: expected true or false", act);
+			if (get_bool(m, "local", &p->local, r, act))
 				return -EINVAL;
-			}
-			p->local = cJSON_IsTrue(m);
 		} else {
 			api_result_error(r, 400, "%s: %.64s: unknown field", act, m->string);
 			return -EINVAL;
@@ -272,23 +279,21 @@ static void *incoming_thread(void *arg)
 static void act_receive(struct api_vmctl *ctl, const cJSON *body, struct api_result *r)
 {
 	const char *act = "vm.receive-migration";
-	const cJSON *url = NULL, *prefault = NULL, *f;
+	const cJSON *url = NULL, *f;
 	struct api_migration *m;
+	bool prefault = false;
 	int ret;
 
 	cJSON_ArrayForEach(f, body) {
 		if (!strcmp(f->string, "receiver_url")) {
 			url = f;
 		} else if (!strcmp(f->string, "prefault")) {
-			prefault = f;
+			if (get_bool(f, "prefault", &prefault, r, act))
+				return;
 		} else {
 			api_result_error(r, 400, "%s: %.64s: unknown field", act, f->string);
 			return;
 		}
-	}
-	if (prefault && !cJSON_IsBool(prefault)) {
-		api_result_error(r, 400, "%s: prefault: must be true or false", act);
-		return;
 	}
 	if (!url || !cJSON_IsString(url) || !url->valuestring[0] || strlen(url->valuestring) >= MIG_URL_MAX) {
 		api_result_error(r, 400, "%s: receiver_url: required, \"unix:PATH\" or \"tcp:HOST:PORT\"", act);
@@ -308,7 +313,7 @@ static void act_receive(struct api_vmctl *ctl, const cJSON *body, struct api_res
 		m->in_started = false;
 	}
 	snprintf(m->in_url, sizeof(m->in_url), "%s", url->valuestring);
-	m->in_prefault = prefault && cJSON_IsTrue(prefault);
+	m->in_prefault = prefault;
 	in_set(m, IN_WAITING, "");
 	ret = -pthread_create(&m->in_thread, NULL, incoming_thread, m);
 	if (ret) {

@@ -120,13 +120,14 @@ static uint64_t lanes_backlog(struct mig_source *m)
 	return n;
 }
 
-/* Bytes the destination has taken off the wire. A UNIX socket's SIOCOUTQ
- * counts buffer truesize, payload plus skb overhead, so the figure can run
- * ahead of what was sent (small frames) and must not go back: kept
- * monotonic, else a pass's difference wraps around to an absurd bandwidth. */
-static uint64_t lanes_bytes_taken(struct mig_source *m)
+/* Bytes the destination has taken off the wire, of the @sent so far. A
+ * UNIX socket's SIOCOUTQ counts buffer truesize, payload plus skb overhead,
+ * so the figure can run ahead of what was sent (small frames) and must not
+ * go back: kept monotonic, else a pass's difference wraps around to an
+ * absurd bandwidth. Never more than @sent. */
+static uint64_t lanes_bytes_taken(struct mig_source *m, uint64_t sent)
 {
-	uint64_t sent = lanes_bytes_sent(m), backlog = lanes_backlog(m);
+	uint64_t backlog = lanes_backlog(m);
 	uint64_t taken = sent > backlog ? sent - backlog : 0;
 
 	if (taken > m->bytes_taken)
@@ -384,7 +385,7 @@ static int precopy(struct mig_source *m)
 	if (ret)
 		return fail(m, ret, "cannot start dirty-page tracking: %s", strerror_safe(-ret));
 	for (unsigned pass = 0;; pass++) {
-		uint64_t t0 = now_ns(), b0 = lanes_bytes_taken(m);
+		uint64_t t0 = now_ns(), b0 = lanes_bytes_taken(m, lanes_bytes_sent(m));
 
 		pthread_mutex_lock(&m->lock);
 		m->prog.pass = pass;
@@ -396,10 +397,11 @@ static int precopy(struct mig_source *m)
 		if (ret)
 			return fail(m, ret, "reading the dirty log failed: %s", strerror_safe(-ret));
 
-		uint64_t dt = now_ns() - t0 + 1, taken = lanes_bytes_taken(m), bytes = taken - b0;
-		uint64_t dirty = dirty_count(&m->dirty), sent = lanes_bytes_sent(m);
+		uint64_t dt = now_ns() - t0 + 1, sent = lanes_bytes_sent(m);
+		uint64_t taken = lanes_bytes_taken(m, sent), bytes = taken - b0;
+		uint64_t dirty = dirty_count(&m->dirty);
 		/* What is still queued must drain in the downtime too. */
-		uint64_t remaining = dirty * MIG_PAGE_SIZE + (sent > taken ? sent - taken : 0);
+		uint64_t remaining = dirty * MIG_PAGE_SIZE + (sent - taken);
 		/* Bandwidth from passes that sent enough to say something (keep the
 		 * best); until then assume a conservative default. */
 		uint64_t bw = bytes * 1000000000ULL / dt;

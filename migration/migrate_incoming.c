@@ -310,7 +310,6 @@ static int memory_from_fd(struct mig_incoming *in, int fd)
 	return 0;
 }
 
-/* Fresh RAM: a memfd, or an unlinked file in opts.memory_dir. */
 /* Join --prefault threads still running (before RAM goes away or is used). */
 static void prefault_join(struct mig_incoming *in)
 {
@@ -354,6 +353,7 @@ static int memory_prefault(struct mig_incoming *in)
 	return 0;
 }
 
+/* Fresh RAM: a memfd, or an unlinked file in opts.memory_dir. */
 static int memory_fresh(struct mig_incoming *in)
 {
 	const char *dir = in->o->memory_dir;
@@ -361,10 +361,9 @@ static int memory_fresh(struct mig_incoming *in)
 
 	if (!dir) {
 		ret = mem_init(&in->mem, in->hello.mem_size);
-		if (ret)
-			return refuse(in, ret, "cannot allocate %llu MiB of guest RAM: %s",
-				      (unsigned long long)(in->hello.mem_size >> 20), strerror_safe(-ret));
-		return in->o->prefault ? memory_prefault(in) : 0;
+		return ret ? refuse(in, ret, "cannot allocate %llu MiB of guest RAM: %s",
+				    (unsigned long long)(in->hello.mem_size >> 20), strerror_safe(-ret))
+			   : 0;
 	}
 	fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
 	if (fd < 0)
@@ -374,8 +373,7 @@ static int memory_fresh(struct mig_incoming *in)
 		close(fd);
 		return refuse(in, ret, "memory_dir %s: %s", dir, strerror_safe(-ret));
 	}
-	ret = memory_from_fd(in, fd);
-	return ret || !in->o->prefault ? ret : memory_prefault(in);
+	return memory_from_fd(in, fd);
 }
 
 /* One NETFDS frame (live update): the queue fds of one NIC. */
@@ -498,6 +496,8 @@ static int build_vm(struct mig_incoming *in)
 		opts.inherit = &in->inherit;
 	} else {
 		ret = memory_fresh(in);
+		if (!ret && in->o->prefault)
+			ret = memory_prefault(in);
 	}
 	if (ret) {
 		config_free(&cfg);

@@ -24,8 +24,9 @@ unsigned populate_helpers_for(unsigned receive_threads)
 
 	if (cpus <= (long)receive_threads || !populate_supported())
 		return 0;
-	return cpus - (long)receive_threads < (long)receive_threads ? (unsigned)(cpus - (long)receive_threads)
-								    : receive_threads;
+	unsigned spare = (unsigned)(cpus - (long)receive_threads);
+
+	return spare < receive_threads ? spare : receive_threads;
 }
 
 static bool work_is_current(struct populate_helper *h, uint64_t gen)

@@ -260,7 +260,7 @@ Test(api_http, receive_migration_body_checked)
 	static const struct {
 		const char *body, *says;
 	} cases[] = {
-		{ "{\"receiver_url\": \"unix:/nonexistent/m.sock\", \"prefault\": 1}", "prefault: must be true or false" },
+		{ "{\"receiver_url\": \"unix:/nonexistent/m.sock\", \"prefault\": 1}", "prefault: expected true or false" },
 		{ "{\"prefault\": true}", "receiver_url: required" },
 		{ "{\"receiver_url\": \"unix:/nonexistent/m.sock\", \"prealloc\": true}", "prealloc: unknown field" },
 	};
