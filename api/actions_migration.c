@@ -208,7 +208,9 @@ bool api_migration_info(struct api_vmctl *ctl, cJSON *o)
 		ok = ok && add_num(j, "zero_pages", p.zero_pages);
 		ok = ok && add_num(j, "dirty_rate_pages_per_s", p.dirty_rate_pps);
 		ok = ok && add_num(j, "remaining_bytes", p.remaining_bytes);
+		ok = ok && add_num(j, "remaining_fresh_bytes", p.remaining_fresh_bytes);
 		ok = ok && add_num(j, "bandwidth_bytes_per_s", p.bandwidth_bps);
+		ok = ok && add_num(j, "fresh_bandwidth_bytes_per_s", p.fresh_bandwidth_bps);
 		ok = ok && add_num(j, "expected_downtime_us", p.expected_downtime_us);
 		ok = ok && add_num(j, "downtime_us", p.downtime_us);
 		ok = ok && add_num(j, "total_us", p.total_us);

@@ -57,7 +57,9 @@ struct mig_progress {
 	uint64_t pages_sent, zero_pages;
 	uint64_t dirty_rate_pps;     /* pages dirtied per second during the last pass */
 	uint64_t remaining_bytes;    /* dirty pages left after the last pass, in bytes */
-	uint64_t bandwidth_bps;      /* measured on the last pass, bytes/s */
+	uint64_t remaining_fresh_bytes; /* of those, pages the destination does not hold yet */
+	uint64_t bandwidth_bps;      /* best pass so far, bytes/s */
+	uint64_t fresh_bandwidth_bps; /* latest rate into pages the destination did not hold */
 	uint64_t expected_downtime_us;
 	uint64_t total_us;           /* so far, or in all when done */
 	uint64_t downtime_us;        /* measured pause (pause -> destination's final ACK) */

@@ -37,6 +37,7 @@
 struct in_lane {
 	struct mig_stream s;
 	struct mig_incoming *in;
+	unsigned index;              /* its pages are those of bitmap words index, index + lanes, ... */
 	pthread_t thread;
 	bool thread_started;
 	bool ended;                  /* LANE_END seen */
@@ -46,6 +47,7 @@ struct in_lane {
 	/* The PAGES frame being received: its entries and where its data goes. */
 	uint64_t entries[MIG_PAGES_PER_FRAME];
 	struct iovec iov[MIG_PAGES_PER_FRAME];
+	struct iovec fresh[MIG_PAGES_PER_FRAME]; /* of those runs, the ones new to RAM (for the helper) */
 };
 
 struct mig_incoming {
@@ -56,6 +58,11 @@ struct mig_incoming {
 	struct guest_mem mem;        /* until the VM takes it */
 	struct prefault_job prefault; /* --prefault threads, joined with the lanes */
 	bool prefault_started;
+	/* Pages known to have memory in the RAM file (a frame's fallocate, or
+	 * the whole prefault): data sent again for them needs no fallocate,
+	 * which cost a fifth of the time of receiving a page already held. A
+	 * page's bit is only touched by the connection that owns it. */
+	uint64_t *reserved;
 	struct vm_inherit inherit;   /* live update: TAP fds, until the NICs take them */
 	struct vm *vm;
 	char *config;
@@ -87,10 +94,19 @@ static int lane_fail(struct in_lane *l, int ret, const char *fmt, ...)
 	return ret;
 }
 
-/* Check the entries of a PAGES frame against RAM and the frame length, and
- * lay out where the data goes: runs of consecutive pages, one iovec each,
- * straight into guest RAM. Returns the number of iovecs or -errno. */
-static int plan_pages(struct in_lane *l, const struct guest_mem *mem, uint32_t count, uint32_t len)
+/* The connection that carries page @p: its bitmap word's turn (stream.h),
+ * so a newer copy of a page never overtakes an older one. */
+static unsigned page_lane(const struct mig_incoming *in, uint64_t p)
+{
+	return (unsigned)(p / 64 % in->nr_lanes);
+}
+
+/* Check the entries of a PAGES frame against RAM, the connection it came on
+ * and the frame length, and lay out where the data goes: runs of
+ * consecutive pages, one iovec each, straight into guest RAM. Returns the
+ * number of iovecs or -errno. */
+static int plan_pages(struct mig_incoming *in, struct in_lane *l, const struct guest_mem *mem, uint32_t count,
+		      uint32_t len)
 {
 	unsigned n = 0;
 	uint64_t data = 0;
@@ -101,6 +117,10 @@ static int plan_pages(struct in_lane *l, const struct guest_mem *mem, uint32_t c
 		if ((e & (MIG_PAGE_SIZE - 1) & ~MIG_PAGE_ZERO) || off >= mem->size)
 			return lane_fail(l, -EPROTO, "PAGES frame: entry %u (0x%llx) is outside RAM or has unknown flags",
 					 i, (unsigned long long)e);
+		if (page_lane(in, off / MIG_PAGE_SIZE) != l->index)
+			return lane_fail(l, -EPROTO, "PAGES frame: page 0x%llx came on connection %u; it belongs "
+					 "on connection %u", (unsigned long long)off, l->index,
+					 page_lane(in, off / MIG_PAGE_SIZE));
 		if (e & MIG_PAGE_ZERO)
 			continue;
 		data++;
@@ -115,33 +135,61 @@ static int plan_pages(struct in_lane *l, const struct guest_mem *mem, uint32_t c
 	return (int)n;
 }
 
+static bool pages_reserved(const uint64_t *map, uint64_t p, uint64_t n)
+{
+	for (; n; p++, n--)
+		if (!(map[p / 64] & (1ULL << (p % 64))))
+			return false;
+	return true;
+}
+
+static void pages_mark_reserved(uint64_t *map, uint64_t p, uint64_t n)
+{
+	for (; n; p++, n--)
+		map[p / 64] |= 1ULL << (p % 64);
+}
+
 /* Back the data runs with memory first: a full tmpfs/hugetlbfs (memory_dir)
  * then fails here with ENOSPC instead of killing us with SIGBUS when the
- * data lands in the mapping, and pages come allocated in bulk. */
-static int reserve_runs(struct in_lane *l, const struct guest_mem *mem, unsigned n)
+ * data lands in the mapping, and pages come allocated in bulk. Runs known
+ * to be backed already (sent before) are skipped; the others are listed in
+ * l->fresh. Returns how many, or -errno. */
+static int reserve_runs(struct mig_incoming *in, struct in_lane *l, const struct guest_mem *mem, unsigned n)
 {
-	for (unsigned i = 0; i < n && mem->fd >= 0; i++) {
-		off_t off = (off_t)((uint8_t *)l->iov[i].iov_base - mem->base);
+	unsigned nr_fresh = 0;
 
-		if (fallocate(mem->fd, FALLOC_FL_KEEP_SIZE, off, (off_t)l->iov[i].iov_len) < 0 &&
-		    errno != EOPNOTSUPP)
-			return lane_fail(l, -errno, "storing guest RAM failed: %s", strerror_safe(errno));
+	for (unsigned i = 0; i < n; i++) {
+		uint64_t off = (uint64_t)((uint8_t *)l->iov[i].iov_base - mem->base);
+		uint64_t p = off / MIG_PAGE_SIZE, np = l->iov[i].iov_len / MIG_PAGE_SIZE;
+
+		if (in->reserved && pages_reserved(in->reserved, p, np))
+			continue;
+		l->fresh[nr_fresh++] = l->iov[i];
+		if (mem->fd >= 0 && fallocate(mem->fd, FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)l->iov[i].iov_len) < 0) {
+			if (errno != EOPNOTSUPP)
+				return lane_fail(l, -errno, "storing guest RAM failed: %s", strerror_safe(errno));
+			continue;
+		}
+		if (in->reserved)
+			pages_mark_reserved(in->reserved, p, np);
 	}
-	return 0;
+	return (int)nr_fresh;
 }
 
 /* Zero pages: punching a hole zeroes without allocating (a full RAM file
  * stays fine). Only after the frame's checksum held. */
-static void zero_pages(struct in_lane *l, const struct guest_mem *mem, uint32_t count)
+static void zero_pages(struct mig_incoming *in, struct in_lane *l, const struct guest_mem *mem, uint32_t count)
 {
 	for (uint32_t i = 0; i < count; i++) {
-		uint64_t off = l->entries[i] & ~(uint64_t)(MIG_PAGE_SIZE - 1);
+		uint64_t off = l->entries[i] & ~(uint64_t)(MIG_PAGE_SIZE - 1), p = off / MIG_PAGE_SIZE;
 
 		if (!(l->entries[i] & MIG_PAGE_ZERO))
 			continue;
 		if (mem->fd < 0 || fallocate(mem->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
 					     MIG_PAGE_SIZE) < 0)
 			memset(mem->base + off, 0, MIG_PAGE_SIZE);
+		else if (in->reserved)
+			in->reserved[p / 64] &= ~(1ULL << (p % 64));
 		l->zero_pages++;
 	}
 }
@@ -170,19 +218,19 @@ static int receive_pages(struct mig_incoming *in, struct in_lane *l, struct mig_
 	/* Little-endian on the wire; decoded in place (the CRC saw the wire bytes). */
 	for (uint32_t i = 0; i < count; i++)
 		l->entries[i] = mig_get_u64((const uint8_t *)&l->entries[i]);
-	n = plan_pages(l, mem, count, rx->len);
+	n = plan_pages(in, l, mem, count, rx->len);
 	if (n < 0)
 		return n;
-	ret = reserve_runs(l, mem, (unsigned)n);
-	if (!ret && n) {
-		populate_post(&l->populate, l->iov, (unsigned)n);
-		ret = mig_recv_part(&l->s, rx, l->iov, (unsigned)n);
-	}
+	ret = reserve_runs(in, l, mem, (unsigned)n);
+	if (ret > 0)
+		populate_post(&l->populate, l->fresh, (unsigned)ret);
+	if (ret >= 0)
+		ret = n ? mig_recv_part(&l->s, rx, l->iov, (unsigned)n) : 0;
 	if (!ret)
 		ret = mig_recv_end(&l->s, rx);
 	if (ret)
 		return ret;
-	zero_pages(l, mem, count);
+	zero_pages(in, l, mem, count);
 	l->pages += (rx->len - 8 - 8ULL * count) / MIG_PAGE_SIZE;
 	return 0;
 }
@@ -205,15 +253,31 @@ static int next_frame(struct mig_incoming *in, struct in_lane *l, uint32_t allow
 	return receive_pages(in, l, &rx);
 }
 
-/* Extra connections carry only pages, until LANE_END. */
+/* What any connection may carry while pages arrive. */
+static uint32_t page_frame_types(const struct mig_incoming *in)
+{
+	return MIG_TYPE_BIT(MIG_PAGES) | (in->hello.features & MIG_FEAT_SYNC ? MIG_TYPE_BIT(MIG_SYNC) : 0);
+}
+
+/* SYNC: every frame before it on this connection is in RAM; say so there. */
+static int answer_sync(struct in_lane *l, const struct mig_frame *f)
+{
+	if (f->len != 8)
+		return lane_fail(l, -EPROTO, "SYNC frame of %zu bytes", f->len);
+	return mig_send(&l->s, MIG_SYNC, f->data, 8);
+}
+
+/* Extra connections carry only pages (and SYNCs), until LANE_END. */
 static void *lane_thread(void *arg)
 {
 	struct in_lane *l = arg;
 	struct mig_frame f;
 
-	do
-		l->ret = next_frame(l->in, l, MIG_TYPE_BIT(MIG_PAGES) | MIG_TYPE_BIT(MIG_LANE_END), &f);
-	while (!l->ret && f.type == MIG_PAGES);
+	do {
+		l->ret = next_frame(l->in, l, page_frame_types(l->in) | MIG_TYPE_BIT(MIG_LANE_END), &f);
+		if (!l->ret && f.type == MIG_SYNC)
+			l->ret = answer_sync(l, &f);
+	} while (!l->ret && f.type != MIG_LANE_END);
 	l->ended = !l->ret;
 	return NULL;
 }
@@ -271,6 +335,7 @@ static int accept_lanes(struct mig_incoming *in, int lfd)
 		mig_stream_init(&l->s, fd);
 		l->s.recv_timeout_ms = timeout;
 		l->in = in;
+		l->index = i;
 		in->nr_lanes++;
 		ret = mig_recv(&l->s, &f, MIG_TYPE_BIT(MIG_HELLO));
 		if (!ret)
@@ -350,6 +415,7 @@ static int memory_prefault(struct mig_incoming *in)
 					       : strerror_safe(-ret));
 	log_info("migrate", "prefaulted %llu MiB of guest RAM in %llu ms", (unsigned long long)(in->mem.size >> 20),
 		 (unsigned long long)((now_ns() - t0) / 1000000));
+	memset(in->reserved, 0xff, in->mem.size / MIG_PAGE_SIZE / 64 * sizeof(uint64_t));
 	return 0;
 }
 
@@ -496,6 +562,8 @@ static int build_vm(struct mig_incoming *in)
 		opts.inherit = &in->inherit;
 	} else {
 		ret = memory_fresh(in);
+		if (!ret && !(in->reserved = calloc(in->mem.size / MIG_PAGE_SIZE / 64 + 1, sizeof(uint64_t))))
+			ret = refuse(in, -ENOMEM, "out of memory");
 		if (!ret && in->o->prefault)
 			ret = memory_prefault(in);
 	}
@@ -581,7 +649,9 @@ static int receive_stream(struct mig_incoming *in)
 	int ret;
 
 	for (;;) {
-		ret = next_frame(in, l, MIG_TYPE_BIT(MIG_PAGES) | MIG_TYPE_BIT(MIG_STATE) | MIG_TYPE_BIT(MIG_DONE), &f);
+		ret = next_frame(in, l, page_frame_types(in) | MIG_TYPE_BIT(MIG_STATE) | MIG_TYPE_BIT(MIG_DONE), &f);
+		if (!ret && f.type == MIG_SYNC)
+			ret = answer_sync(l, &f);
 		if (ret)
 			return refuse(in, ret, "%s%s",
 				      ret == -ECONNRESET || ret == -ETIMEDOUT || ret == -ECONNABORTED ? "incomplete stream: "
@@ -589,6 +659,7 @@ static int receive_stream(struct mig_incoming *in)
 				      l->s.err);
 		switch (f.type) {
 		case MIG_PAGES:
+		case MIG_SYNC:
 			break;
 		case MIG_STATE:
 			if (in->state)
@@ -685,6 +756,7 @@ static void incoming_cleanup(struct mig_incoming *in, bool ok)
 	close_net_fds(&in->inherit);
 	free(in->config);
 	free(in->state);
+	free(in->reserved);
 }
 
 int mig_incoming(const char *url, const struct mig_incoming_opts *opts, struct vm **out,

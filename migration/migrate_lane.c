@@ -210,9 +210,13 @@ int lane_copy_page(struct mig_lane *l, uint64_t offset, const uint8_t *src, bool
 		l->pages++;
 	}
 	mig_put_u64(sl->meta + LANE_ENTRIES + 8 * (size_t)sl->count, offset | (zero ? MIG_PAGE_ZERO : 0));
-	if (++sl->count == MIG_PAGES_PER_FRAME)
-		return lane_ship(l);
-	return 0;
+	if (++sl->count == MIG_PAGES_PER_FRAME) {
+		int r = lane_ship(l);
+
+		if (r)
+			return r;
+	}
+	return !zero;
 }
 
 int lane_flush(struct mig_lane *l)

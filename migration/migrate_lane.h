@@ -52,7 +52,8 @@ void lane_destroy(struct mig_lane *l);
 void lane_set_stable(struct mig_lane *l);
 /* Queue the page at @src (RAM offset @offset). If it is all zeroes, either
  * drop it (@skip_zero: the destination's RAM is still zero there) or send a
- * zero entry. Returns 0 or -errno. */
+ * zero entry. Returns 1 if the page's data was queued, 0 if it was zero
+ * (sent as such or dropped), or -errno. */
 int lane_copy_page(struct mig_lane *l, uint64_t offset, const uint8_t *src, bool skip_zero);
 /* Send what is batched and wait until everything is on the wire. */
 int lane_flush(struct mig_lane *l);

@@ -30,6 +30,7 @@ const char *mig_frame_name(unsigned type)
 	case MIG_MEMFD:    return "MEMFD";
 	case MIG_NETFDS:   return "NETFDS";
 	case MIG_COMMIT:   return "COMMIT";
+	case MIG_SYNC:     return "SYNC";
 	}
 	return "unknown";
 }
@@ -48,6 +49,7 @@ size_t mig_frame_max_len(unsigned type)
 	case MIG_MEMFD:    return 8;
 	case MIG_NETFDS:   return MIG_NETFDS_SIZE;
 	case MIG_COMMIT:   return 0;
+	case MIG_SYNC:     return 8;
 	}
 	return 0;
 }

@@ -20,6 +20,8 @@
  *	CONFIG (vm.create JSON)             ->
  *	                                    <-   ACK (VM built) | ERROR
  *	PAGES ... (passes, on every lane)   ->
+ *	[SYNC (token), on any lane          ->
+ *	                                    <-   SYNC (same token, same lane)]
  *	LANE_END (on every extra lane)      ->
  *	STATE (state tree DTB)              ->
  *	DONE (flags: leave paused)          ->
@@ -41,6 +43,11 @@
  *     itself) and says so; an operator who knows the destination does not
  *     run the guest may vm.resume it there;
  *   - COMMIT and final ACK: the source's VM exits ("migrated to URL").
+ *
+ * SYNC (feature MIG_FEAT_SYNC) measures the destination: it answers on the
+ * same connection once every frame before it there is in RAM, so the source
+ * can time how fast the destination takes pages, which its own send queue
+ * does not tell (a TCP peer's kernel acks what its receiver has not read).
  *
  * The receiver treats everything as hostile: unknown types, oversized or
  * truncated frames, bad checksums and out-of-range fields are refused with an
@@ -65,7 +72,8 @@
 
 /* Features a source may ask for in HELLO; a destination refuses unknown bits. */
 #define MIG_FEAT_LOCAL    (1u << 0)      /* live update: RAM arrives as a memfd over SCM_RIGHTS */
-#define MIG_FEATURES_KNOWN MIG_FEAT_LOCAL
+#define MIG_FEAT_SYNC     (1u << 1)      /* the source may send SYNC between PAGES frames */
+#define MIG_FEATURES_KNOWN (MIG_FEAT_LOCAL | MIG_FEAT_SYNC)
 
 enum mig_frame_type {
 	MIG_HELLO = 1,
@@ -79,7 +87,8 @@ enum mig_frame_type {
 	MIG_MEMFD = 9,
 	MIG_NETFDS = 10,
 	MIG_COMMIT = 11,
-	MIG_FRAME_TYPE_MAX = MIG_COMMIT,
+	MIG_SYNC = 12,                   /* u64 token; echoed by the destination */
+	MIG_FRAME_TYPE_MAX = MIG_SYNC,
 };
 
 /* Frame types that carry fds (SCM_RIGHTS); a receiver takes fds only when

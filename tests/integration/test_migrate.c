@@ -315,31 +315,74 @@ Test(migrate_fail, prefaulted_destination_out_of_space_fails_before_the_stream, 
 	destination_out_of_space(true, "cannot prefault 64 MiB of guest RAM: the memory directory's file system is full");
 }
 
-/* A fake source: start `vmm run --incoming unix:...` in @dst and connect to
- * it; HELLO (with @features) is sent and acked. */
-static void fake_source_hello(struct mt_env *e, struct mt_proc *dst, struct mig_stream *s, uint32_t features)
+/* A fake source's connection @h->lane_index to @path, HELLO sent (and, on
+ * the first, acked). */
+static void fake_source_connect(const char *path, struct mig_stream *s, const struct mig_hello *h)
 {
-	char url[160], path[128];
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct mig_hello h = { .version = MIG_VERSION, .page_size = MIG_PAGE_SIZE, .lanes = 1,
-			       .mem_size = 16 << 20, .features = features };
 	uint8_t hello[MIG_HELLO_SIZE];
 	struct mig_frame f;
-	int fd;
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
 
-	mt_path(e, path, sizeof(path), "in.sock");
-	snprintf(url, sizeof(url), "unix:%s", path);
-	const char *argv[] = { "run", "--incoming", url, NULL };
-	mt_spawn(e, dst, argv);
-	fd = socket(AF_UNIX, SOCK_STREAM, 0);
 	memcpy(sa.sun_path, path, strnlen(path, sizeof(sa.sun_path) - 1));
 	for (int i = 0; i < 200 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)); i++)
 		usleep(10000);
 	mig_stream_init(s, fd);
 	s->recv_timeout_ms = 5000;
-	mig_hello_encode(&h, hello);
+	mig_hello_encode(h, hello);
 	cr_assert_eq(mig_send(s, MIG_HELLO, hello, sizeof(hello)), 0);
+	if (h->lane_index == 0)
+		cr_assert_eq(mig_recv(s, &f, MIG_TYPE_BIT(MIG_ACK)), 0, "%s", s->err);
+}
+
+/* A fake source: start `vmm run --incoming unix:...` in @dst and open
+ * @lanes connections to it (s[0] the main one); HELLO (with @features) is
+ * sent on each. */
+static void fake_source_lanes(struct mt_env *e, struct mt_proc *dst, struct mig_stream *s, unsigned lanes,
+			      uint32_t features)
+{
+	char url[160], path[128];
+	struct mig_hello h = { .version = MIG_VERSION, .page_size = MIG_PAGE_SIZE, .lanes = lanes,
+			       .mem_size = 16 << 20, .features = features, .session = 42 };
+
+	mt_path(e, path, sizeof(path), "in.sock");
+	snprintf(url, sizeof(url), "unix:%s", path);
+	const char *argv[] = { "run", "--incoming", url, NULL };
+	mt_spawn(e, dst, argv);
+	for (h.lane_index = 0; h.lane_index < lanes; h.lane_index++)
+		fake_source_connect(path, &s[h.lane_index], &h);
+}
+
+static void fake_source_hello(struct mt_env *e, struct mt_proc *dst, struct mig_stream *s, uint32_t features)
+{
+	fake_source_lanes(e, dst, s, 1, features);
+}
+
+/* CONFIG for a 16 MiB, 1-vCPU VM, acked. */
+static void fake_source_config(struct mig_stream *s)
+{
+	char *kernel = harness_image_path("testguest.elf"), cfg[512];
+	struct mig_frame f;
+
+	snprintf(cfg, sizeof(cfg), "{\"kernel\":\"%s\",\"cpus\":1,\"memory_mib\":16}", kernel);
+	free(kernel);
+	cr_assert_eq(mig_send(s, MIG_CONFIG, cfg, strlen(cfg)), 0);
 	cr_assert_eq(mig_recv(s, &f, MIG_TYPE_BIT(MIG_ACK)), 0, "%s", s->err);
+}
+
+/* The destination refused the stream with a message containing @want,
+ * said it on @s and on stderr, and exited without running the guest. */
+static void fake_source_refused(struct mt_proc *dst, struct mig_stream *s, const char *want)
+{
+	struct mig_frame f;
+
+	cr_assert_eq(mig_recv(s, &f, MIG_TYPE_BIT(MIG_ACK)), -ECONNABORTED);
+	cr_assert(strstr(s->err, want), "%s", s->err);
+	mig_stream_close(s);
+	cr_assert_eq(mt_wait(dst, harness_timeout_ms(10000)), 125);
+	char *err = mt_err(dst);
+	cr_assert(strstr(err, want), "%s", err);
+	free(err);
 }
 
 /* A fake source that stops halfway: the destination exits without running the guest. */
@@ -348,29 +391,93 @@ Test(migrate_fail, destination_exits_on_truncated_stream, .timeout = 60)
 	struct mt_env e;
 	struct mt_proc dst;
 	struct mig_stream s;
-	struct mig_frame f;
-	char *kernel = harness_image_path("testguest.elf"), cfg[512];
 
 	mt_need_kvm();
 	mt_env_init(&e);
 	fake_source_hello(&e, &dst, &s, 0);
-	snprintf(cfg, sizeof(cfg), "{\"kernel\":\"%s\",\"cpus\":1,\"memory_mib\":16}", kernel);
-	free(kernel);
-	cr_assert_eq(mig_send(&s, MIG_CONFIG, cfg, strlen(cfg)), 0);
-	cr_assert_eq(mig_recv(&s, &f, MIG_TYPE_BIT(MIG_ACK)), 0, "%s", s.err);
+	fake_source_config(&s);
 	/* One PAGES frame whose entry points outside RAM: refused with a message. */
 	uint8_t pages[8 + 8 + MIG_PAGE_SIZE] = { 0 };
 	mig_put_u32(pages, 1);
 	mig_put_u64(pages + 8, 1ULL << 40);
 	cr_assert_eq(mig_send(&s, MIG_PAGES, pages, sizeof(pages)), 0);
-	cr_assert_eq(mig_recv(&s, &f, MIG_TYPE_BIT(MIG_ACK)), -ECONNABORTED);
-	cr_assert(strstr(s.err, "outside RAM"), "%s", s.err);
-	mig_stream_close(&s);
-	cr_assert_eq(mt_wait(&dst, harness_timeout_ms(10000)), 125);
-	char *err = mt_err(&dst);
-	cr_assert(strstr(err, "outside RAM"), "%s", err);
-	free(err);
+	fake_source_refused(&dst, &s, "outside RAM");
 	mt_env_cleanup(&e);
+}
+
+/* With two connections, page 64 (bitmap word 1) travels on connection 1
+ * only: on the main connection it could overtake a newer copy. The
+ * destination's bookkeeping per connection relies on it too. */
+Test(migrate_fail, page_on_the_wrong_connection_refused, .timeout = 60)
+{
+	struct mt_env e;
+	struct mt_proc dst;
+	struct mig_stream s[2];
+	uint8_t pages[8 + 8 + MIG_PAGE_SIZE] = { 0 };
+
+	mt_need_kvm();
+	mt_env_init(&e);
+	fake_source_lanes(&e, &dst, s, 2, 0);
+	fake_source_config(&s[0]);
+	mig_put_u32(pages, 1);
+	mig_put_u64(pages + 8, 64 * MIG_PAGE_SIZE);
+	pages[16] = 1;
+	cr_assert_eq(mig_send(&s[0], MIG_PAGES, pages, sizeof(pages)), 0);
+	fake_source_refused(&dst, &s[0], "page 0x40000 came on connection 0; it belongs on connection 1");
+	mig_stream_close(&s[1]);
+	mt_env_cleanup(&e);
+}
+
+/* SYNC (feature MIG_FEAT_SYNC): answered on the connection it came on, with
+ * its token, after the pages before it; a SYNC of the wrong size, or one
+ * from a source that did not ask for the feature, is refused. */
+static void fake_source_sync(uint32_t features, unsigned sync_len, const char *refusal)
+{
+	struct mt_env e;
+	struct mt_proc dst;
+	struct mig_stream s[2];
+	struct mig_frame f;
+	uint8_t pages[8 + 8 + MIG_PAGE_SIZE] = { 0 }, token[8];
+
+	mt_need_kvm();
+	mt_env_init(&e);
+	fake_source_lanes(&e, &dst, s, 2, features);
+	fake_source_config(&s[0]);
+	mig_put_u32(pages, 1);
+	mig_put_u64(pages + 8, 64 * MIG_PAGE_SIZE);
+	pages[16] = 0xa5;
+	cr_assert_eq(mig_send(&s[1], MIG_PAGES, pages, sizeof(pages)), 0);
+	mig_put_u64(token, 0x1122334455667788ULL);
+	cr_assert_eq(mig_send(&s[1], MIG_SYNC, token, sync_len), 0);
+	if (refusal) {
+		/* An extra connection's failure reaches the source at DONE. */
+		cr_assert_eq(mig_send(&s[0], MIG_STATE, "x", 1), 0);
+		cr_assert_eq(mig_send(&s[0], MIG_DONE, (uint8_t[4]){ 0 }, 4), 0);
+		fake_source_refused(&dst, &s[0], refusal);
+	} else {
+		cr_assert_eq(mig_recv(&s[1], &f, MIG_TYPE_BIT(MIG_SYNC)), 0, "%s", s[1].err);
+		cr_assert_eq(f.len, 8);
+		cr_assert_eq(mig_get_u64(f.data), 0x1122334455667788ULL);
+		mig_stream_close(&s[0]);
+		cr_assert_eq(mt_wait(&dst, harness_timeout_ms(10000)), 125);
+	}
+	mig_stream_close(&s[1]);
+	mt_env_cleanup(&e);
+}
+
+Test(migrate_fail, sync_answered_with_its_token, .timeout = 60)
+{
+	fake_source_sync(MIG_FEAT_SYNC, 8, NULL);
+}
+
+Test(migrate_fail, sync_of_the_wrong_size_refused, .timeout = 60)
+{
+	fake_source_sync(MIG_FEAT_SYNC, 4, "connection 1: SYNC frame of 4 bytes");
+}
+
+Test(migrate_fail, sync_without_the_feature_refused, .timeout = 60)
+{
+	fake_source_sync(0, 8, "connection 1: unexpected SYNC frame");
 }
 
 /* A hostile live-update source: the fd it hands over as net0's TAP queue is
@@ -381,10 +488,9 @@ static void forged_tap_fds(bool send_fds, const char *want)
 {
 	struct mt_env e;
 	struct mt_proc dst;
-	char cfg[512], *kernel = harness_image_path("testguest.elf"), *err;
+	char cfg[512], *kernel = harness_image_path("testguest.elf");
 	uint8_t size[8], netfds[MIG_NETFDS_SIZE] = { 0 };
 	struct mig_stream s;
-	struct mig_frame f;
 	int mfd = memfd_create("ram", MFD_CLOEXEC), fake = memfd_create("not-a-tap", MFD_CLOEXEC);
 
 	mt_need_kvm();
@@ -401,13 +507,7 @@ static void forged_tap_fds(bool send_fds, const char *want)
 		 "\"nets\":[{\"tap\":\"vmmnotap%d\"}]}", kernel, (int)getpid() % 10000);
 	free(kernel);
 	cr_assert_eq(mig_send(&s, MIG_CONFIG, cfg, strlen(cfg)), 0);
-	cr_assert_eq(mig_recv(&s, &f, MIG_TYPE_BIT(MIG_ACK)), -ECONNABORTED, "the forged fds were accepted");
-	cr_assert(strstr(s.err, want), "%s", s.err);
-	mig_stream_close(&s);
-	cr_assert_eq(mt_wait(&dst, harness_timeout_ms(10000)), 125);
-	err = mt_err(&dst);
-	cr_assert(strstr(err, want), "%s", err);
-	free(err);
+	fake_source_refused(&dst, &s, want);
 	close(mfd);
 	close(fake);
 	mt_env_cleanup(&e);
