@@ -9,7 +9,7 @@
 #include "vmm/log.h"
 #include "vmm/vm.h"
 
-static const struct option receive_options[] = {
+const struct option cli_receive_options[] = {
 	{ "console", required_argument, NULL, CLI_OPT_CONSOLE },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "restore", required_argument, NULL, CLI_OPT_RESTORE },
@@ -75,7 +75,7 @@ int cli_host_parse(struct cli_host *h, const struct cli_mode *m, int argc, char 
 
 	optind = 1;
 	opterr = 0;
-	while ((opt = getopt_long(argc, argv, "+v", receive_options, &idx)) != -1) {
+	while ((opt = getopt_long(argc, argv, "+v", cli_receive_options, &idx)) != -1) {
 		ret = host_option(h, opt, optarg);
 		if (ret == 1 && opt != '?' && opt != ':')
 			ret = m->option(m->ctx, opt, optarg);
@@ -88,7 +88,7 @@ int cli_host_parse(struct cli_host *h, const struct cli_mode *m, int argc, char 
 			if (opt == '?' || opt == ':' || idx < 0)
 				snprintf(shown, sizeof(shown), "%s", argv[optind - 1]);
 			else
-				snprintf(shown, sizeof(shown), "--%s", receive_options[idx].name);
+				snprintf(shown, sizeof(shown), "--%s", cli_receive_options[idx].name);
 			cli_error("run --%s: unknown option or missing value: '%s' (only %s go with --%s)", m->flag,
 				  shown, m->allowed, m->flag);
 			return -1;

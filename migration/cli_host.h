@@ -6,11 +6,15 @@
 #ifndef MIGRATION_CLI_HOST_H
 #define MIGRATION_CLI_HOST_H
 
+#include <getopt.h>
 #include <stdbool.h>
 
 #include "vmm/config.h"
 
 struct vm;
+
+/* The long options of both modes (getopt_long). */
+extern const struct option cli_receive_options[];
 
 /* getopt_long values of every option of both modes. */
 enum cli_receive_opt {

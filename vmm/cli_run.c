@@ -55,7 +55,7 @@ int cli_parse_u64(const char *s, unsigned long long max, unsigned long long *out
 	return 0;
 }
 
-static void run_usage(FILE *f)
+void cli_run_usage(FILE *f)
 {
 	fprintf(f,
 		"usage: vmm run --kernel FILE [OPTIONS]\n\n"
@@ -78,6 +78,10 @@ static void run_usage(FILE *f)
 		"                       socket=PATH[,iommu=on]\n"
 		"  --api-sock PATH      also serve the REST API on this UNIX socket (see vmm ctl)\n"
 		"  --restore DIR        start from a snapshot directory instead of a kernel\n"
+		"    --restore-memory M with --restore: lazy (default: map the snapshot's RAM file, pages\n"
+		"                       read on first touch) or copy (a memfd, all RAM read first;\n"
+		"                       needed for a later live update or vfio-user devices)\n"
+		"    --tap N=IFNAME     with --restore: net N uses TAP IFNAME instead of the snapshot's\n"
 		"  --incoming URL       wait for a live migration (unix:PATH or tcp:HOST:PORT)\n"
 		"    --memory-dir DIR   with --incoming: guest RAM in an unlinked file there (tmpfs, hugetlbfs)\n"
 		"    --prefault         with --incoming: allocate all guest RAM before the stream starts\n"
@@ -100,7 +104,7 @@ static int set_string(char **dst, const char *src)
 enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEMORY, OPT_CONSOLE, OPT_CONFIG,
        OPT_NET, OPT_IOMMU, OPT_API_SOCK, OPT_VFIO, OPT_VFIO_USER };
 
-static const struct option run_options[] = {
+const struct option cli_run_options[] = {
 	{ "kernel", required_argument, NULL, OPT_KERNEL },
 	{ "initrd", required_argument, NULL, OPT_INITRD },
 	{ "cmdline", required_argument, NULL, OPT_CMDLINE },
@@ -387,7 +391,7 @@ static int run_find_config(int argc, char **argv, struct vm_config *cfg)
 
 	optind = 1;
 	opterr = 0;
-	while ((opt = getopt_long(argc, argv, "+vh", run_options, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "+vh", cli_run_options, NULL)) != -1) {
 		if (opt != OPT_CONFIG)
 			continue;
 		if (path) {
@@ -409,7 +413,7 @@ int cli_run(int argc, char **argv)
 	/* --help wins wherever it stands, also next to --restore/--incoming. */
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-			run_usage(stdout);
+			cli_run_usage(stdout);
 			return 0;
 		}
 	}
@@ -424,9 +428,9 @@ int cli_run(int argc, char **argv)
 	}
 	optind = 1;
 	opterr = 0;
-	while ((opt = getopt_long(argc, argv, "+vh", run_options, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "+vh", cli_run_options, NULL)) != -1) {
 		if (opt == 'h') {
-			run_usage(stdout);
+			cli_run_usage(stdout);
 			config_free(&cfg);
 			return 0;
 		}
