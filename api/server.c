@@ -13,8 +13,6 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -22,6 +20,7 @@
 #include "api/mhd.h"
 #include "api/server_internal.h"
 #include "vmm/log.h"
+#include "vmm/unix_listen.h"
 
 #define API_SOCK_MODE          0600
 #define API_LISTEN_BACKLOG     64
@@ -286,87 +285,16 @@ static void api_mhd_log(void *cls, const char *fmt, va_list ap)
 	log_debug("api", "microhttpd: %s", msg);
 }
 
-/* Is something accepting connections on @path? */
-static bool socket_in_use(const char *path)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	bool used;
-
-	if (fd < 0)
-		return true;   /* cannot tell: do not remove it */
-	memcpy(sa.sun_path, path, strlen(path) + 1);
-	used = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 || errno != ECONNREFUSED;
-	close(fd);
-	return used;
-}
-
-/* Create, bind (mode 0600 from the first moment, via umask) and listen. */
 static int api_listen(const char *path)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct stat st;
-	mode_t old_mask;
-	int fd, ret;
+	static const struct unix_listen_opts opts = {
+		.backlog = API_LISTEN_BACKLOG, .mode = API_SOCK_MODE, .sock_flags = SOCK_NONBLOCK,
+	};
+	char err[256];
+	int fd = unix_listen(path, &opts, err, sizeof(err));
 
-	if (strlen(path) >= sizeof(sa.sun_path)) {
-		log_err("api", "socket path '%s' is longer than %zu bytes", path, sizeof(sa.sun_path) - 1);
-		return -ENAMETOOLONG;
-	}
-	memcpy(sa.sun_path, path, strlen(path) + 1);
-	if (lstat(path, &st) == 0) {
-		if (!S_ISSOCK(st.st_mode)) {
-			log_err("api", "'%s' exists and is not a socket; not replacing it", path);
-			return -EEXIST;
-		}
-		if (socket_in_use(path)) {
-			log_err("api", "'%s': another process is listening on it", path);
-			return -EADDRINUSE;
-		}
-		log_info("api", "removing stale socket '%s'", path);
-		if (unlink(path) < 0 && errno != ENOENT) {
-			ret = -errno;
-			log_err("api", "cannot remove stale socket '%s': %s", path, strerror_safe(errno));
-			return ret;
-		}
-	}
-	/*
-	 * Bind under a temporary name and rename() it into place once listening:
-	 * a client that sees the socket file can connect at once (no window where
-	 * the file exists but connect() gets ECONNREFUSED). Paths too long for
-	 * the temporary suffix are bound directly.
-	 */
-	char tmp[sizeof(sa.sun_path)];
-	int n = snprintf(tmp, sizeof(tmp), "%s.%d~", path, (int)getpid());
-	bool staged = n > 0 && (size_t)n < sizeof(tmp);
-
-	if (staged)
-		memcpy(sa.sun_path, tmp, (size_t)n + 1);
-	else
-		snprintf(tmp, sizeof(tmp), "%s", path);
-	if (staged)
-		unlink(tmp);   /* left by an earlier process with our pid */
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
-		return -errno;
-	/* umask is process-wide; the window is this one bind() at start-up. */
-	old_mask = umask(0777 & ~API_SOCK_MODE);
-	ret = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
-	umask(old_mask);
-	if (ret < 0) {
-		ret = -errno;
-		log_err("api", "cannot bind '%s': %s", tmp, strerror_safe(errno));
-		close(fd);
-		return ret;
-	}
-	if (chmod(tmp, API_SOCK_MODE) < 0 || listen(fd, API_LISTEN_BACKLOG) < 0 ||
-	    (staged && rename(tmp, path) < 0)) {
-		ret = -errno;
-		log_err("api", "cannot listen on '%s': %s", path, strerror_safe(errno));
-		unlink(tmp);
-		close(fd);
-		return ret;
-	}
+		log_err("api", "%s", err);
 	return fd;
 }
 

@@ -9,11 +9,11 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include "vmm/log.h"
+#include "vmm/unix_listen.h"
 
 #define MIG_LISTEN_BACKLOG 16
 
@@ -141,21 +141,14 @@ int mig_listen(const struct mig_url *u, char *err, size_t errlen)
 	int fd, ret, one = 1;
 
 	if (u->kind == MIG_TRANSPORT_UNIX) {
-		struct sockaddr_un sa;
-		struct stat st;
+		/* 0600: whoever connects first feeds this destination a guest
+		 * (or, for a live update, is handed its memory). */
+		static const struct unix_listen_opts opts = { .backlog = MIG_LISTEN_BACKLOG, .mode = 0600 };
+		char why[200];
 
-		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		fd = unix_listen(u->path, &opts, why, sizeof(why));
 		if (fd < 0)
-			return -errno;
-		unix_addr(u, &sa);
-		if (stat(u->path, &st) == 0 && S_ISSOCK(st.st_mode))
-			unlink(u->path);
-		if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, MIG_LISTEN_BACKLOG) < 0) {
-			ret = -errno;
-			snprintf(err, errlen, "cannot listen on unix:%s: %s", u->path, strerror_safe(errno));
-			close(fd);
-			return ret;
-		}
+			snprintf(err, errlen, "cannot listen on unix:%s: %s", u->path, why);
 		return fd;
 	}
 	struct addrinfo *res, *ai;

@@ -33,13 +33,13 @@
 #include <sys/mman.h>
 #include <sys/time.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 #include <linux/if.h>
 #include <linux/if_tun.h>
 #include <linux/vfio.h>
 
 #include "tests/vfio-user-nic/nic.h"
+#include "vmm/unix_listen.h"
 #include "vfio/vfio_user_proto.h"
 
 #define SRV_MAX_WINDOWS 256
@@ -634,18 +634,17 @@ static int srv_dispatch(struct server *s, struct vfio_user_hdr *h, size_t len, i
 	}
 }
 
+/* The socket appears only once it listens (unix_listen): a client that
+ * waits for the file and connects at once is never refused. */
 static int srv_listen(const char *path)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	static const struct unix_listen_opts opts = { .backlog = 1, .mode = 0600 };
+	char err[256];
 	int l, c;
 
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return -1;
-	strcpy(sa.sun_path, path);
-	unlink(path);
-	l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (l < 0 || bind(l, (struct sockaddr *)&sa, sizeof(sa)) || listen(l, 1)) {
-		perror("vfio-user-nic: listen");
+	l = unix_listen(path, &opts, err, sizeof(err));
+	if (l < 0) {
+		fprintf(stderr, "vfio-user-nic: %s\n", err);
 		return -1;
 	}
 	c = accept4(l, NULL, NULL, SOCK_CLOEXEC);
