@@ -365,7 +365,6 @@ static int memory_from_fd(struct mig_incoming *in, int fd)
 		close(fd);
 		return refuse(in, ret, "cannot map the memory fd: %s", strerror_safe(-ret));
 	}
-	madvise(base, in->hello.mem_size, MADV_DONTDUMP);
 	if (mem_init_from_mapping(&in->mem, fd, base, in->hello.mem_size)) {
 		munmap(base, in->hello.mem_size);
 		close(fd);
@@ -403,6 +402,8 @@ static int memory_prefault(struct mig_incoming *in)
 		ret = prefault_wait(&in->prefault, MIG_PREFAULT_SYNC_MS);
 	}
 	if (ret == -ETIMEDOUT) {
+		/* The stream may punch holes (zero pages) from now on. */
+		prefault_stop_touching(&in->prefault);
 		log_info("migrate", "prefault of %llu MiB not done in %u s; the rest goes on during the stream",
 			 (unsigned long long)(in->mem.size >> 20), MIG_PREFAULT_SYNC_MS / 1000);
 		return 0;

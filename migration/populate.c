@@ -2,6 +2,7 @@
 #include "migration/populate.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
@@ -125,6 +126,31 @@ void populate_stop(struct populate_helper *h)
 	h->started = false;
 }
 
+#define PREFAULT_TOUCH_CHUNK (64u * 1024)
+#define PREFAULT_PAGE 4096u
+
+/* Read a byte of every page of the (populated) slice from user mode, a
+ * chunk at a time, each chunk inside the touching count so that
+ * prefault_stop_touching() can wait until no read is under way. seq_cst on
+ * both sides: either the slice sees no_touch, or the stopper sees it
+ * touching (the same pattern as Dekker's). */
+static void prefault_touch(struct prefault_job *job, const uint8_t *base, size_t size)
+{
+	for (size_t off = 0; off < size; off += PREFAULT_TOUCH_CHUNK) {
+		size_t end = size - off < PREFAULT_TOUCH_CHUNK ? size : off + PREFAULT_TOUCH_CHUNK;
+
+		__atomic_add_fetch(&job->touching, 1, __ATOMIC_SEQ_CST);
+		if (__atomic_load_n(&job->no_touch, __ATOMIC_SEQ_CST)) {
+			__atomic_sub_fetch(&job->touching, 1, __ATOMIC_SEQ_CST);
+			return;
+		}
+		for (size_t p = off; p < end; p += PREFAULT_PAGE)
+			(void)*(const volatile uint8_t *)(base + p);
+		__atomic_sub_fetch(&job->touching, 1, __ATOMIC_SEQ_CST);
+		__atomic_add_fetch(&job->bytes_touched, end - off, __ATOMIC_RELAXED);
+	}
+}
+
 /* One slice of a prefault job per thread; the job counts finished slices. */
 static void *prefault_slice_thread(void *arg)
 {
@@ -132,6 +158,8 @@ static void *prefault_slice_thread(void *arg)
 	struct prefault_job *job = sl->job;
 	int ret = madvise(sl->base, sl->size, MADV_POPULATE_WRITE) ? -errno : 0;
 
+	if (!ret)
+		prefault_touch(job, sl->base, sl->size);
 	pthread_mutex_lock(&job->lock);
 	if (ret && !job->ret)
 		job->ret = ret;
@@ -139,6 +167,13 @@ static void *prefault_slice_thread(void *arg)
 	pthread_cond_broadcast(&job->cond);
 	pthread_mutex_unlock(&job->lock);
 	return NULL;
+}
+
+void prefault_stop_touching(struct prefault_job *job)
+{
+	__atomic_store_n(&job->no_touch, 1, __ATOMIC_SEQ_CST);
+	while (__atomic_load_n(&job->touching, __ATOMIC_SEQ_CST))
+		sched_yield();
 }
 
 int prefault_start(struct prefault_job *job, uint8_t *base, size_t size, unsigned threads)

@@ -852,7 +852,6 @@ static int open_memory(const char *dir, uint64_t size, enum snapshot_memory_mode
 			snprintf(err, errlen, "restore: cannot map '%s': %s", path, strerror_safe(errno));
 			return ret;
 		}
-		madvise(base, size, MADV_DONTDUMP);
 		ret = mem_init_from_mapping(mem, -1, base, size);
 		if (ret) {
 			munmap(base, size);

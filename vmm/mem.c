@@ -15,6 +15,15 @@ int mem_init_from_mapping(struct guest_mem *mem, int fd, uint8_t *base, uint64_t
 {
 	uint64_t low = size < LAYOUT_MMIO_GAP_START ? size : LAYOUT_MMIO_GAP_START;
 
+	/* Guest RAM is no use in a core dump and would make dumps huge. */
+	madvise(base, size, MADV_DONTDUMP);
+	/* Transparent huge pages where the host allows them for this kind of
+	 * memory (a memfd needs /sys/kernel/mm/transparent_hugepage/shmem_enabled
+	 * at "advise" or "within_size"; elsewhere this is a no-op). Measured on a
+	 * nested (PVM) host: a fresh 4 KiB memfd page costs ~10 us to fault in
+	 * and its first access from this process another ~3.7 us; with huge
+	 * pages 0.3 and 0.03 us (docs/migration.md, "Destination RAM"). */
+	madvise(base, size, MADV_HUGEPAGE);
 	memset(mem, 0, sizeof(*mem));
 	mem->fd = fd;
 	mem->base = base;
@@ -55,8 +64,6 @@ int mem_init(struct guest_mem *mem, uint64_t size)
 		ret = -errno;
 		goto err_close;
 	}
-	/* Guest RAM is no use in a core dump and would make dumps huge. */
-	madvise(base, size, MADV_DONTDUMP);
 	ret = mem_init_from_mapping(mem, fd, base, size);
 	if (ret)
 		goto err_unmap;

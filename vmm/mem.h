@@ -37,7 +37,8 @@ struct guest_mem {
 
 /* Create memfd-backed RAM of @size bytes (multiple of 4 KiB, > 0). */
 int mem_init(struct guest_mem *mem, uint64_t size);
-/* Build the region table for an existing mapping (used by mem_init, restore and tests). */
+/* Build the region table for an existing mapping (used by mem_init, restore and tests);
+ * advises the mapping as guest RAM (no core dumps, huge pages where allowed). */
 int mem_init_from_mapping(struct guest_mem *mem, int fd, uint8_t *base, uint64_t size);
 void mem_destroy(struct guest_mem *mem);
 

@@ -211,3 +211,57 @@ out:
 	munmap(ram, size);
 	close(fd);
 }
+
+static uint8_t *map_memfd(size_t size)
+{
+	int fd = memfd_create("prefault-test", 0);
+	uint8_t *ram;
+
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(ftruncate(fd, (off_t)size), 0);
+	ram = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	cr_assert_neq(ram, MAP_FAILED);
+	close(fd);
+	return ram;
+}
+
+/* Every page of every (uneven) slice is read once it is populated. */
+Test(populate, prefault_job_reads_every_page_once_populated)
+{
+	size_t size = (8u << 20) + 3 * 4096;
+	uint8_t *ram = map_memfd(size);
+	struct prefault_job job;
+
+	if (!populate_supported())
+		cr_skip_test("no MADV_POPULATE_WRITE");
+	cr_assert_eq(prefault_start(&job, ram, size, 3), 0);
+	cr_assert_eq(prefault_wait(&job, 10000), 0);
+	cr_assert_eq(prefault_finish(&job), 0);
+	cr_assert_eq(job.bytes_touched, size);
+	munmap(ram, size);
+}
+
+/* Once prefault_stop_touching() returns no page is read any more (the stream
+ * may punch holes from then on), while population runs to the end. */
+Test(populate, no_reads_after_stop_touching)
+{
+	size_t size = 256u << 20, pages = size / 4096;
+	uint8_t *ram = map_memfd(size);
+	unsigned char *vec = malloc(pages);
+	struct prefault_job job;
+
+	if (!populate_supported())
+		cr_skip_test("no MADV_POPULATE_WRITE");
+	cr_assert_eq(prefault_start(&job, ram, size, 1), 0);
+	prefault_stop_touching(&job);
+	uint64_t at_stop = __atomic_load_n(&job.bytes_touched, __ATOMIC_SEQ_CST);
+	cr_assert_eq(prefault_finish(&job), 0);
+	cr_assert_eq(job.bytes_touched, at_stop, "pages read after stop: %llu bytes",
+		     (unsigned long long)(job.bytes_touched - at_stop));
+	cr_assert_lt(at_stop, size);
+	cr_assert_eq(mincore(ram, size, vec), 0);
+	for (size_t i = 0; i < pages; i++)
+		cr_assert(vec[i] & 1, "page %zu not resident: population must go on", i);
+	free(vec);
+	munmap(ram, size);
+}
