@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "api/config_json.h"
+#include "migration/page_rx.h"
 #include "migration/populate.h"
 #include "migration/snapshot.h"
 #include "migration/stream.h"
@@ -42,12 +43,8 @@ struct in_lane {
 	bool thread_started;
 	bool ended;                  /* LANE_END seen */
 	int ret;
-	uint64_t pages, zero_pages;
-	struct populate_helper populate; /* faults this lane's frames in from their far end */
-	/* The PAGES frame being received: its entries and where its data goes. */
-	uint64_t entries[MIG_PAGES_PER_FRAME];
-	struct iovec iov[MIG_PAGES_PER_FRAME];
-	struct iovec fresh[MIG_PAGES_PER_FRAME]; /* of those runs, the ones new to RAM (for the helper) */
+	struct page_rx rx;           /* its PAGES frames into RAM */
+	struct populate_helper populate; /* in place: faults this lane's frames in from their far end */
 };
 
 struct mig_incoming {
@@ -58,11 +55,7 @@ struct mig_incoming {
 	struct guest_mem mem;        /* until the VM takes it */
 	struct prefault_job prefault; /* --prefault threads, joined with the lanes */
 	bool prefault_started;
-	/* Pages known to have memory in the RAM file (a frame's fallocate, or
-	 * the whole prefault): data sent again for them needs no fallocate,
-	 * which cost a fifth of the time of receiving a page already held. A
-	 * page's bit is only touched by the connection that owns it. */
-	uint64_t *reserved;
+	struct page_ram ram;         /* RAM as the page receivers see it (page_rx.h) */
 	struct vm_inherit inherit;   /* live update: TAP fds, until the NICs take them */
 	struct vm *vm;
 	char *config;
@@ -83,158 +76,6 @@ static uint64_t now_ns(void)
 
 /* ------------------------------------------------------------ pages */
 
-static int lane_fail(struct in_lane *l, int ret, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int lane_fail(struct in_lane *l, int ret, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(l->s.err, sizeof(l->s.err), fmt, ap);
-	va_end(ap);
-	return ret;
-}
-
-/* The connection that carries page @p: its bitmap word's turn (stream.h),
- * so a newer copy of a page never overtakes an older one. */
-static unsigned page_lane(const struct mig_incoming *in, uint64_t p)
-{
-	return (unsigned)(p / 64 % in->nr_lanes);
-}
-
-/* Check the entries of a PAGES frame against RAM, the connection it came on
- * and the frame length, and lay out where the data goes: runs of
- * consecutive pages, one iovec each, straight into guest RAM. Returns the
- * number of iovecs or -errno. */
-static int plan_pages(struct mig_incoming *in, struct in_lane *l, const struct guest_mem *mem, uint32_t count,
-		      uint32_t len)
-{
-	unsigned n = 0;
-	uint64_t data = 0;
-
-	for (uint32_t i = 0; i < count; i++) {
-		uint64_t e = l->entries[i], off = e & ~(uint64_t)(MIG_PAGE_SIZE - 1);
-
-		if ((e & (MIG_PAGE_SIZE - 1) & ~MIG_PAGE_ZERO) || off >= mem->size)
-			return lane_fail(l, -EPROTO, "PAGES frame: entry %u (0x%llx) is outside RAM or has unknown flags",
-					 i, (unsigned long long)e);
-		if (page_lane(in, off / MIG_PAGE_SIZE) != l->index)
-			return lane_fail(l, -EPROTO, "PAGES frame: page 0x%llx came on connection %u; it belongs "
-					 "on connection %u", (unsigned long long)off, l->index,
-					 page_lane(in, off / MIG_PAGE_SIZE));
-		if (e & MIG_PAGE_ZERO)
-			continue;
-		data++;
-		if (n && (uint8_t *)l->iov[n - 1].iov_base + l->iov[n - 1].iov_len == mem->base + off)
-			l->iov[n - 1].iov_len += MIG_PAGE_SIZE;
-		else
-			l->iov[n++] = (struct iovec){ mem->base + off, MIG_PAGE_SIZE };
-	}
-	if (8 + 8ULL * count + data * MIG_PAGE_SIZE != len)
-		return lane_fail(l, -EPROTO, "PAGES frame of %u bytes for %u entries with %llu pages of data", len,
-				 count, (unsigned long long)data);
-	return (int)n;
-}
-
-static bool pages_reserved(const uint64_t *map, uint64_t p, uint64_t n)
-{
-	for (; n; p++, n--)
-		if (!(map[p / 64] & (1ULL << (p % 64))))
-			return false;
-	return true;
-}
-
-static void pages_mark_reserved(uint64_t *map, uint64_t p, uint64_t n)
-{
-	for (; n; p++, n--)
-		map[p / 64] |= 1ULL << (p % 64);
-}
-
-/* Back the data runs with memory first: a full tmpfs/hugetlbfs (memory_dir)
- * then fails here with ENOSPC instead of killing us with SIGBUS when the
- * data lands in the mapping, and pages come allocated in bulk. Runs known
- * to be backed already (sent before) are skipped; the others are listed in
- * l->fresh. Returns how many, or -errno. */
-static int reserve_runs(struct mig_incoming *in, struct in_lane *l, const struct guest_mem *mem, unsigned n)
-{
-	unsigned nr_fresh = 0;
-
-	for (unsigned i = 0; i < n; i++) {
-		uint64_t off = (uint64_t)((uint8_t *)l->iov[i].iov_base - mem->base);
-		uint64_t p = off / MIG_PAGE_SIZE, np = l->iov[i].iov_len / MIG_PAGE_SIZE;
-
-		if (in->reserved && pages_reserved(in->reserved, p, np))
-			continue;
-		l->fresh[nr_fresh++] = l->iov[i];
-		if (mem->fd >= 0 && fallocate(mem->fd, FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)l->iov[i].iov_len) < 0) {
-			if (errno != EOPNOTSUPP)
-				return lane_fail(l, -errno, "storing guest RAM failed: %s", strerror_safe(errno));
-			continue;
-		}
-		if (in->reserved)
-			pages_mark_reserved(in->reserved, p, np);
-	}
-	return (int)nr_fresh;
-}
-
-/* Zero pages: punching a hole zeroes without allocating (a full RAM file
- * stays fine). Only after the frame's checksum held. */
-static void zero_pages(struct mig_incoming *in, struct in_lane *l, const struct guest_mem *mem, uint32_t count)
-{
-	for (uint32_t i = 0; i < count; i++) {
-		uint64_t off = l->entries[i] & ~(uint64_t)(MIG_PAGE_SIZE - 1), p = off / MIG_PAGE_SIZE;
-
-		if (!(l->entries[i] & MIG_PAGE_ZERO))
-			continue;
-		if (mem->fd < 0 || fallocate(mem->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
-					     MIG_PAGE_SIZE) < 0)
-			memset(mem->base + off, 0, MIG_PAGE_SIZE);
-		else if (in->reserved)
-			in->reserved[p / 64] &= ~(1ULL << (p % 64));
-		l->zero_pages++;
-	}
-}
-
-/* One PAGES frame (header read by mig_recv_begin): entries first, then the
- * data received in place into guest RAM, then the checksum. Data of a frame
- * whose checksum fails is in RAM already, unchecked: harmless, since the
- * migration fails and that VM never runs. */
-static int receive_pages(struct mig_incoming *in, struct in_lane *l, struct mig_rx *rx)
-{
-	const struct guest_mem *mem = in->vm ? &in->vm->mem : &in->mem;
-	uint8_t head[8];
-	uint32_t count;
-	int n, ret;
-
-	ret = rx->len < 8 ? lane_fail(l, -EPROTO, "PAGES frame of %u bytes", rx->len)
-			  : mig_recv_part(&l->s, rx, &(struct iovec){ head, 8 }, 1);
-	if (ret)
-		return ret;
-	count = mig_get_u32(head);
-	if (count == 0 || count > MIG_PAGES_PER_FRAME || mig_get_u32(head + 4) || rx->len - 8 < 8 * count)
-		return lane_fail(l, -EPROTO, "PAGES frame: bad count %u or reserved field", count);
-	ret = mig_recv_part(&l->s, rx, &(struct iovec){ l->entries, 8 * (size_t)count }, 1);
-	if (ret)
-		return ret;
-	/* Little-endian on the wire; decoded in place (the CRC saw the wire bytes). */
-	for (uint32_t i = 0; i < count; i++)
-		l->entries[i] = mig_get_u64((const uint8_t *)&l->entries[i]);
-	n = plan_pages(in, l, mem, count, rx->len);
-	if (n < 0)
-		return n;
-	ret = reserve_runs(in, l, mem, (unsigned)n);
-	if (ret > 0)
-		populate_post(&l->populate, l->fresh, (unsigned)ret);
-	if (ret >= 0)
-		ret = n ? mig_recv_part(&l->s, rx, l->iov, (unsigned)n) : 0;
-	if (!ret)
-		ret = mig_recv_end(&l->s, rx);
-	if (ret)
-		return ret;
-	zero_pages(in, l, mem, count);
-	l->pages += (rx->len - 8 - 8ULL * count) / MIG_PAGE_SIZE;
-	return 0;
-}
-
 /* The next frame on @l: PAGES are received into guest RAM right here
  * (f->type says MIG_PAGES, nothing left to do), anything else whole into @f. */
 static int next_frame(struct mig_incoming *in, struct in_lane *l, uint32_t allowed, struct mig_frame *f)
@@ -248,9 +89,11 @@ static int next_frame(struct mig_incoming *in, struct in_lane *l, uint32_t allow
 		return mig_recv_whole(&l->s, &rx, f);
 	memset(f, 0, sizeof(*f));
 	f->type = MIG_PAGES;
-	if (in->hello.features & MIG_FEAT_LOCAL)
-		return lane_fail(l, -EPROTO, "PAGES frame in a live update (memory is shared)");
-	return receive_pages(in, l, &rx);
+	if (in->hello.features & MIG_FEAT_LOCAL) {
+		snprintf(l->s.err, sizeof(l->s.err), "PAGES frame in a live update (memory is shared)");
+		return -EPROTO;
+	}
+	return page_rx_frame(&l->rx, &l->s, &rx, &in->ram);
 }
 
 /* What any connection may carry while pages arrive. */
@@ -262,8 +105,10 @@ static uint32_t page_frame_types(const struct mig_incoming *in)
 /* SYNC: every frame before it on this connection is in RAM; say so there. */
 static int answer_sync(struct in_lane *l, const struct mig_frame *f)
 {
-	if (f->len != 8)
-		return lane_fail(l, -EPROTO, "SYNC frame of %zu bytes", f->len);
+	if (f->len != 8) {
+		snprintf(l->s.err, sizeof(l->s.err), "SYNC frame of %zu bytes", f->len);
+		return -EPROTO;
+	}
 	return mig_send(&l->s, MIG_SYNC, f->data, 8);
 }
 
@@ -395,7 +240,9 @@ static int memory_prefault(struct mig_incoming *in)
 {
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	uint64_t t0 = now_ns();
-	int ret = prefault_start(&in->prefault, in->mem.base, in->mem.size, cpus > 0 ? (unsigned)cpus : 1);
+	/* Pages written with pwrite() are never read through the mapping. */
+	int ret = prefault_start(&in->prefault, in->mem.base, in->mem.size, cpus > 0 ? (unsigned)cpus : 1,
+				 in->ram.mode == PAGE_RX_IN_PLACE);
 
 	if (!ret) {
 		in->prefault_started = true;
@@ -416,7 +263,8 @@ static int memory_prefault(struct mig_incoming *in)
 					       : strerror_safe(-ret));
 	log_info("migrate", "prefaulted %llu MiB of guest RAM in %llu ms", (unsigned long long)(in->mem.size >> 20),
 		 (unsigned long long)((now_ns() - t0) / 1000000));
-	memset(in->reserved, 0xff, in->mem.size / MIG_PAGE_SIZE / 64 * sizeof(uint64_t));
+	if (in->ram.reserved)
+		memset(in->ram.reserved, 0xff, in->mem.size / MIG_PAGE_SIZE / 64 * sizeof(uint64_t));
 	return 0;
 }
 
@@ -525,6 +373,25 @@ static int receive_config(struct mig_incoming *in, struct mig_frame *f)
 	}
 }
 
+/* How pages will reach RAM (page_rx.h), and each connection's receiver. */
+static int pages_setup(struct mig_incoming *in)
+{
+	struct page_ram *ram = &in->ram;
+
+	*ram = (struct page_ram){ .base = in->mem.base, .size = in->mem.size, .fd = in->mem.fd,
+				  .mode = page_rx_mode_for(in->mem.fd), .nr_lanes = in->nr_lanes };
+	if (ram->mode == PAGE_RX_IN_PLACE &&
+	    !(ram->reserved = calloc(in->mem.size / MIG_PAGE_SIZE / 64 + 1, sizeof(uint64_t))))
+		return refuse(in, -ENOMEM, "out of memory");
+	for (unsigned i = 0; i < in->nr_lanes; i++) {
+		if (page_rx_init(&in->lanes[i].rx, i, ram->mode))
+			return refuse(in, -ENOMEM, "out of memory");
+		in->lanes[i].rx.populate = &in->lanes[i].populate;
+	}
+	log_debug("migrate", "pages reach RAM %s", ram->mode == PAGE_RX_WRITE ? "by pwrite()" : "in place");
+	return 0;
+}
+
 static int build_vm(struct mig_incoming *in)
 {
 	struct vm_create_opts opts = { .mem = &in->mem };
@@ -563,8 +430,8 @@ static int build_vm(struct mig_incoming *in)
 		opts.inherit = &in->inherit;
 	} else {
 		ret = memory_fresh(in);
-		if (!ret && !(in->reserved = calloc(in->mem.size / MIG_PAGE_SIZE / 64 + 1, sizeof(uint64_t))))
-			ret = refuse(in, -ENOMEM, "out of memory");
+		if (!ret)
+			ret = pages_setup(in);
 		if (!ret && in->o->prefault)
 			ret = memory_prefault(in);
 	}
@@ -589,11 +456,12 @@ static int build_vm(struct mig_incoming *in)
 
 /* ------------------------------------------------------------ stream */
 
-/* Populate helpers only pay where RAM is fresh: not a live update's memfd,
- * not RAM prefaulted already (they would only take CPU from the receivers). */
+/* Populate helpers only pay where pages are received in place into fresh
+ * RAM: not a live update's memfd, not RAM prefaulted already (they would
+ * only take CPU from the receivers), not pages that arrive by pwrite(). */
 static void start_populate_helpers(struct mig_incoming *in)
 {
-	bool fresh = !(in->hello.features & MIG_FEAT_LOCAL) && !in->o->prefault;
+	bool fresh = !(in->hello.features & MIG_FEAT_LOCAL) && !in->o->prefault && in->ram.mode == PAGE_RX_IN_PLACE;
 	unsigned n = fresh ? populate_helpers_for(in->nr_lanes) : 0;
 
 	for (unsigned i = 0; i < n; i++)
@@ -757,7 +625,9 @@ static void incoming_cleanup(struct mig_incoming *in, bool ok)
 	close_net_fds(&in->inherit);
 	free(in->config);
 	free(in->state);
-	free(in->reserved);
+	free(in->ram.reserved);
+	for (unsigned i = 0; i < in->nr_lanes; i++)
+		page_rx_destroy(&in->lanes[i].rx);
 }
 
 int mig_incoming(const char *url, const struct mig_incoming_opts *opts, struct vm **out,
@@ -809,8 +679,8 @@ int mig_incoming(const char *url, const struct mig_incoming_opts *opts, struct v
 		memset(stats, 0, sizeof(*stats));
 		stats->total_us = (now_ns() - t0) / 1000;
 		for (unsigned i = 0; i < in->nr_lanes; i++) {
-			stats->pages += in->lanes[i].pages;
-			stats->zero_pages += in->lanes[i].zero_pages;
+			stats->pages += in->lanes[i].rx.pages;
+			stats->zero_pages += in->lanes[i].rx.zero_pages;
 			stats->bytes_received += in->lanes[i].s.bytes_received;
 		}
 		stats->state_bytes = in->state_len;

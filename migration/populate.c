@@ -176,12 +176,13 @@ void prefault_stop_touching(struct prefault_job *job)
 		sched_yield();
 }
 
-int prefault_start(struct prefault_job *job, uint8_t *base, size_t size, unsigned threads)
+int prefault_start(struct prefault_job *job, uint8_t *base, size_t size, unsigned threads, bool read_pages)
 {
 	size_t page = (size_t)sysconf(_SC_PAGESIZE), per;
 	unsigned n = threads < 1 ? 1 : threads > PREFAULT_MAX_THREADS ? PREFAULT_MAX_THREADS : threads;
 
 	memset(job, 0, sizeof(*job));
+	job->no_touch = !read_pages;
 	pthread_mutex_init(&job->lock, NULL);
 	pthread_cond_init(&job->cond, NULL);
 	per = (size / n + page - 1) / page * page;

@@ -58,8 +58,9 @@ void populate_stop(struct populate_helper *h);
  * up to a deadline, and join (the rest may finish in the background while
  * the stream runs; the receiver's own writes are correct either way).
  *
- * Each slice is populated (MADV_POPULATE_WRITE), then read once a page from
- * this process, until prefault_stop_touching(). Populated page tables are
+ * Each slice is populated (MADV_POPULATE_WRITE), then, if asked (for RAM that
+ * receives pages in place), read once a page from this process, until
+ * prefault_stop_touching(). Populated page tables are
  * not enough on a host that is itself a VM with shadow paging (PVM): the
  * first user-mode access to each page still traps to the outer hypervisor,
  * ~3.7 us a page, which would otherwise fall on the receiver's checksum of
@@ -87,8 +88,9 @@ struct prefault_job {
 	uint64_t bytes_touched;          /* stats, tests */
 };
 
-/* Start @threads (1..PREFAULT_MAX_THREADS) threads on [@base, @base + @size). */
-int prefault_start(struct prefault_job *job, uint8_t *base, size_t size, unsigned threads);
+/* Start @threads (1..PREFAULT_MAX_THREADS) threads on [@base, @base + @size);
+ * @read_pages: read every page once populated (above). */
+int prefault_start(struct prefault_job *job, uint8_t *base, size_t size, unsigned threads, bool read_pages);
 /* 0 once every slice is in, the first -errno (-ENOMEM; -EFAULT for a full RAM
  * file; -EINVAL without MADV_POPULATE_WRITE) as soon as one fails, or
  * -ETIMEDOUT after @timeout_ms with slices still running. */

@@ -1,19 +1,16 @@
-/* The migration stream without a VM: how close the page path comes to a plain
+/* The migration page stream without a VM: how close it comes to a plain
  * socket copy of the same bytes, on the same machine, in one run.
  *
  * Sender: the source's lane code (migrate_lane.c) in stable mode, as for a
  * paused guest: pages checked for zeroes, batched into PAGES frames,
- * checksummed and sent in place with io_uring. Receiver: the stream layer's
- * mig_recv_begin/part/end, the calls the destination's receive_pages() makes,
- * with the data received in place into a memfd and its checksum verified.
- * The destination memory is prefaulted with the --prefault job (populate.c).
- * The plain copy sends the same buffer in 1 MiB writes into a memfd
- * prefaulted the same way.
- *
- * "untouched" receives into memory that was only populated (the prefault's
- * reads stopped at once): on a host that is itself a VM with shadow paging,
- * the receiver's first access to each page traps to the outer hypervisor,
- * which is what the prefault's reads take off the stream.
+ * checksummed and sent in place with io_uring. Receiver: the destination's
+ * own page receiver (page_rx.c), in both of its modes (written with
+ * pwrite(), or received in place), into a fresh memfd or one prefaulted by
+ * the --prefault job (populate.c). The plain copy sends the same buffer in
+ * 1 MiB writes into the same kinds of memory. "in place, unread" receives
+ * into memory that was only populated: on a host that is itself a VM with
+ * shadow paging, the receiver's first access to each page traps to the outer
+ * hypervisor.
  *
  * Needs no /dev/kvm. Writes JSON with --out. */
 #include <errno.h>
@@ -28,6 +25,7 @@
 #include <unistd.h>
 
 #include "migration/migrate_lane.h"
+#include "migration/page_rx.h"
 #include "migration/populate.h"
 #include "migration/stream.h"
 #include "migration/transport.h"
@@ -52,7 +50,7 @@ static double now_s(void)
 	return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
-static uint8_t *map_memfd(size_t size)
+static uint8_t *map_memfd(size_t size, int *fd_out)
 {
 	int fd = memfd_create("stream-bench", MFD_CLOEXEC);
 	uint8_t *p;
@@ -62,28 +60,31 @@ static uint8_t *map_memfd(size_t size)
 		exit(1);
 	}
 	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	close(fd);
 	if (p == MAP_FAILED) {
 		perror("stream_bench: mmap");
 		exit(1);
 	}
+	if (fd_out)
+		*fd_out = fd;
+	else
+		close(fd);
 	return p;
 }
 
-/* Destination memory as a --prefault destination has it; @touch false stops
- * the prefault's reads before they start. */
-static uint8_t *prefaulted(size_t size, bool touch)
+/* Destination memory: a fresh memfd, or one as a --prefault destination
+ * has it (@read: the prefault also read every page). */
+static uint8_t *destination(size_t size, bool prefault, bool read, int *fd)
 {
-	uint8_t *p = map_memfd(size);
+	uint8_t *p = map_memfd(size, fd);
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	struct prefault_job job;
 
-	if (prefault_start(&job, p, size, cpus > 0 ? (unsigned)cpus : 1)) {
+	if (!prefault)
+		return p;
+	if (prefault_start(&job, p, size, cpus > 0 ? (unsigned)cpus : 1, read)) {
 		fprintf(stderr, "stream_bench: cannot start the prefault\n");
 		exit(1);
 	}
-	if (!touch)
-		prefault_stop_touching(&job);
 	if (prefault_finish(&job)) {
 		fprintf(stderr, "stream_bench: prefault failed (MADV_POPULATE_WRITE needs Linux 5.14)\n");
 		exit(1);
@@ -135,10 +136,12 @@ static void *sender(void *arg)
 	return NULL;
 }
 
-static int recv_plain(int fd, uint8_t *dst, size_t size)
+/* Into @dst, or over and over into @buf if given. */
+static int recv_plain(int fd, uint8_t *dst, size_t size, uint8_t *buf)
 {
 	for (size_t off = 0; off < size;) {
-		ssize_t r = recv(fd, dst + off, size - off < CHUNK ? size - off : CHUNK, 0);
+		size_t want = size - off < CHUNK ? size - off : CHUNK;
+		ssize_t r = recv(fd, buf ? buf + off % CHUNK : dst + off, buf ? CHUNK - off % CHUNK : want, 0);
 
 		if (r < 0 && errno == EINTR)
 			continue;
@@ -149,57 +152,24 @@ static int recv_plain(int fd, uint8_t *dst, size_t size)
 	return 0;
 }
 
-/* What receive_pages() does for a frame, less the checks against a VM. */
-static int recv_frame(struct mig_stream *s, uint8_t *dst, size_t size, size_t *got)
+static int recv_stream(int fd, uint8_t *dst, int ram_fd, size_t size, enum page_rx_mode mode)
 {
-	static uint64_t entries[MIG_PAGES_PER_FRAME];
-	struct iovec iov[MIG_PAGES_PER_FRAME];
-	struct mig_rx rx;
-	uint8_t head[8];
-	unsigned n = 0;
-	uint32_t count;
-	int r = mig_recv_begin(s, &rx, MIG_TYPE_BIT(MIG_PAGES));
-
-	if (!r)
-		r = mig_recv_part(s, &rx, &(struct iovec){ head, 8 }, 1);
-	if (r)
-		return r;
-	count = mig_get_u32(head);
-	if (!count || count > MIG_PAGES_PER_FRAME)
-		return -EPROTO;
-	r = mig_recv_part(s, &rx, &(struct iovec){ entries, 8 * (size_t)count }, 1);
-	if (r)
-		return r;
-	for (uint32_t i = 0; i < count; i++) {
-		uint64_t e = mig_get_u64((const uint8_t *)&entries[i]), off = e & ~(uint64_t)(MIG_PAGE_SIZE - 1);
-
-		if (off >= size)
-			return -EPROTO;
-		if (e & MIG_PAGE_ZERO)
-			continue;
-		if (n && (uint8_t *)iov[n - 1].iov_base + iov[n - 1].iov_len == dst + off)
-			iov[n - 1].iov_len += MIG_PAGE_SIZE;
-		else
-			iov[n++] = (struct iovec){ dst + off, MIG_PAGE_SIZE };
-	}
-	r = n ? mig_recv_part(s, &rx, iov, n) : 0;
-	if (!r)
-		r = mig_recv_end(s, &rx);
-	*got += (size_t)count * MIG_PAGE_SIZE;
-	return r;
-}
-
-static int recv_stream(int fd, uint8_t *dst, size_t size)
-{
+	struct page_ram ram = { .base = dst, .size = size, .fd = ram_fd, .mode = mode, .nr_lanes = 1 };
+	struct page_rx rx;
 	struct mig_stream s;
-	size_t got = 0;
-	int r = 0;
+	int r = page_rx_init(&rx, 0, mode);
 
 	mig_stream_init(&s, fd);
-	while (!r && got < size)
-		r = recv_frame(&s, dst, size, &got);
+	while (!r && rx.pages + rx.zero_pages < size / MIG_PAGE_SIZE) {
+		struct mig_rx f;
+
+		r = mig_recv_begin(&s, &f, MIG_TYPE_BIT(MIG_PAGES));
+		if (!r)
+			r = page_rx_frame(&rx, &s, &f, &ram);
+	}
 	if (r)
 		fprintf(stderr, "stream_bench: receive: %s\n", s.err[0] ? s.err : strerror(-r));
+	page_rx_destroy(&rx);
 	return r;
 }
 
@@ -220,11 +190,41 @@ static void connect_pair(const char *url, int fds[2])
 		unlink(u.path);
 }
 
+enum dst_kind {
+	DST_BUFFER,                  /* a 1 MiB buffer used over and over: the socket alone */
+	DST_FRESH,                   /* a fresh memfd */
+	DST_PREFAULTED,              /* a memfd prefaulted by the --prefault job */
+	DST_PREFAULTED_READ,         /* ... which also read every page */
+};
+
+struct bench_case {
+	const char *name;
+	bool stream;
+	enum page_rx_mode mode;
+	enum dst_kind dst;
+};
+
+/* Every case is compared with the first: the socket's own limit. */
+static const struct bench_case cases[] = {
+	{ "plain copy into one 1 MiB buffer", false, PAGE_RX_WRITE, DST_BUFFER },
+	{ "plain copy into fresh memory", false, PAGE_RX_WRITE, DST_FRESH },
+	{ "plain copy into prefaulted memory", false, PAGE_RX_WRITE, DST_PREFAULTED },
+	{ "stream written, fresh memory", true, PAGE_RX_WRITE, DST_FRESH },
+	{ "stream written, prefaulted", true, PAGE_RX_WRITE, DST_PREFAULTED },
+	{ "stream in place, fresh memory", true, PAGE_RX_IN_PLACE, DST_FRESH },
+	{ "stream in place, prefaulted and read", true, PAGE_RX_IN_PLACE, DST_PREFAULTED_READ },
+	{ "stream in place, prefaulted unread", true, PAGE_RX_IN_PLACE, DST_PREFAULTED },
+};
+#define NR_CASES (sizeof(cases) / sizeof(cases[0]))
+
 /* One transfer of @size bytes of @src; returns MiB/s. */
-static double transfer(const char *url, const uint8_t *src, size_t size, bool stream, bool touch)
+static double transfer(const char *url, const uint8_t *src, size_t size, const struct bench_case *c)
 {
-	uint8_t *dst = prefaulted(size, touch);
-	struct xfer x = { .src = src, .size = size, .stream = stream };
+	int ram_fd;
+	uint8_t *dst = destination(size, c->dst == DST_PREFAULTED || c->dst == DST_PREFAULTED_READ,
+				   c->dst == DST_PREFAULTED_READ, &ram_fd);
+	uint8_t *buf = c->dst == DST_BUFFER ? calloc(1, CHUNK) : NULL;
+	struct xfer x = { .src = src, .size = size, .stream = c->stream };
 	int fds[2], r;
 	pthread_t t;
 	double t0, dt;
@@ -236,17 +236,19 @@ static double transfer(const char *url, const uint8_t *src, size_t size, bool st
 		fprintf(stderr, "stream_bench: cannot start the sender\n");
 		exit(1);
 	}
-	r = stream ? recv_stream(fds[1], dst, size) : recv_plain(fds[1], dst, size);
+	r = c->stream ? recv_stream(fds[1], dst, ram_fd, size, c->mode) : recv_plain(fds[1], dst, size, buf);
 	pthread_join(t, NULL);
 	dt = now_s() - t0;
-	if (r || x.ret || memcmp(src, dst, size)) {
-		fprintf(stderr, "stream_bench: %s %s transfer failed%s%s\n", url, stream ? "stream" : "plain",
-			x.err[0] ? ": " : "", x.err);
+	if (r || x.ret || (!buf && memcmp(src, dst, size))) {
+		fprintf(stderr, "stream_bench: %s, %s: transfer failed%s%s\n", url, c->name, x.err[0] ? ": " : "",
+			x.err);
 		exit(1);
 	}
+	free(buf);
 	close(fds[0]);
 	close(fds[1]);
 	munmap(dst, size);
+	close(ram_fd);
 	return (double)size / (1 << 20) / dt;
 }
 
@@ -257,32 +259,29 @@ static int cmp_double(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-struct result {
-	double plain, stream, untouched;
-};
-
-/* Medians of @runs, the three kinds interleaved so drift hits all alike. */
-static struct result measure(const char *url, const uint8_t *src, size_t size, unsigned runs)
+/* Medians of @runs, the cases interleaved so drift hits all alike. */
+static void measure(const char *url, const uint8_t *src, size_t size, unsigned runs, double *median)
 {
-	double p[MAX_RUNS], s[MAX_RUNS], u[MAX_RUNS];
+	double v[NR_CASES][MAX_RUNS];
 
-	for (unsigned i = 0; i < runs; i++) {
-		p[i] = transfer(url, src, size, false, true);
-		s[i] = transfer(url, src, size, true, true);
-		u[i] = transfer(url, src, size, true, false);
+	/* Untimed: the first pass over the source (and the first connection)
+	 * pays for first accesses that later ones do not. */
+	transfer(url, src, size, &cases[0]);
+	for (unsigned i = 0; i < runs; i++)
+		for (unsigned c = 0; c < NR_CASES; c++)
+			v[c][i] = transfer(url, src, size, &cases[c]);
+	for (unsigned c = 0; c < NR_CASES; c++) {
+		qsort(v[c], runs, sizeof(double), cmp_double);
+		median[c] = v[c][runs / 2];
 	}
-	qsort(p, runs, sizeof(double), cmp_double);
-	qsort(s, runs, sizeof(double), cmp_double);
-	qsort(u, runs, sizeof(double), cmp_double);
-	return (struct result){ p[runs / 2], s[runs / 2], u[runs / 2] };
 }
 
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: stream_bench [--size-mib N] [--runs N] [--out FILE]\n"
-		   "  The migration page stream (lane sender, stream receiver) against a plain\n"
-		   "  socket copy of the same bytes into prefaulted memory, over a UNIX socket\n"
-		   "  and loopback TCP. No VM, no /dev/kvm. Medians of --runs (default 3).\n");
+		   "  The migration page stream (lane sender, the destination's page receiver in\n"
+		   "  both modes) against a plain socket copy of the same bytes, over a UNIX\n"
+		   "  socket and loopback TCP. No VM, no /dev/kvm. Medians of --runs (default 3).\n");
 }
 
 int main(int argc, char **argv)
@@ -296,7 +295,7 @@ int main(int argc, char **argv)
 	char unix_url[128];
 	size_t size = 1024u << 20;
 	unsigned runs = 3;
-	struct result res[2];
+	double res[2][NR_CASES];
 	int c;
 
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -327,16 +326,15 @@ int main(int argc, char **argv)
 
 	/* Source pages with data everywhere (no zero page to skip), written from
 	 * this process as a guest's RAM would have been read before. */
-	uint8_t *src = map_memfd(size);
+	uint8_t *src = map_memfd(size, NULL);
 	for (size_t off = 0; off < size; off += 8)
 		*(uint64_t *)(src + off) = off * 0x9e3779b97f4a7c15ull | 1;
 
-	for (unsigned i = 0; i < 2; i++) {
-		res[i] = measure(urls[i], src, size, runs);
-		printf("%-4s plain copy %6.0f MiB/s, stream %6.0f MiB/s (%.2f of plain), "
-		       "into untouched memory %6.0f MiB/s (%.2f)\n",
-		       names[i], res[i].plain, res[i].stream, res[i].stream / res[i].plain, res[i].untouched,
-		       res[i].untouched / res[i].plain);
+	for (unsigned t = 0; t < 2; t++) {
+		measure(urls[t], src, size, runs, res[t]);
+		for (unsigned i = 0; i < NR_CASES; i++)
+			printf("%-4s %-38s %6.0f MiB/s  %.2f of the socket\n", names[t], cases[i].name, res[t][i],
+			       res[t][i] / res[t][0]);
 	}
 	if (out) {
 		FILE *f = fopen(out, "w");
@@ -345,14 +343,16 @@ int main(int argc, char **argv)
 			perror(out);
 			return 1;
 		}
-		fprintf(f, "{\n  \"benchmark\": \"migration stream, no VM\",\n  \"size_mib\": %zu,\n  \"runs\": %u,\n",
+		fprintf(f, "{\n  \"benchmark\": \"migration page stream, no VM\",\n  \"size_mib\": %zu,\n  \"runs\": %u,\n",
 			size >> 20, runs);
-		for (unsigned i = 0; i < 2; i++)
-			fprintf(f,
-				"  \"%s\": {\"plain_mib_s\": %.0f, \"stream_mib_s\": %.0f, \"stream_ratio\": %.3f, "
-				"\"untouched_mib_s\": %.0f, \"untouched_ratio\": %.3f}%s\n",
-				names[i], res[i].plain, res[i].stream, res[i].stream / res[i].plain, res[i].untouched,
-				res[i].untouched / res[i].plain, i ? "" : ",");
+		for (unsigned t = 0; t < 2; t++) {
+			fprintf(f, "  \"%s\": [\n", names[t]);
+			for (unsigned i = 0; i < NR_CASES; i++)
+				fprintf(f, "    {\"case\": \"%s\", \"mib_s\": %.0f, \"ratio_to_socket\": %.3f}%s\n",
+					cases[i].name, res[t][i], res[t][i] / res[t][0],
+					i + 1 < NR_CASES ? "," : "");
+			fprintf(f, "  ]%s\n", t ? "" : ",");
+		}
 		fprintf(f, "}\n");
 		fclose(f);
 	}

@@ -193,14 +193,15 @@ Test(populate, prefault_job_backs_every_page)
 	cr_assert_eq(mincore(ram, size, vec), 0);
 	cr_assert_eq(vec[0] & 1, 0, "fresh memfd page already resident");
 	if (!populate_supported()) {
-		cr_assert_eq(prefault_start(&job, ram, size, 3), 0);
+		cr_assert_eq(prefault_start(&job, ram, size, 3, false), 0);
 		cr_expect_eq(prefault_wait(&job, 5000), -EINVAL);
 		cr_expect_eq(prefault_finish(&job), -EINVAL);
 		goto out;
 	}
-	cr_assert_eq(prefault_start(&job, ram, size, 3), 0); /* uneven slices: 3 threads */
+	cr_assert_eq(prefault_start(&job, ram, size, 3, false), 0); /* uneven slices: 3 threads */
 	cr_assert_eq(prefault_wait(&job, 10000), 0);
 	cr_assert_eq(prefault_finish(&job), 0);
+	cr_assert_eq(job.bytes_touched, 0, "read pages it was not asked to");
 	cr_assert_eq(mincore(ram, size, vec), 0);
 	for (size_t i = 0; i < pages; i++)
 		cr_assert(vec[i] & 1, "page %zu not resident after the prefault", i);
@@ -234,7 +235,7 @@ Test(populate, prefault_job_reads_every_page_once_populated)
 
 	if (!populate_supported())
 		cr_skip_test("no MADV_POPULATE_WRITE");
-	cr_assert_eq(prefault_start(&job, ram, size, 3), 0);
+	cr_assert_eq(prefault_start(&job, ram, size, 3, true), 0);
 	cr_assert_eq(prefault_wait(&job, 10000), 0);
 	cr_assert_eq(prefault_finish(&job), 0);
 	cr_assert_eq(job.bytes_touched, size);
@@ -252,7 +253,7 @@ Test(populate, no_reads_after_stop_touching)
 
 	if (!populate_supported())
 		cr_skip_test("no MADV_POPULATE_WRITE");
-	cr_assert_eq(prefault_start(&job, ram, size, 1), 0);
+	cr_assert_eq(prefault_start(&job, ram, size, 1, true), 0);
 	prefault_stop_touching(&job);
 	uint64_t at_stop = __atomic_load_n(&job.bytes_touched, __ATOMIC_SEQ_CST);
 	cr_assert_eq(prefault_finish(&job), 0);
