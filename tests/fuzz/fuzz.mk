@@ -3,6 +3,7 @@
 #                               plus the state loader seeded with a real snapshot tree
 #   make fuzz FUZZ_SECONDS=600  longer
 #   make fuzz-state-short       20 s on the state loader (part of `make check` via CHECK_EXTRA)
+#   make fuzz-pages-short       15 s on the destination's page receiver (likewise)
 # Corpora persist in $(BUILD)/fuzz/<target>.corpus; seeds come from
 # tests/fuzz/seeds/<target>/, the built test guest, and mkseed (state trees).
 FUZZ_CC       ?= clang
@@ -37,13 +38,18 @@ $(FUZZ_DIR)/seed/snapshot.dtb: $(FUZZ_DIR)/mkseed
 	@mkdir -p $(dir $@)
 	$(FUZZ_DIR)/mkseed $(FUZZ_DIR)/seed
 
-.PHONY: fuzz-build fuzz-state-short
+.PHONY: fuzz-build fuzz-state-short fuzz-pages-short
 fuzz-build: $(FUZZ_BINS)
 
 fuzz-state-short: $(FUZZ_DIR)/fuzz_state $(FUZZ_DIR)/seed/snapshot.dtb
 	@mkdir -p $(FUZZ_DIR)/fuzz_state.corpus
 	$(FUZZ_DIR)/fuzz_state -max_total_time=20 -max_len=16384 -print_final_stats=1 \
 		$(FUZZ_DIR)/fuzz_state.corpus $(FUZZ_DIR)/seed
+
+fuzz-pages-short: $(FUZZ_DIR)/fuzz_pages
+	@mkdir -p $(FUZZ_DIR)/fuzz_pages.corpus
+	$(FUZZ_DIR)/fuzz_pages -max_total_time=15 -max_len=20000 -print_final_stats=1 \
+		$(FUZZ_DIR)/fuzz_pages.corpus tests/fuzz/seeds/fuzz_pages
 
 fuzz: $(FUZZ_BINS) $(FUZZ_DIR)/seed/snapshot.dtb images
 	@set -e; for f in $(FUZZ_BINS); do \
@@ -56,4 +62,4 @@ fuzz: $(FUZZ_BINS) $(FUZZ_DIR)/seed/snapshot.dtb images
 		$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $$f.corpus $$seeds; \
 	done
 
-CHECK_EXTRA += fuzz-state-short
+CHECK_EXTRA += fuzz-state-short fuzz-pages-short
