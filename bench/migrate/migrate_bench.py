@@ -9,9 +9,10 @@ For idle and busy 1 GiB guests over a UNIX socket and loopback TCP:
     downtime limit), its reported downtime and total time, and the memtest gap;
   - the physical limit: a plain socket copy of the same 1 GiB over the same
     transport, from one backed buffer into another (what a destination
-    with --prefault writes into) and into fresh memory after the host has
-    had time to reclaim what was freed (what a destination writes into by
-    default; on this host that costs far more than the copy itself).
+    with --prefault writes into) and, with pwrite() as the destination
+    does, into a fresh memfd after the host has had time to reclaim what was
+    freed (what a destination writes into by default; on this host that
+    costs far more than the copy itself).
 Throughput: a paused guest full of non-zero pages, one pass, 1 and 2
 connections, into fresh and prefaulted destination RAM, each against its
 limit; QEMU with the same paused guest.
@@ -56,14 +57,20 @@ def filled_memfd(nbytes, fill):
 def socket_copy(kind, nbytes, port, fresh=False, settle_s=0):
     """Seconds to push @nbytes of RAM through one stream socket, as a
     migration must: the sender reads them from a backed buffer of that size
-    (not one small cache-hot buffer), the receiver writes them in place into
+    (not one small cache-hot buffer); the receiver writes them in place into
     another, backed already (what vmm --prefault gives a destination), or
-    (fresh) a new memfd nobody has touched, which is a destination's default:
-    on a VM whose host reclaims free memory that costs far more than the copy.
-    @settle_s: wait that long first, for the host to take back memory freed
-    just before (as it has by the time a migration destination allocates)."""
+    (fresh) receives each MiB into a buffer and pwrite()s it into a new memfd
+    nobody has touched, which is a destination's default RAM filled the way
+    its receiver fills it (migration/page_rx.c): on a VM whose host reclaims
+    free memory, new pages cost far more than the copy. @settle_s: wait that
+    long first, for the host to take back memory freed just before (as it
+    has by the time a migration destination allocates)."""
     src = filled_memfd(nbytes, 0x5a)
-    dst = filled_memfd(nbytes, None if fresh else 0)
+    dst = None if fresh else filled_memfd(nbytes, 0)
+    dst_fd = None
+    if fresh:
+        dst_fd = os.memfd_create("bench-dst")
+        os.ftruncate(dst_fd, nbytes)
     time.sleep(settle_s)
     if kind == "unix":
         a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -75,9 +82,10 @@ def socket_copy(kind, nbytes, port, fresh=False, settle_s=0):
         a = socket.create_connection(("127.0.0.1", port))
         b, _ = ls.accept()
         ls.close()
-    sview, dview = memoryview(src), memoryview(dst)
+    sview = memoryview(src)
+    dview = memoryview(dst) if dst is not None else None
 
-    def rx():
+    def rx_in_place():
         got = 0
         while got < nbytes:
             n = b.recv_into(dview[got:got + (1 << 20)])
@@ -85,7 +93,19 @@ def socket_copy(kind, nbytes, port, fresh=False, settle_s=0):
                 break
             got += n
 
-    t = threading.Thread(target=rx)
+    def rx_written():
+        buf = memoryview(bytearray(1 << 20))
+        for off in range(0, nbytes, 1 << 20):
+            want = min(1 << 20, nbytes - off)
+            got = 0
+            while got < want:
+                n = b.recv_into(buf[got:want])
+                if not n:
+                    return
+                got += n
+            os.pwrite(dst_fd, buf[:want], off)
+
+    t = threading.Thread(target=rx_written if fresh else rx_in_place)
     t0 = time.perf_counter()
     t.start()
     for off in range(0, nbytes, 1 << 20):
@@ -95,9 +115,12 @@ def socket_copy(kind, nbytes, port, fresh=False, settle_s=0):
     a.close()
     b.close()
     sview.release()
-    dview.release()
     src.close()
-    dst.close()
+    if dview is not None:
+        dview.release()
+        dst.close()
+    if dst_fd is not None:
+        os.close(dst_fd)
     return dt
 
 
