@@ -160,6 +160,7 @@ static int recv_stream(int fd, uint8_t *dst, int ram_fd, size_t size, enum page_
 	int r = page_rx_init(&rx, 0, mode);
 
 	mig_stream_init(&s, fd);
+	s.recv_timeout_ms = 30000;   /* as the destination's: a poll() before each receive */
 	while (!r && rx.pages + rx.zero_pages < size / MIG_PAGE_SIZE) {
 		struct mig_rx f;
 
