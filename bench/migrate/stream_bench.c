@@ -171,6 +171,8 @@ static int recv_stream(int fd, uint8_t *dst, int ram_fd, size_t size, enum page_
 	if (r)
 		fprintf(stderr, "stream_bench: receive: %s\n", s.err[0] ? s.err : strerror(-r));
 	page_rx_destroy(&rx);
+	s.fd = -1;   /* the caller closes it */
+	mig_stream_close(&s);
 	return r;
 }
 

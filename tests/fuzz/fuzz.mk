@@ -4,7 +4,7 @@
 #   make fuzz FUZZ_SECONDS=600  longer
 #   make fuzz-state-short       20 s on the state loader (part of `make check` via CHECK_EXTRA)
 #   make fuzz-pages-short       15 s on the destination's page receiver (likewise)
-# Corpora persist in $(BUILD)/fuzz/<target>.corpus; seeds come from
+# Corpora persist in $(BUILD)/fuzz/<target>.corpus, crash and leak inputs land in $(BUILD)/fuzz/; seeds come from
 # tests/fuzz/seeds/<target>/, the built test guest, and mkseed (state trees).
 FUZZ_CC       ?= clang
 FUZZ_SECONDS  ?= 60
@@ -43,12 +43,12 @@ fuzz-build: $(FUZZ_BINS)
 
 fuzz-state-short: $(FUZZ_DIR)/fuzz_state $(FUZZ_DIR)/seed/snapshot.dtb
 	@mkdir -p $(FUZZ_DIR)/fuzz_state.corpus
-	$(FUZZ_DIR)/fuzz_state -max_total_time=20 -max_len=16384 -print_final_stats=1 \
+	$(FUZZ_DIR)/fuzz_state -artifact_prefix=$(FUZZ_DIR)/ -max_total_time=20 -max_len=16384 -print_final_stats=1 \
 		$(FUZZ_DIR)/fuzz_state.corpus $(FUZZ_DIR)/seed
 
 fuzz-pages-short: $(FUZZ_DIR)/fuzz_pages
 	@mkdir -p $(FUZZ_DIR)/fuzz_pages.corpus
-	$(FUZZ_DIR)/fuzz_pages -max_total_time=15 -max_len=20000 -print_final_stats=1 \
+	$(FUZZ_DIR)/fuzz_pages -artifact_prefix=$(FUZZ_DIR)/ -max_total_time=15 -max_len=20000 -print_final_stats=1 \
 		$(FUZZ_DIR)/fuzz_pages.corpus tests/fuzz/seeds/fuzz_pages
 
 fuzz: $(FUZZ_BINS) $(FUZZ_DIR)/seed/snapshot.dtb images
@@ -59,7 +59,7 @@ fuzz: $(FUZZ_BINS) $(FUZZ_DIR)/seed/snapshot.dtb images
 		if [ "$$name" = fuzz_boot ]; then \
 			printf '\026' | cat - $(BUILD)/images/testguest.elf > $$f.corpus/testguest; fi; \
 		echo "fuzz: $$name for $(FUZZ_SECONDS) s"; \
-		$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $$f.corpus $$seeds; \
+		$$f -artifact_prefix=$(FUZZ_DIR)/ -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $$f.corpus $$seeds; \
 	done
 
 CHECK_EXTRA += fuzz-state-short fuzz-pages-short

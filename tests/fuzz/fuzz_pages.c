@@ -104,7 +104,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	shutdown(sv[1], SHUT_RDWR);
 	pthread_join(t, NULL);
 	close(sv[0]);
-	close(sv[1]);
+	mig_stream_close(&s);   /* closes sv[1], frees what an ERROR frame's payload took */
 	page_rx_destroy(&rx);
 	return 0;
 }

@@ -128,7 +128,7 @@ static void lands_every_page(enum page_rx_mode mode)
 	cr_assert_eq(lseek(r.fd, 0, SEEK_HOLE), 0, "zero page 0 is not a hole");
 	cr_assert_eq(memcmp(r.base, src, RAM_SIZE), 0, "RAM differs from the source");
 	close(sv[0]);
-	close(sv[1]);
+	mig_stream_close(&s);
 	page_rx_destroy(&rx);
 	ram_close(&r);
 	free(src);
@@ -207,7 +207,7 @@ static void refused(const struct refusal *c)
 		cr_assert(ram_is_zero(&r), "a refused frame changed RAM");
 	cr_assert_eq(rx.pages, 0);
 	close(sv[0]);
-	close(sv[1]);
+	mig_stream_close(&s);
 	page_rx_destroy(&rx);
 	ram_close(&r);
 }
@@ -276,7 +276,7 @@ Test(page_rx, a_page_zeroed_later_becomes_a_hole)
 	cr_assert_eq(rx.pages, 2);
 	cr_assert_eq(rx.zero_pages, 1);
 	close(sv[0]);
-	close(sv[1]);
+	mig_stream_close(&s);
 	page_rx_destroy(&rx);
 	ram_close(&r);
 }
@@ -317,7 +317,7 @@ Test(page_rx, a_full_ram_file_system_is_an_error)
 	cr_assert_eq(ret, -ENOSPC, "%d: %s", ret, s.err);
 	cr_assert(strstr(s.err, "storing guest RAM failed: No space left on device"), "%s", s.err);
 	close(sv[0]);
-	close(sv[1]);
+	mig_stream_close(&s);
 	page_rx_destroy(&rx);
 	ram_close(&r);
 	umount2(dir, MNT_DETACH);
