@@ -7,7 +7,9 @@
  * work at 150 MB/s. The receive thread would do all of that alone, inside
  * recvmsg(). A populate helper takes the frame the receiver is about to read
  * and faults it in from its far end (MADV_POPULATE_WRITE), so the two meet in
- * the middle and the allocation runs on two CPUs.
+ * the middle and the allocation runs on two CPUs. Only where pages are
+ * received in place (page_rx.h: RAM without a writable fd); pages written
+ * with pwrite() take no fault in this process.
  *
  * MADV_POPULATE_WRITE maps pages writable without changing a byte, so the
  * helper may race the receiver, a later frame, or a zero page's hole punch:
