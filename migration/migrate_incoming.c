@@ -38,7 +38,6 @@
 struct in_lane {
 	struct mig_stream s;
 	struct mig_incoming *in;
-	unsigned index;              /* its pages are those of bitmap words index, index + lanes, ... */
 	pthread_t thread;
 	bool thread_started;
 	bool ended;                  /* LANE_END seen */
@@ -180,7 +179,6 @@ static int accept_lanes(struct mig_incoming *in, int lfd)
 		mig_stream_init(&l->s, fd);
 		l->s.recv_timeout_ms = timeout;
 		l->in = in;
-		l->index = i;
 		in->nr_lanes++;
 		ret = mig_recv(&l->s, &f, MIG_TYPE_BIT(MIG_HELLO));
 		if (!ret)

@@ -2,6 +2,7 @@
 #include "vmm/unix_listen.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -11,7 +12,8 @@
 
 #include "vmm/log.h"
 
-bool unix_socket_in_use(const char *path)
+/* Is something accepting connections on @path? (True when it cannot tell.) */
+static bool socket_in_use(const char *path)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -39,7 +41,7 @@ static int clear_path(const char *path, char *err, size_t errlen)
 		snprintf(err, errlen, "'%s' exists and is not a socket; not replacing it", path);
 		return -EEXIST;
 	}
-	if (unix_socket_in_use(path)) {
+	if (socket_in_use(path)) {
 		snprintf(err, errlen, "'%s': another process is listening on it", path);
 		return -EADDRINUSE;
 	}

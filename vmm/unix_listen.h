@@ -10,7 +10,6 @@
 #ifndef VMM_UNIX_LISTEN_H
 #define VMM_UNIX_LISTEN_H
 
-#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -23,8 +22,5 @@ struct unix_listen_opts {
 /* Returns the listening fd, or -errno with @err saying what to fix:
  * -ENAMETOOLONG, -EEXIST (not a socket), -EADDRINUSE (something listens). */
 int unix_listen(const char *path, const struct unix_listen_opts *o, char *err, size_t errlen);
-
-/* Is something accepting connections on @path? (True when it cannot tell.) */
-bool unix_socket_in_use(const char *path);
 
 #endif
