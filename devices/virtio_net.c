@@ -387,6 +387,7 @@ int virtio_net_init(struct virtio_net *net, const char *name, struct guest_mem *
 		qp->index = i;
 		qp->rxq = &net->vdev.vqs[2 * i];
 		qp->txq = &net->vdev.vqs[2 * i + 1];
+		qp->tx_link = net_io_tx_may_park(qp->fd);
 		qp->rx_elems = calloc(VIRTIO_NET_RX_ELEMS, sizeof(*qp->rx_elems));
 		qp->tx_elem = malloc(sizeof(*qp->tx_elem));
 		if (!qp->rx_elems || !qp->tx_elem) {
@@ -591,7 +592,7 @@ static void virtio_net_dev_info(struct device *dev, struct cJSON *obj)
 static void virtio_net_dev_counters(struct device *dev, struct cJSON *obj)
 {
 	struct virtio_net *net = dev_to_net(dev);
-	uint64_t c[10] = { 0 };
+	uint64_t c[11] = { 0 };
 
 	for (unsigned i = 0; i < net->nr_pairs; i++) {
 		const struct net_queue_pair *qp = &net->qp[i];
@@ -599,7 +600,7 @@ static void virtio_net_dev_counters(struct device *dev, struct cJSON *obj)
 		c[0] += qp->rx_frames, c[1] += qp->rx_bytes, c[2] += qp->rx_no_buffers;
 		c[3] += qp->rx_errors, c[4] += qp->tx_frames, c[5] += qp->tx_bytes;
 		c[6] += qp->tx_errors, c[7] += qp->tx_batches;
-		c[8] += qp->rx_faults, c[9] += qp->tx_faults;
+		c[8] += qp->rx_faults, c[9] += qp->tx_faults, c[10] += qp->tx_given_back;
 	}
 	cJSON_AddNumberToObject(obj, "rx_frames", (double)c[0]);
 	cJSON_AddNumberToObject(obj, "rx_bytes", (double)c[1]);
@@ -609,6 +610,7 @@ static void virtio_net_dev_counters(struct device *dev, struct cJSON *obj)
 	cJSON_AddNumberToObject(obj, "tx_bytes", (double)c[5]);
 	cJSON_AddNumberToObject(obj, "tx_errors", (double)c[6]);
 	cJSON_AddNumberToObject(obj, "tx_batches", (double)c[7]);
+	cJSON_AddNumberToObject(obj, "tx_given_back", (double)c[10]);
 	cJSON_AddNumberToObject(obj, "rx_iommu_faults", (double)c[8]);
 	cJSON_AddNumberToObject(obj, "tx_iommu_faults", (double)c[9]);
 	/* Behind a vIOMMU: the device's DMA cache (virtio.h). */

@@ -55,6 +55,7 @@ struct net_tx_slot {
 	uint32_t len;                      /* bytes the write must take */
 	uint16_t head;
 	bool done;                         /* written (or dropped): its used entry may follow */
+	bool cancelled;                    /* a drain cancelled its write before the back end took it */
 };
 
 struct net_queue_pair {
@@ -69,7 +70,10 @@ struct net_queue_pair {
 	struct net_tx_slot *tx_slots;  /* VIRTIO_NET_QUEUE_SIZE, a ring in pop order */
 	uint16_t tx_head, tx_count;    /* oldest chain not yet used; chains in the ring */
 	uint16_t tx_filled;            /* used entries written, not yet published */
-	bool tx_stalled;               /* every slot in flight: resume on a completion */
+	uint16_t tx_inflight;          /* writes submitted, not completed (one linked batch) */
+	struct io_uring_sqe *tx_link_tail; /* the batch's last write SQE, not yet submitted */
+	bool tx_link;                  /* the back end may push back: link each batch's writes */
+	bool tx_stalled;               /* no room, or a batch in flight: resume on a completion */
 	uint16_t rx_inflight;          /* chains (rx_elems[0..n)) under the posted read; 0: none */
 	bool rx_polling;               /* a read failed: waiting for POLLIN before the next */
 	bool rx_ready;                 /* a read completed: post the next */
@@ -79,6 +83,7 @@ struct net_queue_pair {
 	/* Counters (frames, bytes, errors). */
 	uint64_t rx_frames, rx_bytes, rx_no_buffers, rx_errors;
 	uint64_t tx_frames, tx_bytes, tx_errors, tx_batches;
+	uint64_t tx_given_back;        /* writes the back end never took, put back on the avail ring */
 	/* Chains failed on an IOMMU translation fault (returned with length 0). */
 	uint64_t rx_faults, tx_faults;
 };
@@ -145,9 +150,12 @@ int virtio_net_ctrl_process(struct virtio_net *net);
 /* Cancel every data-path operation in flight and wait for its completion
  * (vdev.lock held). Completed ones are finished as usual (TX used entries,
  * RX frames delivered); a cancelled read gives its chains back to the avail
- * ring (so a saved state is exact) and a cancelled write (only possible
- * while the back end pushes back) completes as a dropped frame. With
- * @discard (device reset, state load) nothing more is written to the rings.
+ * ring (so a saved state is exact), and so do cancelled writes (only
+ * possible while the back end pushes back) that were the last chains popped
+ * from their queue: they are sent after the pause, or by the migration's
+ * destination. A cancelled write followed by one the back end took is a
+ * dropped frame (sending it later would reorder). With @discard (device
+ * reset, state load) nothing more is written to the rings.
  * When it returns 0 no operation can write guest RAM; -ETIMEDOUT if the
  * kernel did not complete them within seconds (logged). */
 int virtio_net_drain(struct virtio_net *net, bool discard);

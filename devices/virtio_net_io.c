@@ -12,15 +12,30 @@
  * if the TAP has no frame (RX) or no room (TX), parks it on the fd's wait
  * queue; no thread blocks and nothing polls. An -EAGAIN completion (someone
  * made the fd non-blocking again) is handled too: a read then waits for
- * POLLIN, a write is dropped like a NIC would. */
+ * POLLIN, a write is dropped like a NIC would.
+ *
+ * Why TX writes are linked: writes parked on a full back end are retried in
+ * no particular order once it has room, so unlinked they would reorder the
+ * frames of a queue. A batch is one IOSQE_IO_LINK chain (each write starts
+ * when the one before it completed), and a queue submits no new batch while
+ * one is in flight. A TAP with its default, unlimited send buffer never
+ * makes a write wait: its writes complete in order during the submission,
+ * unlinked (a link costs a task_work hop per write, ~25% of the device's
+ * TX rate on this host: make bench-net). Should one wait all the same, the
+ * queue links from then on. A write that fails breaks the chain: the writes after it
+ * complete -ECANCELED untried and go back to the avail ring (net_tx_give_back),
+ * as do those a drain cancels. */
 #include "devices/virtio_net_io.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <linux/if_tun.h>
 #include <linux/virtio_net.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -97,6 +112,16 @@ int net_io_arm_kick(struct virtio_net *net, unsigned q)
 	return 0;
 }
 
+bool net_io_tx_may_park(int fd)
+{
+	int sndbuf = 0;
+
+	/* tun_chr_open() sets sk_sndbuf to INT_MAX; TUNSETSNDBUF can lower it
+	 * (then writes wait for room). A macvtap queue (wmem_default) and any
+	 * other socket answer otherwise. */
+	return ioctl(fd, TUNGETSNDBUF, &sndbuf) < 0 || sndbuf != INT_MAX;
+}
+
 /* ---- TX (§5.1.6.2) --------------------------------------------------------------- */
 
 /* Sanitize the driver's header: offload requests are honoured only if the
@@ -132,6 +157,7 @@ static unsigned net_tx_take(struct net_queue_pair *qp, uint16_t head)
 
 	qp->tx_slots[slot].head = head;
 	qp->tx_slots[slot].done = false;
+	qp->tx_slots[slot].cancelled = false;
 	return slot;
 }
 
@@ -154,6 +180,43 @@ static void net_tx_collect(struct net_queue_pair *qp)
 	}
 }
 
+/* After the queue's last write in flight completed: the cancelled writes at
+ * the end of the slot ring (a failed write broke the batch's link, or a drain
+ * cancelled it) are the last chains popped from the TX queue, and the back
+ * end took none of them. They go back to the avail ring (virtq_unpop), to be
+ * sent once the queue is processed again, here or at a migration's
+ * destination, instead of being lost to a pause. A cancelled write with a
+ * sent one after it (not expected with linked batches) is dropped: sending
+ * it later would put it behind a frame the driver posted after it. */
+static void net_tx_give_back(struct net_queue_pair *qp)
+{
+	uint16_t back = 0;
+
+	while (back < qp->tx_count) {
+		unsigned slot = (qp->tx_head + qp->tx_count - 1u - back) % VIRTIO_NET_QUEUE_SIZE;
+
+		if (!qp->tx_slots[slot].cancelled)
+			break;
+		qp->tx_slots[slot].cancelled = false;
+		back++;
+	}
+	if (back) {
+		qp->tx_count = (uint16_t)(qp->tx_count - back);
+		virtq_unpop(qp->txq, back);
+		qp->tx_given_back += back;
+		qp->net->kicked[qp->txq->index] = true;
+	}
+	for (uint16_t i = 0; i < qp->tx_count; i++) {
+		struct net_tx_slot *s = &qp->tx_slots[(qp->tx_head + i) % VIRTIO_NET_QUEUE_SIZE];
+
+		if (s->cancelled) {
+			s->cancelled = false;
+			s->done = true;
+			qp->tx_errors++;
+		}
+	}
+}
+
 /* A chain that goes back without a write (dropped frame, IOMMU fault). */
 static void net_tx_drop(struct net_queue_pair *qp, uint16_t head)
 {
@@ -161,8 +224,17 @@ static void net_tx_drop(struct net_queue_pair *qp, uint16_t head)
 	net_tx_collect(qp);
 }
 
-/* Queue the write of one popped chain, or drop the frame. Returns 0, or
- * -EINVAL when the chain violates the spec (the device is then broken). */
+/* Room to prepare one more write of @niov iovecs without submitting: a
+ * submission in the middle of a batch would split its link chain. */
+static bool net_tx_sqe_room(struct virtio_net *net, unsigned niov)
+{
+	return io_uring_sq_space_left(&net->ring) > 0 && net->iov_used + niov <= VIRTIO_NET_IOV_POOL;
+}
+
+/* Queue the write of one popped chain (linked behind the batch's writes
+ * before it), or drop the frame. Returns 0; -ENOSPC when the ring cannot
+ * take it in this batch (the caller gives the chain back); or -EINVAL when
+ * the chain violates the spec (the device is then broken). */
 static int net_tx_queue(struct net_queue_pair *qp, const struct virtq_elem *e)
 {
 	struct virtio_net *net = qp->net;
@@ -179,6 +251,8 @@ static int net_tx_queue(struct net_queue_pair *qp, const struct virtq_elem *e)
 					 e->in_num ? "device-writable buffers" : "no room for the header");
 		return -EINVAL;
 	}
+	if (qp->tx_link_tail && !net_tx_sqe_room(net, e->out_num + 1u))
+		return -ENOSPC;
 	iov_to_buf(e->iov, e->out_num, 0, &s->hdr, VIRTIO_NET_HDR_LEN);
 	sqe = net_tx_header(net, &s->hdr) ? net_io_sqe(net, e->out_num + 1, &iov) : NULL;
 	if (!sqe) {
@@ -203,8 +277,21 @@ static int net_tx_queue(struct net_queue_pair *qp, const struct virtq_elem *e)
 	io_uring_prep_writev(sqe, qp->fd, iov, n, 0);
 	net_io_use_file(sqe, qp);
 	io_uring_sqe_set_data64(sqe, net_tag(NET_TAG_TX, qp->index, slot));
+	if (qp->tx_link) {
+		sqe->flags |= IOSQE_IO_LINK;   /* cleared on the batch's last write */
+		qp->tx_link_tail = sqe;
+	}
+	qp->tx_inflight++;
 	net->inflight++;
 	return 0;
+}
+
+/* End the batch's link chain at its last write. */
+static void net_tx_end_batch(struct net_queue_pair *qp)
+{
+	if (qp->tx_link_tail)
+		qp->tx_link_tail->flags &= (uint8_t)~IOSQE_IO_LINK;
+	qp->tx_link_tail = NULL;
 }
 
 static void net_tx_done(struct net_queue_pair *qp, unsigned slot, int res)
@@ -213,16 +300,24 @@ static void net_tx_done(struct net_queue_pair *qp, unsigned slot, int res)
 	struct net_tx_slot *s = &qp->tx_slots[slot];
 
 	net->inflight--;
-	s->done = true;
-	if (res == (int)s->len) {
+	qp->tx_inflight--;
+	if ((res == -ECANCELED || res == -EINTR) && !net->discard) {
+		/* Never tried (the link broke), cancelled by a drain, or
+		 * interrupted before the back end took it: given back below. */
+		s->cancelled = true;
+	} else if (res == (int)s->len) {
+		s->done = true;
 		qp->tx_frames++;
 		qp->tx_bytes += s->len - VIRTIO_NET_HDR_LEN;
 	} else {
 		/* The back end rejected (EINVAL: bad GSO), lost (EIO: TAP gone) or
-		 * could not take (EAGAIN, or cancelled while it pushed back) the
-		 * frame: dropped, as a NIC would. */
+		 * could not take (EAGAIN, or cancelled by a reset) the frame:
+		 * dropped, as a NIC would. */
+		s->done = true;
 		qp->tx_errors++;
 	}
+	if (!qp->tx_inflight)
+		net_tx_give_back(qp);
 	net_tx_collect(qp);
 }
 
@@ -244,6 +339,12 @@ int virtio_net_tx_process(struct net_queue_pair *qp, bool *more)
 	net_io_reap(net);   /* earlier writes: free their slots */
 	if (net_data_stopped(net))
 		return 0;
+	if (qp->tx_inflight) {
+		/* The back end pushes back: the batch in flight completes first
+		 * (frames stay in order), and its completion brings us back. */
+		qp->tx_stalled = true;
+		return 0;
+	}
 	virtq_set_notification(vq, false);
 	for (;;) {
 		if (chains >= VIRTIO_NET_TX_BUDGET) {
@@ -275,16 +376,30 @@ int virtio_net_tx_process(struct net_queue_pair *qp, bool *more)
 			continue;
 		}
 		r = net_tx_queue(qp, qp->tx_elem);
+		if (r == -ENOSPC) {
+			/* The ring is full for this batch: the chain goes back, the
+			 * next pass takes it. */
+			virtq_unpop(vq, 1);
+			*more = true;
+			r = 0;
+			break;
+		}
 		if (r < 0)
 			break;
 		frames++;
 	}
+	net_tx_end_batch(qp);
 	if (frames) {
 		/* One submission for the batch; a TAP takes each write at once, so
 		 * the completions are there when it returns. */
 		net_io_submit(net);
 		net_io_reap(net);
 		qp->tx_batches++;
+		if (qp->tx_inflight && !qp->tx_link) {
+			qp->tx_link = true;
+			log_warn(net->dev.name, "tx%u: the back end made a write wait: linking writes "
+				 "from now on (frames of this batch may have been reordered)", qp->index);
+		}
 	}
 	net_io_publish(net);
 	return r < 0 ? r : frames;

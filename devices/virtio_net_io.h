@@ -44,6 +44,11 @@ void net_io_publish(struct virtio_net *net);
  * so the new translation decides (a fault, if the buffer is gone). */
 void net_io_dma_changed(struct virtio_net *net);
 
+/* Whether writes to back-end @fd can wait for room (and so must be linked
+ * to keep their order): false only for a TAP queue whose send buffer is
+ * unlimited (the TAP default), which takes every write at once. */
+bool net_io_tx_may_park(int fd);
+
 /* virtio_net.c: signal a queue's kick eventfd so the event loop looks at it. */
 void net_kick_self(struct virtqueue *vq);
 

@@ -2,16 +2,21 @@
  * stands in for the TAP fd (one datagram = one frame with its vnet header). */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <net/if.h>
 #include <linux/if_tun.h>
 #include <linux/virtio_net.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "devices/virtio_iommu.h"
 #include "devices/virtio_net.h"
 #include "devices/virtio_net_config.h"
+#include "devices/virtio_net_io.h"
 
 #define RAM        (4u << 20)
 #define QSZ        16
@@ -447,8 +452,8 @@ Test(virtio_net, dma_change_takes_back_the_posted_read)
 	cr_assert_eq(recv(net.qp[0].fd, got, sizeof(got), MSG_DONTWAIT), (ssize_t)sizeof(frame));
 }
 
-/* A back end that pushes back: the write waits in io_uring, and the used
- * entry waits for the write. */
+/* A back end that pushes back: the write waits in io_uring, the used entry
+ * waits for the write, and the frames leave in the order they were posted. */
 Test(virtio_net, tx_used_entry_follows_the_write)
 {
 	struct virtio_net_hdr_mrg_rxbuf h = { 0 };
@@ -457,8 +462,10 @@ Test(virtio_net, tx_used_entry_follows_the_write)
 	bool more;
 
 	cr_assert_eq(setsockopt(net.qp[0].fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)), 0);
-	for (uint16_t d = 0; d < QSZ; d += 2)
+	for (uint16_t d = 0; d < QSZ; d += 2) {
+		payload[0] = (uint8_t)(d / 2);
 		post_tx_frame(d, &h, payload, sizeof(payload));
+	}
 	cr_assert_eq(tx(&more), frames);
 	cr_assert_lt(used(1)->idx, frames, "writes the socket cannot take yet are not used");
 	cr_assert_gt(net.inflight, 0);
@@ -466,6 +473,8 @@ Test(virtio_net, tx_used_entry_follows_the_write)
 	cr_assert_leq(used(1)->idx + net.inflight, (unsigned)frames);
 	while (n < frames) {
 		cr_assert_eq(recv(peer, got, sizeof(got), 0), 12 + (ssize_t)sizeof(payload));
+		cr_assert_eq(got[12], n, "frame %d arrived as %u: writes parked on a full back end "
+			     "must not overtake each other", n, got[12]);
 		n++;
 		tx(&more);   /* reaps what the room made complete */
 	}
@@ -474,7 +483,134 @@ Test(virtio_net, tx_used_entry_follows_the_write)
 	cr_assert_eq(net.qp[0].tx_frames, (uint64_t)frames);
 }
 
-Test(virtio_net, tx_drain_drops_a_blocked_write)
+/* A pause (migration, snapshot) drains while the back end pushes back: the
+ * writes it cancels go back to the avail ring and are sent once the queue is
+ * processed again, in the order the driver posted them; none is lost. */
+Test(virtio_net, tx_drain_gives_blocked_writes_back)
+{
+	struct virtio_net_hdr_mrg_rxbuf h = { 0 };
+	static uint8_t payload[2000], got[4096];
+	const unsigned frames = QSZ / 2;
+	int sndbuf = 4096;
+	unsigned n = 0;
+	bool more;
+
+	cr_assert_eq(setsockopt(net.qp[0].fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)), 0);
+	for (uint16_t d = 0; d < QSZ; d += 2) {
+		payload[0] = (uint8_t)(d / 2);
+		post_tx_frame(d, &h, payload, sizeof(payload));
+	}
+	cr_assert_eq(tx(&more), (int)frames);
+	cr_assert_gt(net.inflight, 0);
+	pthread_mutex_lock(&net.vdev.lock);
+	cr_assert_eq(virtio_net_drain(&net, false), 0);
+	pthread_mutex_unlock(&net.vdev.lock);
+	cr_assert_eq(net.inflight, 0);
+	cr_assert_eq(net.qp[0].tx_errors, 0, "a pause drops no frame");
+	cr_assert_gt(net.qp[0].tx_given_back, 0);
+	cr_assert_eq(used(1)->idx, net.qp[0].tx_frames, "only sent chains are used");
+	cr_assert_eq(net.qp[0].txq->st.last_avail_idx, used(1)->idx,
+		     "the cancelled chains are available again");
+	cr_assert_eq(used(1)->idx + net.qp[0].tx_given_back, frames);
+	/* Room again: everything arrives once, in posting order. */
+	while (n < frames) {
+		ssize_t r = recv(peer, got, sizeof(got), MSG_DONTWAIT);
+
+		if (r < 0) {
+			cr_assert_eq(errno, EAGAIN);
+			tx(&more);
+			continue;
+		}
+		cr_assert_eq(r, 12 + (ssize_t)sizeof(payload));
+		cr_assert_eq(got[12], n, "frame %u arrived as %u", n, got[12]);
+		n++;
+		tx(&more);
+	}
+	cr_assert_eq(recv(peer, got, sizeof(got), MSG_DONTWAIT), -1, "no frame twice");
+	cr_assert_eq(used(1)->idx, frames);
+	cr_assert_eq(net.qp[0].tx_frames, frames);
+}
+
+/* A write the back end refuses (here: a datagram larger than the socket's
+ * send buffer) breaks its batch's link: that frame is dropped, the frames
+ * posted after it were never tried, go back to the avail ring and leave on
+ * the next pass, in order. */
+Test(virtio_net, tx_failed_write_gives_the_rest_of_its_batch_back)
+{
+	struct virtio_net_hdr_mrg_rxbuf h = { 0 };
+	static uint8_t payload[100], got[256];
+	const unsigned frames = 5, big = 2, big_len = 12000;
+	int sndbuf = 4096;
+	bool more;
+
+	cr_assert_eq(setsockopt(net.qp[0].fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)), 0);
+	for (unsigned i = 0; i < frames; i++) {
+		uint16_t d = (uint16_t)(2 * i);
+
+		payload[0] = (uint8_t)i;
+		post_tx_frame(d, &h, payload, sizeof(payload));
+		if (i == big)   /* its payload: 3 pages past every other buffer */
+			*desc(1, d + 1) = (struct vring_desc){ BUF(1, 40), big_len, 0, 0 };
+	}
+	cr_assert_eq(tx(&more), (int)frames);
+	cr_assert_eq(net.qp[0].tx_errors, 1, "the refused frame is dropped");
+	cr_assert_eq(net.qp[0].tx_given_back, frames - big - 1);
+	cr_assert_eq(net.qp[0].txq->st.last_avail_idx, big + 1);
+	cr_assert(net.kicked[1], "the queue is looked at again");
+	cr_assert_eq(tx(&more), (int)(frames - big - 1));
+	for (unsigned i = 0; i < frames; i++) {
+		if (i == big)
+			continue;
+		cr_assert_eq(recv(peer, got, sizeof(got), MSG_DONTWAIT), 12 + (ssize_t)sizeof(payload));
+		cr_assert_eq(got[12], i, "frame %u arrived as %u", i, got[12]);
+	}
+	cr_assert_eq(recv(peer, got, sizeof(got), MSG_DONTWAIT), -1, "no frame twice");
+	cr_assert_eq(used(1)->idx, frames);
+	cr_assert_eq(net.qp[0].tx_frames, frames - 1);
+}
+
+/* A back end that is not known to take every write at once gets linked
+ * batches; one that was (unlinked) but makes a write wait is linked from
+ * then on. */
+Test(virtio_net, tx_links_once_the_back_end_pushes_back)
+{
+	struct virtio_net_hdr_mrg_rxbuf h = { 0 };
+	static uint8_t payload[2000];
+	int sndbuf = 4096;
+	bool more;
+
+	cr_assert(net.qp[0].tx_link, "a socket may push back");
+	net.qp[0].tx_link = false;
+	cr_assert_eq(setsockopt(net.qp[0].fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)), 0);
+	for (uint16_t d = 0; d < QSZ; d += 2)
+		post_tx_frame(d, &h, payload, sizeof(payload));
+	cr_assert_eq(tx(&more), QSZ / 2);
+	cr_assert_gt(net.inflight, 0);
+	cr_assert(net.qp[0].tx_link);
+}
+
+/* A TAP queue with its default send buffer (INT_MAX) never makes a write
+ * wait; with TUNSETSNDBUF it can. */
+Test(virtio_net_tap, only_a_limited_tap_may_push_back)
+{
+	struct ifreq ifr = { .ifr_flags = IFF_TAP | IFF_NO_PI };
+	int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC), sndbuf = 1 << 20;
+
+	if (fd < 0 || ioctl(fd, TUNSETIFF, &ifr) < 0) {
+		if (fd >= 0)
+			close(fd);
+		cr_skip_test("cannot create a TAP here (needs /dev/net/tun and CAP_NET_ADMIN)");
+	}
+	cr_assert_not(net_io_tx_may_park(fd));
+	cr_assert_eq(ioctl(fd, TUNSETSNDBUF, &sndbuf), 0);
+	cr_assert(net_io_tx_may_park(fd));
+	close(fd);
+	cr_assert(net_io_tx_may_park(STDIN_FILENO), "not a TAP: assume it may");
+}
+
+/* A reset drains in discard mode: a cancelled write is dropped, nothing is
+ * given back (the driver may free its buffers once it sees the reset). */
+Test(virtio_net, tx_discarding_drain_gives_nothing_back)
 {
 	struct virtio_net_hdr_mrg_rxbuf h = { 0 };
 	static uint8_t payload[2000];
@@ -487,10 +623,11 @@ Test(virtio_net, tx_drain_drops_a_blocked_write)
 	cr_assert_eq(tx(&more), QSZ / 2);
 	cr_assert_gt(net.inflight, 0);
 	pthread_mutex_lock(&net.vdev.lock);
-	cr_assert_eq(virtio_net_drain(&net, false), 0);
+	cr_assert_eq(virtio_net_drain(&net, true), 0);
 	pthread_mutex_unlock(&net.vdev.lock);
 	cr_assert_eq(net.inflight, 0);
-	cr_assert_eq(used(1)->idx, QSZ / 2, "every chain is used: sent or dropped");
+	cr_assert_eq(net.qp[0].tx_given_back, 0);
+	cr_assert_eq(net.qp[0].txq->st.last_avail_idx, QSZ / 2);
 	cr_assert_eq(net.qp[0].tx_frames + net.qp[0].tx_errors, (uint64_t)QSZ / 2);
 	cr_assert_gt(net.qp[0].tx_errors, 0);
 }
