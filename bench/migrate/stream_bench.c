@@ -266,17 +266,26 @@ static int cmp_double(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-/* Medians of @runs, the cases interleaved so drift hits all alike. */
-static void measure(const char *url, const uint8_t *src, size_t size, unsigned runs, double *median)
+/* The socket's limit (case 0) always runs; with --only, of the others just
+ * those whose name contains @only. */
+static bool case_wanted(unsigned c, const char *only)
 {
-	double v[NR_CASES][MAX_RUNS];
+	return c == 0 || !only || strstr(cases[c].name, only);
+}
+
+/* Medians of @runs, the cases interleaved so drift hits all alike. */
+static void measure(const char *url, const uint8_t *src, size_t size, unsigned runs, const char *only,
+		    double *median)
+{
+	double v[NR_CASES][MAX_RUNS] = { { 0 } };
 
 	/* Untimed: the first pass over the source (and the first connection)
 	 * pays for first accesses that later ones do not. */
 	transfer(url, src, size, &cases[0]);
 	for (unsigned i = 0; i < runs; i++)
 		for (unsigned c = 0; c < NR_CASES; c++)
-			v[c][i] = transfer(url, src, size, &cases[c]);
+			if (case_wanted(c, only))
+				v[c][i] = transfer(url, src, size, &cases[c]);
 	for (unsigned c = 0; c < NR_CASES; c++) {
 		qsort(v[c], runs, sizeof(double), cmp_double);
 		median[c] = v[c][runs / 2];
@@ -285,10 +294,13 @@ static void measure(const char *url, const uint8_t *src, size_t size, unsigned r
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: stream_bench [--size-mib N] [--runs N] [--out FILE]\n"
+	fprintf(f, "usage: stream_bench [--size-mib N] [--runs N] [--only TEXT] [--transport unix|tcp]\n"
+		   "                    [--out FILE]\n"
 		   "  The migration page stream (lane sender, the destination's page receiver in\n"
 		   "  both modes) against a plain socket copy of the same bytes, over a UNIX\n"
-		   "  socket and loopback TCP. No VM, no /dev/kvm. Medians of --runs (default 3).\n");
+		   "  socket and loopback TCP. No VM, no /dev/kvm. Medians of --runs (default 3).\n"
+		   "  --only: just the cases whose name contains TEXT (and the socket's limit),\n"
+		   "  for a profile of one case; --transport: just one of the two.\n");
 }
 
 int main(int argc, char **argv)
@@ -296,9 +308,11 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "size-mib", required_argument, NULL, 's' }, { "runs", required_argument, NULL, 'r' },
 		{ "out", required_argument, NULL, 'o' },      { "help", no_argument, NULL, 'h' },
+		{ "only", required_argument, NULL, 'n' },     { "transport", required_argument, NULL, 't' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *urls[2] = { NULL, "tcp:127.0.0.1:47391" }, *names[2] = { "unix", "tcp" }, *out = NULL;
+	const char *only = NULL, *transport = NULL;
 	char unix_url[128];
 	size_t size = 1024u << 20;
 	unsigned runs = 3;
@@ -316,6 +330,12 @@ int main(int argc, char **argv)
 		case 'o':
 			out = optarg;
 			break;
+		case 'n':
+			only = optarg;
+			break;
+		case 't':
+			transport = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -328,6 +348,14 @@ int main(int argc, char **argv)
 		fprintf(stderr, "stream_bench: --size-mib must be positive and --runs 1..%d\n", MAX_RUNS);
 		return 2;
 	}
+	if (transport && strcmp(transport, "unix") && strcmp(transport, "tcp")) {
+		fprintf(stderr, "stream_bench: --transport is unix or tcp, not '%s'\n", transport);
+		return 2;
+	}
+	if (out && (only || transport)) {
+		fprintf(stderr, "stream_bench: --out writes every case: not with --only or --transport\n");
+		return 2;
+	}
 	snprintf(unix_url, sizeof(unix_url), "unix:/tmp/vmm-stream-bench-%d.sock", (int)getpid());
 	urls[0] = unix_url;
 
@@ -338,9 +366,12 @@ int main(int argc, char **argv)
 		*(uint64_t *)(src + off) = off * 0x9e3779b97f4a7c15ull | 1;
 
 	for (unsigned t = 0; t < 2; t++) {
-		measure(urls[t], src, size, runs, res[t]);
+		if (transport && strcmp(transport, names[t]))
+			continue;
+		measure(urls[t], src, size, runs, only, res[t]);
 		for (unsigned i = 0; i < NR_CASES; i++)
-			printf("%-4s %-44s %6.0f MiB/s  %.2f of the socket\n", names[t], cases[i].name, res[t][i],
+			if (case_wanted(i, only))
+				printf("%-4s %-44s %6.0f MiB/s  %.2f of the socket\n", names[t], cases[i].name, res[t][i],
 			       res[t][i] / res[t][0]);
 	}
 	if (out) {
