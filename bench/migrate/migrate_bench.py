@@ -54,7 +54,7 @@ def filled_memfd(nbytes, fill):
     return m
 
 
-def socket_copy(kind, nbytes, port, fresh=False, settle_s=0):
+def socket_copy(kind, nbytes, port, fresh=False, settle_s=0, bare=False):
     """Seconds to push @nbytes of RAM through one stream socket, as a
     migration must: the sender reads them from a backed buffer of that size
     (not one small cache-hot buffer); the receiver writes them in place into
@@ -64,9 +64,11 @@ def socket_copy(kind, nbytes, port, fresh=False, settle_s=0):
     its receiver fills it (migration/page_rx.c): on a VM whose host reclaims
     free memory, new pages cost far more than the copy. @settle_s: wait that
     long first, for the host to take back memory freed just before (as it
-    has by the time a migration destination allocates)."""
+    has by the time a migration destination allocates). @bare: receive into
+    one 1 MiB buffer over and over, the socket alone with nothing landing
+    in RAM (the strictest limit)."""
     src = filled_memfd(nbytes, 0x5a)
-    dst = None if fresh else filled_memfd(nbytes, 0)
+    dst = None if fresh or bare else filled_memfd(nbytes, 0)
     dst_fd = None
     if fresh:
         dst_fd = os.memfd_create("bench-dst")
@@ -105,7 +107,16 @@ def socket_copy(kind, nbytes, port, fresh=False, settle_s=0):
                 got += n
             os.pwrite(dst_fd, buf[:want], off)
 
-    t = threading.Thread(target=rx_written if fresh else rx_in_place)
+    def rx_bare():
+        buf = memoryview(bytearray(1 << 20))
+        got = 0
+        while got < nbytes:
+            n = b.recv_into(buf[got % (1 << 20):])
+            if not n:
+                break
+            got += n
+
+    t = threading.Thread(target=rx_written if fresh else rx_bare if bare else rx_in_place)
     t0 = time.perf_counter()
     t.start()
     for off in range(0, nbytes, 1 << 20):
@@ -426,6 +437,9 @@ def measure_socket_limits(args, res, port):
                                      "seconds_runs": t}
         if "throughput" not in args.sections:
             continue
+        t = [socket_copy(kind, args.mem_mib << 20, port + 2, bare=True) for _ in range(runs)]
+        res["socket_limit_bare"][kind] = {"seconds": median(t), "bytes_per_s": (args.mem_mib << 20) / median(t),
+                                          "seconds_runs": t}
         t = [socket_copy(kind, args.mem_mib << 20, port + 1, fresh=True, settle_s=args.settle_s)
              for _ in range(runs)]
         res["socket_limit_fresh_memory"][kind] = {"seconds": median(t), "bytes_per_s": (args.mem_mib << 20) / median(t),
@@ -487,6 +501,8 @@ def run_throughput_cases(args, res, tmp, port):
                 limit = res["socket_limit" if prefault else "socket_limit_fresh_memory"][kind]["bytes_per_s"]
                 t["connections"], t["prefault"] = conns, prefault
                 t["vs_socket_limit"] = t["throughput_bytes_per_s"] / limit if t.get("ok") else None
+                bare = res["socket_limit_bare"][kind]["bytes_per_s"]
+                t["vs_bare_socket"] = t["throughput_bytes_per_s"] / bare if t.get("ok") else None
                 res["throughput"]["%s x%d%s" % (kind, conns, " prefault" if prefault else "")] = t
         if args.qemu:
             port += 1
@@ -532,15 +548,18 @@ def print_report(args, res):
             print("throughput %-16s (QEMU, same paused guest): %s MiB/s; vmm x1 / QEMU = %s" % (
                 k, fmt((t.get("throughput_bytes_per_s") or 0) / (1 << 20), "%.0f"), fmt(t.get("vmm_over_qemu"), "%.2f")))
         else:
-            print("throughput %-16s (paused 1 GiB memtest guest, one pass): %s MiB/s = %s of the %s" % (
+            print("throughput %-16s (paused 1 GiB memtest guest, one pass): %s MiB/s = %s of the %s, %s of the bare socket" % (
                 k, fmt((t.get("throughput_bytes_per_s") or 0) / (1 << 20), "%.0f"), fmt(t.get("vs_socket_limit"), "%.2f"),
-                "socket limit" if t.get("prefault") else "socket limit into fresh memory"))
+                "socket limit" if t.get("prefault") else "socket limit into fresh memory",
+                fmt(t.get("vs_bare_socket"), "%.2f")))
     for k, v in res["socket_limit"].items():
         fresh = res["socket_limit_fresh_memory"].get(k)
-        print("socket limit %-4s: %.0f MiB/s%s (medians of 3)" % (
+        bare = res["socket_limit_bare"].get(k)
+        print("socket limit %-4s: %.0f MiB/s%s%s (medians of 3)" % (
             k, v["bytes_per_s"] / (1 << 20),
             " (into fresh memory after %d s: %.0f MiB/s)" % (fresh["settle_s"], fresh["bytes_per_s"] / (1 << 20))
-            if fresh else ""))
+            if fresh else "",
+            " (bare, into one 1 MiB buffer: %.0f MiB/s)" % (bare["bytes_per_s"] / (1 << 20)) if bare else ""))
     print("load average at the start: %s" % " ".join(res["load_average"]))
     for r in res["live_update"]:
         print("live update %d GiB: pause %s ms, guest gap %s ms" % (r["memory_gib"], fmt(r.get("downtime_ms"), "%.2f"),
@@ -575,7 +594,7 @@ def main():
 
     port = 30000 + os.getpid() % 20000
     res = {"memory_mib": args.mem_mib, "downtime_limit_ms": DOWNTIME_MS, "sections": args.sections,
-           "socket_limit": {}, "socket_limit_fresh_memory": {},
+           "socket_limit": {}, "socket_limit_fresh_memory": {}, "socket_limit_bare": {},
            "load_average": open("/proc/loadavg").read().split()[:3], "cases": [], "live_update": []}
     measure_socket_limits(args, res, port + 90)
     with tempfile.TemporaryDirectory(prefix="vmm-bench-mig-") as tmp:
