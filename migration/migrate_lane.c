@@ -160,26 +160,16 @@ static bool page_is_zero(const uint8_t *p)
 	return true;
 }
 
-/* Add the page's data: in place (consecutive pages share one segment), or
- * copied into the slot. */
-static void slot_add_data(struct lane_slot *sl, const uint8_t *src, bool in_place)
+/* Copy the page's data into the slot (the copies are contiguous: one segment). */
+static void slot_add_data(struct lane_slot *sl, const uint8_t *src)
 {
-	struct iovec *last = &sl->iov[sl->nr_iov - 1];
+	uint8_t *dst = sl->data + (size_t)sl->nr_data * MIG_PAGE_SIZE;
 
-	if (in_place) {
-		if (sl->nr_iov > 1 && (const uint8_t *)last->iov_base + last->iov_len == src)
-			last->iov_len += MIG_PAGE_SIZE;
-		else
-			sl->iov[sl->nr_iov++] = (struct iovec){ (void *)src, MIG_PAGE_SIZE };
-	} else {
-		uint8_t *dst = sl->data + (size_t)sl->nr_data * MIG_PAGE_SIZE;
-
-		memcpy(dst, src, MIG_PAGE_SIZE);
-		if (sl->nr_iov > 1)
-			last->iov_len += MIG_PAGE_SIZE;   /* the copies are contiguous */
-		else
-			sl->iov[sl->nr_iov++] = (struct iovec){ dst, MIG_PAGE_SIZE };
-	}
+	memcpy(dst, src, MIG_PAGE_SIZE);
+	if (sl->nr_iov > 1)
+		sl->iov[sl->nr_iov - 1].iov_len += MIG_PAGE_SIZE;
+	else
+		sl->iov[sl->nr_iov++] = (struct iovec){ dst, MIG_PAGE_SIZE };
 	sl->nr_data++;
 }
 
@@ -189,12 +179,13 @@ int lane_copy_page(struct mig_lane *l, uint64_t offset, const uint8_t *src, bool
 	bool zero;
 
 	if (l->stable) {
+		/* Guest RAM cannot change: judge the page itself, copy only data. */
 		zero = page_is_zero(src);
 		if (!zero)
-			slot_add_data(sl, src, true);
+			slot_add_data(sl, src);
 	} else {
 		/* Judge the copy, not the live page: the guest may be writing it. */
-		slot_add_data(sl, src, false);
+		slot_add_data(sl, src);
 		zero = page_is_zero(sl->data + (size_t)(sl->nr_data - 1) * MIG_PAGE_SIZE);
 		if (zero) {
 			sl->nr_data--;

@@ -1,11 +1,18 @@
 /* One connection of an outgoing migration and its page batcher.
  *
  * A PAGES frame is built in a slot: the header and the entries in a small
- * buffer, the page data either copied into the slot's data buffer (a
- * snapshot of the page at copy time: the checksum must match what is sent
- * while the guest keeps writing) or, once the VM is paused for good
- * (lane_set_stable), referenced in place in guest RAM: one copy less, the
- * kernel's. The frame is checksummed and handed to io_uring as one sendmsg;
+ * buffer, the page data copied into the slot's data buffer: a snapshot of
+ * the page at copy time, so the checksum matches what is sent while the
+ * guest keeps writing. Once the VM is paused for good (lane_set_stable) a
+ * page is judged zero or not in guest RAM itself, and only data is copied.
+ * Why not send from guest RAM in place once it is stable (one copy less):
+ * it was tried (until 2026-12-05) and was no faster even where reads cost
+ * nothing extra, and half as fast where they do: on a host that is itself a
+ * VM with shadow paging, the first read of each guest page traps, once from
+ * user mode (the zero check) and once more from the kernel's copy in
+ * send(); the copy leaves the kernel a buffer it has read before
+ * (make bench-migrate-stream, "cold source" cases, docs/migration.md).
+ * The frame is checksummed and handed to io_uring as one sendmsg;
  * the next frame fills the other slot while it is on the wire. At most one
  * send is in flight per lane, so frames never interleave on the socket. A
  * page always travels on the same lane (lane = page / 64 % lanes), so a
@@ -26,9 +33,9 @@
 
 struct lane_slot {
 	uint8_t meta[LANE_META_SIZE];   /* header, count, reserved, entries */
-	uint8_t *data;                  /* copied pages (not in stable mode) */
-	struct iovec iov[MIG_PAGES_PER_FRAME + 1];
-	unsigned nr_iov;                /* iov[0] is meta; data segments follow */
+	uint8_t *data;                  /* the frame's page data, copied */
+	struct iovec iov[2];
+	unsigned nr_iov;                /* iov[0] is meta; iov[1] the data, if any */
 	unsigned count, nr_data;        /* entries; pages with data */
 	struct msghdr msg;              /* the in-flight send (iov advanced on short sends) */
 	size_t len, done;
@@ -38,7 +45,7 @@ struct mig_lane {
 	struct mig_stream s;
 	struct io_uring ring;
 	bool ring_ok;
-	bool stable;                 /* guest RAM cannot change: send pages in place */
+	bool stable;                 /* guest RAM cannot change: judge pages in place */
 	struct lane_slot slot[LANE_NR_SLOTS];
 	unsigned cur;                /* slot being filled */
 	bool inflight;               /* slot[cur ^ 1] is being sent */
@@ -47,8 +54,9 @@ struct mig_lane {
 
 int lane_init(struct mig_lane *l, int fd);
 void lane_destroy(struct mig_lane *l);
-/* From now on pages are sent from guest RAM in place: only once the VM is
- * paused and its devices quiesced until the migration ends. */
+/* From now on pages are judged zero or not in guest RAM itself (no copy of
+ * zero pages): only once the VM is paused and its devices quiesced until
+ * the migration ends. */
 void lane_set_stable(struct mig_lane *l);
 /* Queue the page at @src (RAM offset @offset). If it is all zeroes, either
  * drop it (@skip_zero: the destination's RAM is still zero there) or send a

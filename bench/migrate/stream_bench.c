@@ -2,15 +2,16 @@
  * socket copy of the same bytes, on the same machine, in one run.
  *
  * Sender: the source's lane code (migrate_lane.c) in stable mode, as for a
- * paused guest: pages checked for zeroes, batched into PAGES frames,
- * checksummed and sent in place with io_uring. Receiver: the destination's
+ * paused guest (or copying, as in a live pass): pages checked for zeroes,
+ * copied into PAGES frames, checksummed and sent with io_uring. Receiver: the destination's
  * own page receiver (page_rx.c), in both of its modes (written with
  * pwrite(), or received in place), into a fresh memfd or one prefaulted by
  * the --prefault job (populate.c). The plain copy sends the same buffer in
  * 1 MiB writes into the same kinds of memory. "in place, unread" receives
  * into memory that was only populated: on a host that is itself a VM with
  * shadow paging, the receiver's first access to each page traps to the outer
- * hypervisor.
+ * hypervisor. The "cold source" cases send memory this process never read,
+ * as a migration source's guest RAM is (see cold_source()).
  *
  * Needs no /dev/kvm. Writes JSON with --out. */
 #include <errno.h>
@@ -208,25 +209,66 @@ struct bench_case {
 	enum page_rx_mode mode;
 	enum dst_kind dst;
 	bool copy;                   /* see struct xfer */
+	bool cold;                   /* a source this process has never accessed (see cold_source) */
 };
 
 /* Every case is compared with the first: the socket's own limit. */
 static const struct bench_case cases[] = {
-	{ "plain copy into one 1 MiB buffer", false, PAGE_RX_WRITE, DST_BUFFER, false },
-	{ "plain copy into fresh memory", false, PAGE_RX_WRITE, DST_FRESH, false },
-	{ "plain copy into prefaulted memory", false, PAGE_RX_WRITE, DST_PREFAULTED, false },
-	{ "stream written, fresh memory", true, PAGE_RX_WRITE, DST_FRESH, false },
-	{ "stream written, prefaulted", true, PAGE_RX_WRITE, DST_PREFAULTED, false },
-	{ "stream written, prefaulted, source copying", true, PAGE_RX_WRITE, DST_PREFAULTED, true },
-	{ "stream in place, fresh memory", true, PAGE_RX_IN_PLACE, DST_FRESH, false },
-	{ "stream in place, prefaulted and read", true, PAGE_RX_IN_PLACE, DST_PREFAULTED_READ, false },
-	{ "stream in place, prefaulted unread", true, PAGE_RX_IN_PLACE, DST_PREFAULTED, false },
+	{ "plain copy into one 1 MiB buffer", false, PAGE_RX_WRITE, DST_BUFFER, false, false },
+	{ "plain copy into fresh memory", false, PAGE_RX_WRITE, DST_FRESH, false, false },
+	{ "plain copy into prefaulted memory", false, PAGE_RX_WRITE, DST_PREFAULTED, false, false },
+	{ "stream written, fresh memory", true, PAGE_RX_WRITE, DST_FRESH, false, false },
+	{ "stream written, prefaulted", true, PAGE_RX_WRITE, DST_PREFAULTED, false, false },
+	{ "stream written, prefaulted, source copying", true, PAGE_RX_WRITE, DST_PREFAULTED, true, false },
+	{ "stream in place, fresh memory", true, PAGE_RX_IN_PLACE, DST_FRESH, false, false },
+	{ "stream in place, prefaulted and read", true, PAGE_RX_IN_PLACE, DST_PREFAULTED_READ, false, false },
+	{ "stream in place, prefaulted unread", true, PAGE_RX_IN_PLACE, DST_PREFAULTED, false, false },
+	{ "plain copy into one 1 MiB buffer, cold source", false, PAGE_RX_WRITE, DST_BUFFER, false, true },
+	{ "stream written, prefaulted, cold source", true, PAGE_RX_WRITE, DST_PREFAULTED, false, true },
+	{ "stream written, prefaulted, cold source, source copying", true, PAGE_RX_WRITE, DST_PREFAULTED, true, true },
 };
 #define NR_CASES (sizeof(cases) / sizeof(cases[0]))
 
-/* One transfer of @size bytes of @src; returns MiB/s. */
-static double transfer(const char *url, const uint8_t *src, size_t size, const struct bench_case *c)
+/* The source's bytes: a word of each 8 derived from its offset, never zero. */
+static void fill_pattern(uint8_t *p, size_t off, size_t len)
 {
+	for (size_t i = 0; i < len; i += 8)
+		*(uint64_t *)(p + i) = (off + i) * 0x9e3779b97f4a7c15ull | 1;
+}
+
+/* The same bytes as @src in a new memfd written with pwrite(), the way a
+ * vCPU's writes reach guest RAM: never through this process's mapping. On a
+ * host that is a VM with shadow paging, a migration source's first access to
+ * each guest page traps (from user mode, and again from the kernel's copy in
+ * send()); the other cases read a source this process has read before. */
+static uint8_t *cold_source(size_t size)
+{
+	uint8_t *chunk = malloc(CHUNK);
+	int fd;
+	uint8_t *p = map_memfd(size, &fd);   /* mapped, never accessed through the mapping */
+
+	if (!chunk) {
+		perror("stream_bench: cold source");
+		exit(1);
+	}
+	for (size_t off = 0; off < size; off += CHUNK) {
+		size_t len = size - off < CHUNK ? size - off : CHUNK;
+
+		fill_pattern(chunk, off, len);
+		if (pwrite(fd, chunk, len, (off_t)off) != (ssize_t)len) {
+			perror("stream_bench: cold source");
+			exit(1);
+		}
+	}
+	close(fd);
+	free(chunk);
+	return p;
+}
+
+/* One transfer of @size bytes of @src; returns MiB/s. */
+static double transfer(const char *url, const uint8_t *warm_src, size_t size, const struct bench_case *c)
+{
+	const uint8_t *src = c->cold ? cold_source(size) : warm_src;
 	int ram_fd;
 	uint8_t *dst = destination(size, c->dst == DST_PREFAULTED || c->dst == DST_PREFAULTED_READ,
 				   c->dst == DST_PREFAULTED_READ, &ram_fd);
@@ -251,11 +293,17 @@ static double transfer(const char *url, const uint8_t *src, size_t size, const s
 			x.err);
 		exit(1);
 	}
+	if (!buf && c->cold && memcmp(warm_src, dst, size)) {
+		fprintf(stderr, "stream_bench: %s, %s: the cold source differs\n", url, c->name);
+		exit(1);
+	}
 	free(buf);
 	close(fds[0]);
 	close(fds[1]);
 	munmap(dst, size);
 	close(ram_fd);
+	if (c->cold)
+		munmap((void *)src, size);
 	return (double)size / (1 << 20) / dt;
 }
 
@@ -362,8 +410,7 @@ int main(int argc, char **argv)
 	/* Source pages with data everywhere (no zero page to skip), written from
 	 * this process as a guest's RAM would have been read before. */
 	uint8_t *src = map_memfd(size, NULL);
-	for (size_t off = 0; off < size; off += 8)
-		*(uint64_t *)(src + off) = off * 0x9e3779b97f4a7c15ull | 1;
+	fill_pattern(src, 0, size);
 
 	for (unsigned t = 0; t < 2; t++) {
 		if (transport && strcmp(transport, names[t]))

@@ -77,6 +77,7 @@ static uint8_t *source_pages(void)
 struct sender {
 	int fd;
 	const uint8_t *src;
+	bool stable;                 /* as for a paused VM (lane_set_stable) */
 	int ret;
 };
 
@@ -87,6 +88,8 @@ static void *send_all(void *arg)
 	struct mig_lane l;
 	int r = lane_init(&l, snd->fd);
 
+	if (!r && snd->stable)
+		lane_set_stable(&l);
 	for (size_t off = 0; !r && off < RAM_SIZE; off += PG)
 		r = lane_copy_page(&l, off, snd->src + off, false) < 0;
 	snd->ret = r ? -EIO : lane_flush(&l);
@@ -103,7 +106,7 @@ static int receive_frame(struct mig_stream *s, struct page_rx *rx, const struct 
 	return ret ? ret : page_rx_frame(rx, s, &f, &r->view);
 }
 
-static void lands_every_page(enum page_rx_mode mode)
+static void lands_every_page(enum page_rx_mode mode, bool stable)
 {
 	uint8_t *src = source_pages();
 	struct ram r;
@@ -115,7 +118,7 @@ static void lands_every_page(enum page_rx_mode mode)
 	ram_new(&r, mode, 1);
 	cr_assert_eq(page_rx_init(&rx, 0, mode), 0);
 	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-	struct sender snd = { .fd = sv[0], .src = src };
+	struct sender snd = { .fd = sv[0], .src = src, .stable = stable };
 	cr_assert_eq(pthread_create(&t, NULL, send_all, &snd), 0);
 	mig_stream_init(&s, sv[1]);
 	while (rx.pages + rx.zero_pages < RAM_SIZE / PG)
@@ -136,12 +139,18 @@ static void lands_every_page(enum page_rx_mode mode)
 
 Test(page_rx, write_mode_lands_every_page)
 {
-	lands_every_page(PAGE_RX_WRITE);
+	lands_every_page(PAGE_RX_WRITE, false);
+}
+
+/* The final pass of a paused VM: zero pages judged in RAM, data copied. */
+Test(page_rx, write_mode_lands_every_page_of_a_paused_source)
+{
+	lands_every_page(PAGE_RX_WRITE, true);
 }
 
 Test(page_rx, in_place_mode_lands_every_page)
 {
-	lands_every_page(PAGE_RX_IN_PLACE);
+	lands_every_page(PAGE_RX_IN_PLACE, false);
 }
 
 Test(page_rx, a_memfd_is_written_and_no_fd_is_received_in_place)
