@@ -134,11 +134,14 @@ int virtio_net_init(struct virtio_net *net, const char *name, struct guest_mem *
 		    unsigned tun_offloads);
 void virtio_net_uninit(struct virtio_net *net);
 
-/* Data path (virtio_net_io.c; vdev.lock held). Return frames moved, or
- * -errno when the device went NEEDS_RESET. tx_process hands at most
- * VIRTIO_NET_TX_BUDGET chains to the back end in one io_uring submission and
- * publishes the used entries of those whose write completed (with a TAP:
- * all, before it returns); *more is set if the queue still had work.
+/* Data path (virtio_net_io.c; vdev.lock held). Return frames moved (TX:
+ * writes submitted, some of which may come back to the avail ring if the
+ * back end refuses one ahead of them), or -errno when the device went
+ * NEEDS_RESET. tx_process hands at most VIRTIO_NET_TX_BUDGET chains to the
+ * back end in one io_uring submission and publishes the used entries of
+ * those whose write completed (with a TAP: all, before it returns); *more is
+ * set if the queue still had work. While a batch waits for a back end that
+ * pushes back it starts no other (returns 0; the completion resumes it).
  * rx_process delivers the frames completed reads brought and keeps one
  * read posted while the guest has buffers. A chain whose buffer the IOMMU
  * refuses fails alone (virtio.h, VIRTQ_FAULT): a TX frame is dropped, an RX

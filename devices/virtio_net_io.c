@@ -482,8 +482,14 @@ static int net_rx_buffers(struct net_queue_pair *qp)
 			return k;
 		/* Too little room for a full-size frame and nothing more posted:
 		 * wait for buffers rather than truncate (unless the guest has
-		 * already posted all it can, or a faulting buffer is next). */
-		if (k > 0 && (cap >= need || k == VIRTIO_NET_RX_ELEMS || fault_stop ||
+		 * already posted all it can, or a faulting buffer is next).
+		 * Without MRG_RXBUF a frame gets one chain whatever else is
+		 * posted, so waiting cannot help (and looping here would never
+		 * end): the read goes into that chain, and a larger frame is cut
+		 * to its size. §5.1.6.3.1: the driver SHOULD post buffers of at
+		 * least 1526 bytes (65562 with GUEST_TSO/UFO). */
+		if (k > 0 && (!net_has(net, VIRTIO_NET_F_MRG_RXBUF) || cap >= need ||
+			      k == VIRTIO_NET_RX_ELEMS || fault_stop ||
 			      cap >= (size_t)VIRTIO_NET_HDR_LEN + net->mtu + NET_ETH_OVERHEAD))
 			return k;
 		virtq_unpop(qp->rxq, (uint16_t)k);

@@ -4,6 +4,8 @@
 #   make fuzz FUZZ_SECONDS=600  longer
 #   make fuzz-state-short       20 s on the state loader (part of `make check` via CHECK_EXTRA)
 #   make fuzz-pages-short       15 s on the destination's page receiver (likewise)
+#   make fuzz-virtqueue-short   15 s on the virtqueue walker and virtio-net with a hostile driver (likewise)
+# A run that takes over 10 s (-timeout) is a hang: it stops the fuzzer and lands in $(FUZZ_DIR)/ as timeout-*.
 # Corpora persist in $(BUILD)/fuzz/<target>.corpus, crash and leak inputs land in $(BUILD)/fuzz/; seeds come from
 # tests/fuzz/seeds/<target>/, the built test guest, and mkseed (state trees).
 FUZZ_CC       ?= clang
@@ -51,6 +53,11 @@ fuzz-pages-short: $(FUZZ_DIR)/fuzz_pages
 	$(FUZZ_DIR)/fuzz_pages -artifact_prefix=$(FUZZ_DIR)/ -max_total_time=15 -max_len=20000 -print_final_stats=1 \
 		$(FUZZ_DIR)/fuzz_pages.corpus tests/fuzz/seeds/fuzz_pages
 
+fuzz-virtqueue-short: $(FUZZ_DIR)/fuzz_virtqueue
+	@mkdir -p $(FUZZ_DIR)/fuzz_virtqueue.corpus
+	$(FUZZ_DIR)/fuzz_virtqueue -artifact_prefix=$(FUZZ_DIR)/ -max_total_time=15 -timeout=10 -print_final_stats=1 \
+		$(FUZZ_DIR)/fuzz_virtqueue.corpus
+
 fuzz: $(FUZZ_BINS) $(FUZZ_DIR)/seed/snapshot.dtb images
 	@set -e; for f in $(FUZZ_BINS); do \
 		name=$$(basename $$f); mkdir -p $$f.corpus; \
@@ -59,7 +66,7 @@ fuzz: $(FUZZ_BINS) $(FUZZ_DIR)/seed/snapshot.dtb images
 		if [ "$$name" = fuzz_boot ]; then \
 			printf '\026' | cat - $(BUILD)/images/testguest.elf > $$f.corpus/testguest; fi; \
 		echo "fuzz: $$name for $(FUZZ_SECONDS) s"; \
-		$$f -artifact_prefix=$(FUZZ_DIR)/ -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $$f.corpus $$seeds; \
+		$$f -artifact_prefix=$(FUZZ_DIR)/ -max_total_time=$(FUZZ_SECONDS) -timeout=10 -print_final_stats=1 $$f.corpus $$seeds; \
 	done
 
-CHECK_EXTRA += fuzz-state-short fuzz-pages-short
+CHECK_EXTRA += fuzz-state-short fuzz-pages-short fuzz-virtqueue-short
