@@ -2,7 +2,10 @@
  * the input becomes guest memory (descriptor tables, rings, indirect tables,
  * headers) plus a small header choosing features, queue size and ring
  * addresses. TX, RX and control queues are processed against a socketpair
- * standing in for the TAP. Whatever the input, nothing may crash, leak or
+ * standing in for the TAP, which the header can make push back (a small
+ * send buffer the peer does not always read) while pauses drain the device:
+ * the linked TX batches and the writes given back (virtio_net_io.c) meet a
+ * hostile driver too. Whatever the input, nothing may crash, hang, leak or
  * touch memory outside guest RAM; a bad chain may only mark NEEDS_RESET. */
 #include <linux/virtio_net.h>
 #include <stdint.h>
@@ -23,8 +26,12 @@ struct fuzz_hdr {
 	uint16_t qsize[3];        /* rx, tx, ctrl */
 	uint32_t ring[3][3];      /* desc, avail, used per queue */
 	uint8_t frames;           /* frames the "TAP" sends before RX runs */
-	uint8_t rounds;
+	uint8_t rounds;           /* bits 0-1: rounds - 1; FUZZ_* below */
 } __attribute__((packed));
+
+#define FUZZ_PUSHBACK  0x04       /* the "TAP" takes 8 KiB at most in flight */
+#define FUZZ_PAUSE     0x08       /* each round drains the device, as a pause does */
+#define FUZZ_NO_READ   0x10       /* the peer reads only after the last round */
 
 static struct guest_mem mem;
 static bool mem_ready;
@@ -87,11 +94,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memset(frame, 0x5a, sizeof(frame));
 	for (unsigned i = 0; i < (h.frames & 7u); i++)
 		send(sv[1], frame, 60 + (i * 211) % (sizeof(frame) - 60), MSG_DONTWAIT);
+	if (h.rounds & FUZZ_PUSHBACK) {
+		int sndbuf = 4096;
+
+		setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+	}
 	for (unsigned r = 0; r < 1u + (h.rounds & 3u); r++) {
 		bool more;
 
 		virtio_net_tx_process(&net.qp[0], &more);
-		drain(sv[1]);
+		if (h.rounds & FUZZ_PAUSE)
+			virtio_net_drain(&net, false);
+		if (!(h.rounds & FUZZ_NO_READ))
+			drain(sv[1]);
 		virtio_net_rx_process(&net.qp[0]);
 		virtio_net_ctrl_process(&net);
 	}
