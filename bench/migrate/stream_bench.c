@@ -340,6 +340,17 @@ static void measure(const char *url, const uint8_t *src, size_t size, unsigned r
 	}
 }
 
+/* A cold-source stream case against the plain copy of the same cold pages
+ * (what a migration source can reach where its first read of each page is
+ * what costs); -1 for other cases, or if that copy did not run. */
+static double cold_copy_ratio(const double *res, unsigned c)
+{
+	for (unsigned i = 0; i < NR_CASES; i++)
+		if (cases[i].cold && !cases[i].stream)
+			return cases[c].cold && cases[c].stream && res[i] > 0 ? res[c] / res[i] : -1;
+	return -1;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: stream_bench [--size-mib N] [--runs N] [--only TEXT] [--transport unix|tcp]\n"
@@ -364,7 +375,7 @@ int main(int argc, char **argv)
 	char unix_url[128];
 	size_t size = 1024u << 20;
 	unsigned runs = 3;
-	double res[2][NR_CASES];
+	double res[2][NR_CASES] = { { 0 } };
 	int c;
 
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -416,10 +427,17 @@ int main(int argc, char **argv)
 		if (transport && strcmp(transport, names[t]))
 			continue;
 		measure(urls[t], src, size, runs, only, res[t]);
-		for (unsigned i = 0; i < NR_CASES; i++)
-			if (case_wanted(i, only))
-				printf("%-4s %-44s %6.0f MiB/s  %.2f of the socket\n", names[t], cases[i].name, res[t][i],
+		for (unsigned i = 0; i < NR_CASES; i++) {
+			double cold = cold_copy_ratio(res[t], i);
+
+			if (!case_wanted(i, only))
+				continue;
+			printf("%-4s %-44s %6.0f MiB/s  %.2f of the socket", names[t], cases[i].name, res[t][i],
 			       res[t][i] / res[t][0]);
+			if (cold > 0)
+				printf(", %.2f of the cold copy", cold);
+			printf("\n");
+		}
 	}
 	if (out) {
 		FILE *f = fopen(out, "w");
@@ -433,8 +451,9 @@ int main(int argc, char **argv)
 		for (unsigned t = 0; t < 2; t++) {
 			fprintf(f, "  \"%s\": [\n", names[t]);
 			for (unsigned i = 0; i < NR_CASES; i++)
-				fprintf(f, "    {\"case\": \"%s\", \"mib_s\": %.0f, \"ratio_to_socket\": %.3f}%s\n",
-					cases[i].name, res[t][i], res[t][i] / res[t][0],
+				fprintf(f, "    {\"case\": \"%s\", \"mib_s\": %.0f, \"ratio_to_socket\": %.3f, "
+					"\"ratio_to_cold_copy\": %.3f}%s\n",
+					cases[i].name, res[t][i], res[t][i] / res[t][0], cold_copy_ratio(res[t], i),
 					i + 1 < NR_CASES ? "," : "");
 			fprintf(f, "  ]%s\n", t ? "" : ",");
 		}
