@@ -55,7 +55,7 @@ struct net_tx_slot {
 	uint32_t len;                      /* bytes the write must take */
 	uint16_t head;
 	bool done;                         /* written (or dropped): its used entry may follow */
-	bool cancelled;                    /* a drain cancelled its write before the back end took it */
+	bool cancelled;                    /* not taken: cancelled by a drain, or never tried behind a failed write */
 };
 
 struct net_queue_pair {
