@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +55,19 @@ int harness_timeout_ms(int base_ms)
 	const char *asan = getenv("VMM_ASAN");
 
 	return asan && *asan && strcmp(asan, "0") != 0 ? base_ms * 3 : base_ms;
+}
+
+int harness_sh(const char *fmt, ...)
+{
+	char cmd[1024];
+	va_list ap;
+	int st;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	st = system(cmd);
+	return (st != -1 && WIFEXITED(st)) ? WEXITSTATUS(st) : -1;
 }
 
 static long long now_ms(void)

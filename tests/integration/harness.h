@@ -29,6 +29,9 @@ char *harness_image_path(const char *name);
 bool harness_have_kvm(void);
 /* Timeout scaled for sanitizer builds. */
 int harness_timeout_ms(int base_ms);
+/* Run a shell command (printf-style) for a test's setup (ip netns, ip link,
+ * ...); returns its exit status, -1 if it did not exit normally. */
+int harness_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* fork() for every process a test starts (a vmm, a test device server):
  * the child gets SIGKILL when the test process dies (PR_SET_PDEATHSIG), so

@@ -39,20 +39,6 @@ struct net_env {
 
 static struct net_env env;
 
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-	char cmd[1024];
-	va_list ap;
-	int st;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	st = system(cmd);
-	return (st != -1 && WIFEXITED(st)) ? WEXITSTATUS(st) : -1;
-}
-
 static void skip_unless_capable(void)
 {
 	if (!harness_have_kvm())
@@ -61,7 +47,7 @@ static void skip_unless_capable(void)
 		cr_skip_test("/dev/net/tun is not available");
 	if (geteuid() != 0)
 		cr_skip_test("network namespaces need root");
-	if (sh("ip -V >/dev/null 2>&1"))
+	if (harness_sh("ip -V >/dev/null 2>&1"))
 		cr_skip_test("iproute2 (ip) is missing");
 }
 
@@ -71,16 +57,16 @@ static void ns_create(void)
 
 	snprintf(env.ns, sizeof(env.ns), "vmmt%d-%d", (int)getpid(), seq++);
 	snprintf(env.out_path, sizeof(env.out_path), "/tmp/%s.out", env.ns);
-	cr_assert_eq(sh("ip netns add %s", env.ns), 0, "cannot create netns %s", env.ns);
+	cr_assert_eq(harness_sh("ip netns add %s", env.ns), 0, "cannot create netns %s", env.ns);
 	env.ns_made = true;
-	cr_assert_eq(sh("ip -n %s link set lo up", env.ns), 0);
+	cr_assert_eq(harness_sh("ip -n %s link set lo up", env.ns), 0);
 }
 
 static void tap_create(const char *name, const char *addr)
 {
-	cr_assert_eq(sh("ip -n %s tuntap add dev %s mode tap", env.ns, name), 0);
-	cr_assert_eq(sh("ip -n %s addr add %s dev %s", env.ns, addr, name), 0);
-	cr_assert_eq(sh("ip -n %s link set %s up", env.ns, name), 0);
+	cr_assert_eq(harness_sh("ip -n %s tuntap add dev %s mode tap", env.ns, name), 0);
+	cr_assert_eq(harness_sh("ip -n %s addr add %s dev %s", env.ns, addr, name), 0);
+	cr_assert_eq(harness_sh("ip -n %s link set %s up", env.ns, name), 0);
 }
 
 static void env_cleanup(void)
@@ -91,7 +77,7 @@ static void env_cleanup(void)
 		env.vmm = 0;
 	}
 	if (env.ns_made)
-		sh("ip netns del %s 2>/dev/null", env.ns);
+		harness_sh("ip netns del %s 2>/dev/null", env.ns);
 	env.ns_made = false;
 	if (env.out_path[0])
 		unlink(env.out_path);
@@ -248,14 +234,14 @@ static void ping_udp_and_stop_flows(const char *guest_ip, bool flows)
 
 	cr_assert(wait_output("net: ready", harness_timeout_ms(NET_BOOT_TIMEOUT_MS)),
 		  "guest never became ready:\n%s", read_output());
-	st = sh("ip netns exec %s ping -n -c 5 -i 0.2 -W 3 %s > %s.ping 2>&1", env.ns, guest_ip,
+	st = harness_sh("ip netns exec %s ping -n -c 5 -i 0.2 -W 3 %s > %s.ping 2>&1", env.ns, guest_ip,
 		env.out_path);
 	{
 		char cmd[160];
 		snprintf(cmd, sizeof(cmd), "grep -q ' 5 received' %s.ping", env.out_path);
 		cr_expect_eq(st, 0, "ping failed");
-		cr_expect_eq(sh("%s", cmd), 0, "ping did not get 5 replies");
-		sh("rm -f %s.ping", env.out_path);
+		cr_expect_eq(harness_sh("%s", cmd), 0, "ping did not get 5 replies");
+		harness_sh("rm -f %s.ping", env.out_path);
 	}
 	st = udp_exchange(guest_ip, flows ? 24 : 10, flows);
 	cr_expect_eq(st, 0, "UDP round trips failed (%d); vmm output:\n%s", st, read_output());
@@ -295,8 +281,8 @@ Test(net, multiqueue_tap_one_pair_per_vcpu)
 
 	skip_unless_capable();
 	ns_create();
-	cr_assert_eq(sh("ip -n %s tuntap add dev tap0 mode tap multi_queue", env.ns), 0);
-	cr_assert_eq(sh("ip -n %s addr add " HOST_IP "/24 dev tap0 && ip -n %s link set tap0 up",
+	cr_assert_eq(harness_sh("ip -n %s tuntap add dev tap0 mode tap multi_queue", env.ns), 0);
+	cr_assert_eq(harness_sh("ip -n %s addr add " HOST_IP "/24 dev tap0 && ip -n %s link set tap0 up",
 			env.ns, env.ns), 0);
 	kernel = harness_image_path("testguest.elf");
 	pid_t pid = harness_fork();
@@ -326,11 +312,11 @@ Test(net, macvtap_on_veth)
 {
 	skip_unless_capable();
 	ns_create();
-	cr_assert_eq(sh("ip -n %s link add va type veth peer name vb", env.ns), 0);
-	if (sh("ip -n %s link add link va name mvt0 type macvtap mode bridge", env.ns))
+	cr_assert_eq(harness_sh("ip -n %s link add va type veth peer name vb", env.ns), 0);
+	if (harness_sh("ip -n %s link add link va name mvt0 type macvtap mode bridge", env.ns))
 		cr_skip_test("macvtap is not available");
-	cr_assert_eq(sh("ip -n %s addr add 10.0.3.2/24 dev vb", env.ns), 0);
-	cr_assert_eq(sh("ip -n %s link set va up && ip -n %s link set vb up && ip -n %s link set mvt0 up",
+	cr_assert_eq(harness_sh("ip -n %s addr add 10.0.3.2/24 dev vb", env.ns), 0);
+	cr_assert_eq(harness_sh("ip -n %s link set va up && ip -n %s link set vb up && ip -n %s link set mvt0 up",
 			env.ns, env.ns, env.ns), 0);
 	vmm_start("test=net-echo ip=10.0.3.15/24", "macvtap=mvt0");
 	ping_udp_and_stop("10.0.3.15");
@@ -510,11 +496,11 @@ Test(net, snapshot_restore_keeps_the_nic, .timeout = 120)
 	/* The restored guest printed "ready" before the snapshot: ping until it answers. */
 	int ok = -1;
 	for (int i = 0; i < 20 && ok; i++)
-		ok = sh("ip netns exec %s ping -n -c 1 -W 1 " GUEST_IP " >/dev/null 2>&1", env.ns);
+		ok = harness_sh("ip netns exec %s ping -n -c 1 -W 1 " GUEST_IP " >/dev/null 2>&1", env.ns);
 	cr_assert_eq(ok, 0, "restored guest does not answer ping:\n%s", read_output());
-	cr_assert_eq(sh("ip netns exec %s ping -n -c 5 -i 0.2 -W 3 " GUEST_IP " >/dev/null", env.ns), 0);
+	cr_assert_eq(harness_sh("ip netns exec %s ping -n -c 5 -i 0.2 -W 3 " GUEST_IP " >/dev/null", env.ns), 0);
 	cr_expect_eq(udp_round_trips(GUEST_IP, 10), 0, "UDP after restore failed");
 	cr_assert_eq(vmm_wait(harness_timeout_ms(20000)), 0, "%s", read_output());
 	cr_assert_not_null(strstr(read_output(), "PASS net-echo"), "%s", read_output());
-	sh("rm -rf %s", dir);
+	harness_sh("rm -rf %s", dir);
 }

@@ -45,20 +45,6 @@ struct ns_env {
 
 static struct ns_env env;
 
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-	char cmd[2048];
-	va_list ap;
-	int st;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	st = system(cmd);
-	return (st != -1 && WIFEXITED(st)) ? WEXITSTATUS(st) : -1;
-}
-
 static void skip_unless_capable(void)
 {
 	if (!harness_have_kvm())
@@ -67,7 +53,7 @@ static void skip_unless_capable(void)
 		cr_skip_test("/dev/net/tun is not available");
 	if (geteuid() != 0)
 		cr_skip_test("network namespaces need root");
-	if (sh("ip -V >/dev/null 2>&1"))
+	if (harness_sh("ip -V >/dev/null 2>&1"))
 		cr_skip_test("iproute2 (ip) is missing");
 }
 
@@ -84,16 +70,16 @@ static void env_create(void)
 	snprintf(env.ns, sizeof(env.ns), "vmmns%d-%d", (int)getpid(), seq++);
 	snprintf(env.dir, sizeof(env.dir), "/tmp/%s.d", env.ns);
 	cr_assert_eq(mkdir(env.dir, 0700), 0, "mkdir %s: %s", env.dir, strerror(errno));
-	cr_assert_eq(sh("ip netns add %s", env.ns), 0, "cannot create netns %s", env.ns);
+	cr_assert_eq(harness_sh("ip netns add %s", env.ns), 0, "cannot create netns %s", env.ns);
 	env.ns_made = true;
-	cr_assert_eq(sh("ip -n %s link set lo up", env.ns), 0);
+	cr_assert_eq(harness_sh("ip -n %s link set lo up", env.ns), 0);
 }
 
 static void tap_create(const char *name, const char *flags)
 {
-	cr_assert_eq(sh("ip -n %s tuntap add dev %s mode tap %s", env.ns, name, flags), 0);
-	cr_assert_eq(sh("ip -n %s addr add %s/24 dev %s", env.ns, HOST_IP, name), 0);
-	cr_assert_eq(sh("ip -n %s link set %s up", env.ns, name), 0);
+	cr_assert_eq(harness_sh("ip -n %s tuntap add dev %s mode tap %s", env.ns, name, flags), 0);
+	cr_assert_eq(harness_sh("ip -n %s addr add %s/24 dev %s", env.ns, HOST_IP, name), 0);
+	cr_assert_eq(harness_sh("ip -n %s link set %s up", env.ns, name), 0);
 }
 
 static void env_cleanup(void)
@@ -106,10 +92,10 @@ static void env_cleanup(void)
 		}
 	}
 	if (env.ns_made)
-		sh("ip netns del %s 2>/dev/null", env.ns);
+		harness_sh("ip netns del %s 2>/dev/null", env.ns);
 	env.ns_made = false;
 	if (env.dir[0])
-		sh("rm -rf %s", env.dir);
+		harness_sh("rm -rf %s", env.dir);
 	env.dir[0] = '\0';
 }
 
@@ -240,7 +226,7 @@ static int ping_n(int n)
 	char out[128];
 
 	path(out, sizeof(out), "ping.out");
-	sh("ip netns exec %s ping -n -c %d -i 0.2 -W 3 %s > %s 2>&1", env.ns, n, GUEST_IP, out);
+	harness_sh("ip netns exec %s ping -n -c %d -i 0.2 -W 3 %s > %s 2>&1", env.ns, n, GUEST_IP, out);
 	return ping_counts(out, NULL);
 }
 
@@ -248,7 +234,7 @@ static int ping_n(int n)
 static bool ping_until_answer(int tries)
 {
 	for (int i = 0; i < tries; i++)
-		if (sh("ip netns exec %s ping -n -c 1 -W 1 %s >/dev/null 2>&1", env.ns, GUEST_IP) == 0)
+		if (harness_sh("ip netns exec %s ping -n -c 1 -W 1 %s >/dev/null 2>&1", env.ns, GUEST_IP) == 0)
 			return true;
 	return false;
 }
@@ -337,11 +323,11 @@ static void snapshot_then_move_tap(char *snap, size_t len)
 	boot_source(sock, out_a);
 
 	snprintf(body, sizeof(body), "{\"destination\": \"%s\"}", snap);
-	cr_assert_eq(sh("%s ctl --api-sock %s vm.snapshot --data '%s' > %s 2>&1", harness_vmm_bin(), sock,
+	cr_assert_eq(harness_sh("%s ctl --api-sock %s vm.snapshot --data '%s' > %s 2>&1", harness_vmm_bin(), sock,
 			body, ctl_out),
 		     0, "vm.snapshot failed: %s", read_file(ctl_out));
 	proc_kill(0);
-	cr_assert_eq(sh("ip -n %s link del tap0", env.ns), 0);
+	cr_assert_eq(harness_sh("ip -n %s link del tap0", env.ns), 0);
 	tap_create("tap1", "");
 }
 
@@ -361,7 +347,7 @@ Test(net_snapshot, restore_on_another_tap_keeps_answering)
 	path(out_b, sizeof(out_b), "b.out");
 	path(msg, sizeof(msg), "refused.out");
 	/* A TAP override naming nothing: refused with a message naming it. */
-	cr_assert_neq(sh("ip netns exec %s %s run --restore %s --tap 0=nosuch9 --console none > %s 2>&1",
+	cr_assert_neq(harness_sh("ip netns exec %s %s run --restore %s --tap 0=nosuch9 --console none > %s 2>&1",
 			 env.ns, harness_vmm_bin(), snap, msg),
 		      0);
 	cr_assert_not_null(strstr(read_file(msg), "nosuch9"), "%s", read_file(msg));
@@ -386,10 +372,10 @@ Test(net_snapshot, api_restore_with_taps_keeps_answering)
 	spawn_in_ns(1, out_b, argv);
 	cr_assert(wait_path(sock, 5000), "vmm serve did not listen: %s", read_file(out_b));
 	snprintf(body, sizeof(body), "{\"source\": \"%s\", \"taps\": [\"tap1\"]}", snap);
-	cr_assert_eq(sh("%s ctl --api-sock %s vm.restore --data '%s' > %s 2>&1", harness_vmm_bin(), sock,
+	cr_assert_eq(harness_sh("%s ctl --api-sock %s vm.restore --data '%s' > %s 2>&1", harness_vmm_bin(), sock,
 			body, ctl_out),
 		     0, "vm.restore failed: %s", read_file(ctl_out));
-	cr_assert_eq(sh("%s ctl --api-sock %s vm.resume > %s 2>&1", harness_vmm_bin(), sock, ctl_out), 0,
+	cr_assert_eq(harness_sh("%s ctl --api-sock %s vm.resume > %s 2>&1", harness_vmm_bin(), sock, ctl_out), 0,
 		     "vm.resume failed: %s", read_file(ctl_out));
 	cr_assert(ping_until_answer(harness_timeout_ms(15000) / 1000),
 		  "restored guest never answered a ping:\n%s", read_file(out_b));
@@ -397,7 +383,7 @@ Test(net_snapshot, api_restore_with_taps_keeps_answering)
 	cr_expect_eq(udp_round_trips_and_stop(10), 0, "UDP round trips to the restored guest failed");
 	cr_assert(wait_text(1, out_b, "PASS net-echo", harness_timeout_ms(10000)), "%s", read_file(out_b));
 	expect_icmp_count_carried(out_b);
-	sh("%s ctl --api-sock %s vmm.shutdown > /dev/null 2>&1", harness_vmm_bin(), sock);
+	harness_sh("%s ctl --api-sock %s vmm.shutdown > /dev/null 2>&1", harness_vmm_bin(), sock);
 	cr_assert_eq(proc_wait(1, 5000), 0, "vmm serve did not shut down cleanly");
 }
 
@@ -429,7 +415,7 @@ static int move_with_ping(const char *tap_flags, const char *migrate_args, const
 	const char *ping[] = { "ping", "-n", "-c", ping_count, "-i", ping_interval, "-W", "2", GUEST_IP, NULL };
 	spawn_in_ns(2, out_p, ping);
 	usleep(500000);
-	cr_assert_eq(sh("%s migrate --api-sock %s %s %s > %s 2>&1", harness_vmm_bin(), sock, url, migrate_args,
+	cr_assert_eq(harness_sh("%s migrate --api-sock %s %s %s > %s 2>&1", harness_vmm_bin(), sock, url, migrate_args,
 			out_m),
 		     0, "%s failed: %s\ndestination: %s", what, read_file(out_m), read_file(out_b));
 	cr_expect_eq(proc_wait(0, harness_timeout_ms(10000)), 0, "source did not end cleanly: %s",
