@@ -15,7 +15,6 @@
 static void slot_reset(struct lane_slot *sl)
 {
 	sl->count = sl->nr_data = 0;
-	sl->nr_iov = 1;
 }
 
 int lane_init(struct mig_lane *l, int fd)
@@ -120,21 +119,23 @@ static int lane_wait(struct mig_lane *l)
 static int lane_ship(struct mig_lane *l)
 {
 	struct lane_slot *sl = &l->slot[l->cur];
+	unsigned nr_iov = sl->nr_data ? 2 : 1;
 	int r;
 
 	if (!sl->count)
 		return 0;
 	mig_put_u32(sl->meta + MIG_HDR_SIZE, sl->count);
 	mig_put_u32(sl->meta + MIG_HDR_SIZE + 4, 0);
-	/* The payload is iov[0] past the header, then the data segments. */
+	/* The payload is iov[0] past the header, then the copied pages. */
 	sl->iov[0] = (struct iovec){ sl->meta + MIG_HDR_SIZE, 8 + 8 * (size_t)sl->count };
-	mig_frame_header_iov(sl->meta, MIG_PAGES, sl->iov, sl->nr_iov);
+	sl->iov[1] = (struct iovec){ sl->data, (size_t)sl->nr_data * MIG_PAGE_SIZE };
+	mig_frame_header_iov(sl->meta, MIG_PAGES, sl->iov, nr_iov);
 	sl->iov[0] = (struct iovec){ sl->meta, LANE_ENTRIES + 8 * (size_t)sl->count };
-	sl->len = sl->iov[0].iov_len + (size_t)sl->nr_data * MIG_PAGE_SIZE;
+	sl->len = sl->iov[0].iov_len + sl->iov[1].iov_len;
 	sl->done = 0;
-	sl->msg = (struct msghdr){ .msg_iov = sl->iov, .msg_iovlen = sl->nr_iov };
+	sl->msg = (struct msghdr){ .msg_iov = sl->iov, .msg_iovlen = nr_iov };
 	if (!l->ring_ok) {
-		r = mig_send_iov(&l->s, sl->iov, sl->nr_iov);
+		r = mig_send_iov(&l->s, sl->iov, nr_iov);
 		slot_reset(sl);
 		return r;
 	}
@@ -160,17 +161,13 @@ static bool page_is_zero(const uint8_t *p)
 	return true;
 }
 
-/* Copy the page's data into the slot (the copies are contiguous: one segment). */
-static void slot_add_data(struct lane_slot *sl, const uint8_t *src)
+/* Copy the page's data into the slot, after the pages before it; returns the copy. */
+static const uint8_t *slot_add_data(struct lane_slot *sl, const uint8_t *src)
 {
-	uint8_t *dst = sl->data + (size_t)sl->nr_data * MIG_PAGE_SIZE;
+	uint8_t *dst = sl->data + (size_t)sl->nr_data++ * MIG_PAGE_SIZE;
 
 	memcpy(dst, src, MIG_PAGE_SIZE);
-	if (sl->nr_iov > 1)
-		sl->iov[sl->nr_iov - 1].iov_len += MIG_PAGE_SIZE;
-	else
-		sl->iov[sl->nr_iov++] = (struct iovec){ dst, MIG_PAGE_SIZE };
-	sl->nr_data++;
+	return dst;
 }
 
 int lane_copy_page(struct mig_lane *l, uint64_t offset, const uint8_t *src, bool skip_zero)
@@ -185,13 +182,9 @@ int lane_copy_page(struct mig_lane *l, uint64_t offset, const uint8_t *src, bool
 			slot_add_data(sl, src);
 	} else {
 		/* Judge the copy, not the live page: the guest may be writing it. */
-		slot_add_data(sl, src);
-		zero = page_is_zero(sl->data + (size_t)(sl->nr_data - 1) * MIG_PAGE_SIZE);
-		if (zero) {
+		zero = page_is_zero(slot_add_data(sl, src));
+		if (zero)
 			sl->nr_data--;
-			if ((sl->iov[sl->nr_iov - 1].iov_len -= MIG_PAGE_SIZE) == 0)
-				sl->nr_iov--;
-		}
 	}
 	if (zero) {
 		l->zero_pages++;

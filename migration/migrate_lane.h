@@ -34,8 +34,7 @@
 struct lane_slot {
 	uint8_t meta[LANE_META_SIZE];   /* header, count, reserved, entries */
 	uint8_t *data;                  /* the frame's page data, copied */
-	struct iovec iov[2];
-	unsigned nr_iov;                /* iov[0] is meta; iov[1] the data, if any */
+	struct iovec iov[2];            /* when shipped: meta, then the data (if any) */
 	unsigned count, nr_data;        /* entries; pages with data */
 	struct msghdr msg;              /* the in-flight send (iov advanced on short sends) */
 	size_t len, done;
