@@ -2,8 +2,8 @@
  * socket copy of the same bytes, on the same machine, in one run.
  *
  * Sender: the source's lane code (migrate_lane.c) in stable mode, as for a
- * paused guest (or copying, as in a live pass): pages checked for zeroes,
- * copied into PAGES frames, checksummed and sent with io_uring. Receiver: the destination's
+ * paused guest (or as in a live pass, each page judged zero on its copy):
+ * pages checked for zeroes, copied into PAGES frames, checksummed and sent with io_uring. Receiver: the destination's
  * own page receiver (page_rx.c), in both of its modes (written with
  * pwrite(), or received in place), into a fresh memfd or one prefaulted by
  * the --prefault job (populate.c). The plain copy sends the same buffer in
@@ -39,7 +39,7 @@ struct xfer {
 	const uint8_t *src;
 	size_t size;
 	bool stream;
-	bool copy;                   /* the lane copies pages (a live pass) instead of sending them in place */
+	bool live;                   /* the lane as in a live pass (each page judged zero on its copy), not stable */
 	int ret;
 	char err[600];
 };
@@ -117,7 +117,7 @@ static int send_stream(struct xfer *x)
 
 	if (r)
 		return r;
-	if (!x->copy)
+	if (!x->live)
 		lane_set_stable(&l);
 	for (size_t off = 0; off < x->size && r >= 0; off += MIG_PAGE_SIZE)
 		r = lane_copy_page(&l, off, x->src + off, true);
@@ -208,7 +208,7 @@ struct bench_case {
 	bool stream;
 	enum page_rx_mode mode;
 	enum dst_kind dst;
-	bool copy;                   /* see struct xfer */
+	bool live;                   /* see struct xfer */
 	bool cold;                   /* a source this process has never accessed (see cold_source) */
 };
 
@@ -219,13 +219,13 @@ static const struct bench_case cases[] = {
 	{ "plain copy into prefaulted memory", false, PAGE_RX_WRITE, DST_PREFAULTED, false, false },
 	{ "stream written, fresh memory", true, PAGE_RX_WRITE, DST_FRESH, false, false },
 	{ "stream written, prefaulted", true, PAGE_RX_WRITE, DST_PREFAULTED, false, false },
-	{ "stream written, prefaulted, source copying", true, PAGE_RX_WRITE, DST_PREFAULTED, true, false },
+	{ "stream written, prefaulted, live-pass source", true, PAGE_RX_WRITE, DST_PREFAULTED, true, false },
 	{ "stream in place, fresh memory", true, PAGE_RX_IN_PLACE, DST_FRESH, false, false },
 	{ "stream in place, prefaulted and read", true, PAGE_RX_IN_PLACE, DST_PREFAULTED_READ, false, false },
 	{ "stream in place, prefaulted unread", true, PAGE_RX_IN_PLACE, DST_PREFAULTED, false, false },
 	{ "plain copy into one 1 MiB buffer, cold source", false, PAGE_RX_WRITE, DST_BUFFER, false, true },
 	{ "stream written, prefaulted, cold source", true, PAGE_RX_WRITE, DST_PREFAULTED, false, true },
-	{ "stream written, prefaulted, cold source, source copying", true, PAGE_RX_WRITE, DST_PREFAULTED, true, true },
+	{ "stream written, prefaulted, cold source, live-pass source", true, PAGE_RX_WRITE, DST_PREFAULTED, true, true },
 };
 #define NR_CASES (sizeof(cases) / sizeof(cases[0]))
 
@@ -273,7 +273,7 @@ static double transfer(const char *url, const uint8_t *warm_src, size_t size, co
 	uint8_t *dst = destination(size, c->dst == DST_PREFAULTED || c->dst == DST_PREFAULTED_READ,
 				   c->dst == DST_PREFAULTED_READ, &ram_fd);
 	uint8_t *buf = c->dst == DST_BUFFER ? calloc(1, CHUNK) : NULL;
-	struct xfer x = { .src = src, .size = size, .stream = c->stream, .copy = c->copy };
+	struct xfer x = { .src = src, .size = size, .stream = c->stream, .live = c->live };
 	int fds[2], r;
 	pthread_t t;
 	double t0, dt;
