@@ -75,15 +75,20 @@ int net_io_submit(struct virtio_net *net)
 	return 0;
 }
 
+/* Room to prepare one more SQE with @niov iovecs without submitting first. */
+static bool net_io_room(struct virtio_net *net, unsigned niov)
+{
+	return io_uring_sq_space_left(&net->ring) > 0 && net->iov_used + niov <= VIRTIO_NET_IOV_POOL;
+}
+
 /* An SQE with room for @niov iovecs in the pool (NULL if the ring is
  * unusable). Submits the prepared SQEs first if either is full, so an SQE
  * is never submitted half-prepared. */
 static struct io_uring_sqe *net_io_sqe(struct virtio_net *net, unsigned niov, struct iovec **iov)
 {
-	if ((io_uring_sq_space_left(&net->ring) == 0 || net->iov_used + niov > VIRTIO_NET_IOV_POOL) &&
-	    net_io_submit(net))
+	if (!net_io_room(net, niov) && net_io_submit(net))
 		return NULL;
-	if (io_uring_sq_space_left(&net->ring) == 0 || net->iov_used + niov > VIRTIO_NET_IOV_POOL)
+	if (!net_io_room(net, niov))
 		return NULL;
 	if (iov)
 		*iov = &net->iov_pool[net->iov_used];
@@ -224,13 +229,6 @@ static void net_tx_drop(struct net_queue_pair *qp, uint16_t head)
 	net_tx_collect(qp);
 }
 
-/* Room to prepare one more write of @niov iovecs without submitting: a
- * submission in the middle of a batch would split its link chain. */
-static bool net_tx_sqe_room(struct virtio_net *net, unsigned niov)
-{
-	return io_uring_sq_space_left(&net->ring) > 0 && net->iov_used + niov <= VIRTIO_NET_IOV_POOL;
-}
-
 /* Queue the write of one popped chain (linked behind the batch's writes
  * before it), or drop the frame. Returns 0; -ENOSPC when the ring cannot
  * take it in this batch (the caller gives the chain back); or -EINVAL when
@@ -251,7 +249,8 @@ static int net_tx_queue(struct net_queue_pair *qp, const struct virtq_elem *e)
 					 e->in_num ? "device-writable buffers" : "no room for the header");
 		return -EINVAL;
 	}
-	if (qp->tx_link_tail && !net_tx_sqe_room(net, e->out_num + 1u))
+	/* A submission in the middle of a batch would split its link chain. */
+	if (qp->tx_link_tail && !net_io_room(net, e->out_num + 1u))
 		return -ENOSPC;
 	iov_to_buf(e->iov, e->out_num, 0, &s->hdr, VIRTIO_NET_HDR_LEN);
 	sqe = net_tx_header(net, &s->hdr) ? net_io_sqe(net, e->out_num + 1, &iov) : NULL;
