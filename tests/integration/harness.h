@@ -32,6 +32,11 @@ int harness_timeout_ms(int base_ms);
 /* Run a shell command (printf-style) for a test's setup (ip netns, ip link,
  * ...); returns its exit status, -1 if it did not exit normally. */
 int harness_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Join network namespace @name (made by `ip netns add`): 0, or -1. */
+int harness_join_netns(const char *name);
+/* A private mount namespace with /sys remounted, so sysfs shows the joined
+ * network namespace's interfaces (as `ip netns exec` does): 0, or -1. */
+int harness_private_sysfs(void);
 
 /* fork() for every process a test starts (a vmm, a test device server):
  * the child gets SIGKILL when the test process dies (PR_SET_PDEATHSIG), so

@@ -401,17 +401,7 @@ Test(net, clear_errors)
  * interfaces. For a forked child only. */
 static int child_enter_netns(void)
 {
-	char path[64];
-	int fd;
-
-	snprintf(path, sizeof(path), "/var/run/netns/%s", env.ns);
-	fd = open(path, O_RDONLY);
-	if (fd < 0 || setns(fd, CLONE_NEWNET) || unshare(CLONE_NEWNS) ||
-	    mount(NULL, "/", NULL, MS_SLAVE | MS_REC, NULL) || umount2("/sys", MNT_DETACH) ||
-	    mount("sysfs", "/sys", "sysfs", 0, NULL))
-		return -1;
-	close(fd);
-	return 0;
+	return harness_join_netns(env.ns) || harness_private_sysfs() ? -1 : 0;
 }
 
 /* Child: boot net-echo with the TAP, snapshot it once it is ready. */

@@ -16,14 +16,11 @@
  * the frames that came after a later one are counted and printed. */
 #include <criterion/criterion.h>
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <linux/if_packet.h>
 #include <net/if.h>
-#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mount.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -53,9 +50,6 @@ static void ns_cleanup(void)
 /* A namespace with lo up; this process moves into it (and sees its /sys). */
 static void ns_enter(void)
 {
-	char path[64];
-	int fd;
-
 	if (geteuid() != 0 || access("/dev/net/tun", R_OK | W_OK))
 		cr_skip_test("needs root and /dev/net/tun");
 	if (harness_sh("ip -V >/dev/null 2>&1"))
@@ -64,13 +58,9 @@ static void ns_enter(void)
 	if (harness_sh("ip netns add %s", ns))
 		cr_skip_test("cannot create a network namespace here");
 	ns_made = true;
-	snprintf(path, sizeof(path), "/var/run/netns/%s", ns);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	cr_assert(fd >= 0 && !setns(fd, CLONE_NEWNET), "cannot enter netns %s", ns);
-	close(fd);
+	cr_assert_eq(harness_join_netns(ns), 0, "cannot enter netns %s", ns);
 	/* macvtap's queue device is found through this namespace's sysfs. */
-	if (unshare(CLONE_NEWNS) || mount(NULL, "/", NULL, MS_SLAVE | MS_REC, NULL) ||
-	    umount2("/sys", MNT_DETACH) || mount("sysfs", "/sys", "sysfs", 0, NULL))
+	if (harness_private_sysfs())
 		cr_skip_test("cannot mount the namespace's /sys here");
 	cr_assert_eq(harness_sh("ip link set lo up"), 0);
 }
